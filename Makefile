@@ -1,0 +1,55 @@
+# omsframe: every target sets up what it needs itself (only Python 3.11+ and make required).
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.8
+VENV := .venv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: help setup setup-lab demo test test-slow lint format lab bench clean
+
+help:
+	@echo "make demo    start the OMS simulator and show what it serves"
+	@echo "make test    lint (ruff), type-check (mypy) and run the tests (pytest)"
+	@echo "make lab     open JupyterLab on notebooks/"
+	@echo "make bench   run the benchmarks (results go in BENCHMARKS.md by hand)"
+	@echo "make lint    ruff and mypy only"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON) --extra lab
+	@touch $@
+
+setup: $(VENV)/.synced
+
+demo: setup
+	$(RUN) omsframe demo
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+format: setup
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+test: lint
+	$(RUN) pytest -n 2
+
+test-slow: setup
+	$(RUN) pytest -m slow
+
+lab: setup
+	$(RUN) jupyter lab notebooks/
+
+bench: setup
+	$(RUN) python -m bench.simulator_throughput
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The built-in OMS simulator: a deterministic synthetic shop served over HTTP on loopback."""

@@ -106,7 +106,8 @@ def simulate(
         click.echo(f"  url:      {server.url}")
         click.echo(f"  token:    {token}   (header `Authorization: Token {token}`)")
         click.echo(f"  login:    {server.username} / {server.password}")
-        click.echo(f"  try:      curl -H 'Authorization: Token {token}' '{server.url}/api/v1/oms/orders/?limit=1'")
+        example = f"{server.url}/api/v1/oms/orders/?limit=1"
+        click.echo(f"  try:      curl -H 'Authorization: Token {token}' '{example}'")
         click.echo("Press Ctrl-C to stop.")
         try:
             while True:
@@ -122,7 +123,8 @@ def demo(orders: int, seed: int) -> None:
     """Start the simulator and show what it serves (the main job grows with the loader)."""
     started = time.perf_counter()
     world = World.generate(seed=seed, orders=orders)
-    click.echo(f"generated a shop of {world.n_orders} orders in {time.perf_counter() - started:.2f}s")
+    took = time.perf_counter() - started
+    click.echo(f"generated a shop of {world.n_orders} orders in {took:.2f}s")
     with SimulatorServer(world, port=0) as server:
         click.echo(f"OMS simulator listening at {server.url}")
         headers = {"Authorization": f"Token {server.token}"}
@@ -173,3 +175,7 @@ def _show(http: httpx.Client) -> None:
         values = [entry["value"] for entry in _get(http, base + path)]
         click.echo(f"{base}{path}  {', '.join(values)}")
     click.echo("\nRun `omsframe simulate` to keep a simulator running for your own requests.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Turn a column of raw JSON values into an Arrow array of the column's declared type.
+
+The fast path hands the whole column to Arrow (``pa.array`` and Arrow's own string-to-decimal
+and string-to-timestamp casts, which are exact and strict). Only when Arrow refuses does the
+slow path look at each value, to say which rows are bad and why, and to coerce harmless type
+changes (an id sent as a string, a number where text was expected), which are reported as drift.
+
+Example:
+    >>> from omsframe.schema import Column
+    >>> result = to_arrow(["1.50", "abc", None], Column("price", "money", ""))
+    >>> result.array.to_pylist()
+    [Decimal('1.50'), None, None]
+    >>> result.bad
+    {1: "price: 'abc' is not a decimal amount"}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from omsframe.schema import Column
+
+_CAST_ERRORS = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    TypeError,
+    OverflowError,
+    ValueError,
+)
+_TEXT_TYPES = (str,)
+_MONEY_LIMIT = decimal.Decimal(10) ** 16
+
+
+@dataclass
+class Converted:
+    """An Arrow array, the rows that could not be converted, and harmless type changes."""
+
+    array: pa.Array
+    bad: dict[int, str] = field(default_factory=dict)
+    type_changes: set[str] = field(default_factory=set)
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def dumps(value: Any) -> str | None:
+    """JSON text of a free-form value (``None`` stays null)."""
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # e.g. integers beyond 64 bits, which orjson refuses
+        return json.dumps(value, ensure_ascii=False)
+
+
+def to_arrow(values: list[Any], column: Column) -> Converted:
+    """Convert ``values`` to the Arrow type of ``column``.
+
+    Args:
+        values: Raw JSON values, one per row.
+        column: The column spec (its ``kind`` fixes the type).
+
+    Returns:
+        A :class:`Converted`; rows listed in ``bad`` hold null in the array and must be
+        quarantined by the caller.
+    """
+    kind = column.kind
+    target = column.type
+    if kind == "json":
+        return Converted(pa.array([dumps(v) for v in values], pa.string()))
+    try:
+        if kind in ("money", "rate", "time", "coord"):
+            strings = pa.array(values, pa.string())
+            return Converted(pc.cast(strings, target))
+        return Converted(pa.array(values, target))
+    except _CAST_ERRORS:
+        return _slow(values, column)
+
+
+def _slow(values: list[Any], column: Column) -> Converted:
+    kind, name = column.kind, column.name
+    out: list[Any] = []
+    bad: dict[int, str] = {}
+    changes: set[str] = set()
+    for row, value in enumerate(values):
+        try:
+            out.append(_one(value, kind, name, changes))
+        except ValueError as error:
+            bad[row] = f"{name}: {error}"
+            out.append(None)
+    if kind == "coord":  # coordinates are for maps: a bad one becomes null, not a lost order
+        if bad:
+            changes.add(f"{name}: unreadable coordinate set to null")
+        bad = {}
+    return Converted(pa.array(out, column.type), bad, changes)
+
+
+def _one(value: Any, kind: str, name: str, changes: set[str]) -> Any:
+    if value is None:
+        return None
+    if kind in ("id", "int"):
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"{_preview(value)} is not an integer id")
+        if isinstance(value, str):
+            if not value.strip().lstrip("-").isdigit():
+                raise ValueError(f"{_preview(value)} is not an integer id")
+            changes.add(f"{name}: string where an integer was expected")
+            value = int(value)
+        limit = 2**63 if kind == "id" else 2**31
+        if not -limit <= value < limit:
+            raise ValueError(f"{_preview(value)} is out of range")
+        return value
+    if kind == "text":
+        if isinstance(value, str):
+            return value
+        changes.add(f"{name}: {type(value).__name__} where text was expected")
+        return dumps(value) if isinstance(value, dict | list) else str(value)
+    if kind == "flag":
+        if isinstance(value, bool):
+            return value
+        if value in ("true", "True", "false", "False"):
+            changes.add(f"{name}: string where a boolean was expected")
+            return value in ("true", "True")
+        raise ValueError(f"{_preview(value)} is not a boolean")
+    if kind in ("money", "rate"):
+        return _decimal(value, kind, name, changes)
+    if kind == "time":
+        return _timestamp(value)
+    if kind == "coord":
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"{_preview(value)} is not a coordinate")
+        return float(value)
+    if kind == "text_list":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{_preview(value)} is not a list of text")
+        return value
+    raise ValueError(f"unknown column kind {kind}")  # pragma: no cover - schema is static
+
+
+def _decimal(value: Any, kind: str, name: str, changes: set[str]) -> decimal.Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{_preview(value)} is not a decimal amount")
+    if not isinstance(value, str):
+        changes.add(f"{name}: JSON number where a decimal string was expected")
+    try:
+        amount = decimal.Decimal(str(value).strip())
+    except decimal.InvalidOperation:
+        raise ValueError(f"{_preview(value)} is not a decimal amount") from None
+    if not amount.is_finite():
+        raise ValueError(f"{_preview(value)} is not a finite amount")
+    quantum = decimal.Decimal("0.01")
+    if amount != amount.quantize(quantum, rounding=decimal.ROUND_DOWN):
+        raise ValueError(f"{_preview(value)} has more than 2 decimal places")
+    limit = _MONEY_LIMIT if kind == "money" else decimal.Decimal(100_000)
+    if abs(amount) >= limit:
+        raise ValueError(f"{_preview(value)} is out of range")
+    return amount.quantize(quantum)
+
+
+def _timestamp(value: Any) -> dt.datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"{_preview(value)} is not a timestamp")
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{_preview(value)} is not an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{_preview(value)} has no time zone")
+    return moment.astimezone(dt.UTC)

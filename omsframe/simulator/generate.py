@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from omsframe.simulator.world import World
 
 MINUTE = 60 * US
+LOCAL_OFFSET = 3 * HOUR  # the shop's business time zone, Europe/Istanbul (UTC+3, no DST)
+CREATION_DELAY_MAX = 600 * US  # an order's OMS record is created 5 s to 10 min after placing
 CURRENCIES = ("try", "eur", "usd")
 WEEKDAY_WEIGHT = (1.0, 0.95, 0.95, 1.0, 1.05, 1.15, 1.25)  # Monday first
 # Orders by local hour (Istanbul, UTC+3), evening peak.
@@ -56,11 +58,30 @@ def campaign_calendar(
     return {d: m for d, m in days.items() if start <= d <= end}
 
 
+def local_date(us: int) -> dt.date:
+    """The business (Istanbul, UTC+3) date of a moment in microseconds since the epoch."""
+    return (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=us + LOCAL_OFFSET)).date()
+
+
+def placement_window(start_us: int, end_us: int) -> tuple[int, int]:
+    """First and last moment an order can be placed: its OMS record must exist by ``end``."""
+    return start_us, max(start_us, end_us - CREATION_DELAY_MAX)
+
+
 def _draw_times(
     rng: np.random.Generator, n: int, start_us: int, end_us: int, campaign: dict[dt.date, float]
 ) -> np.ndarray:
-    first = (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=start_us)).date()
-    n_days = max(1, (end_us - start_us) // DAY + 1)
+    """Placement times: growth, weekly and yearly seasonality and campaign days by local day.
+
+    Days are business (Istanbul) days; draws that fall outside the placement window (the
+    partial first and last day) are rejected and drawn again, so the window's edges are not
+    piled up with clipped orders.
+    """
+    lo, hi = placement_window(start_us, end_us)
+    if hi - lo < HOUR:  # too short for a daily profile
+        return np.sort(rng.integers(lo, hi + 1, size=n))
+    first = local_date(lo)
+    n_days = (local_date(hi) - first).days + 1
     days = [first + dt.timedelta(days=k) for k in range(n_days)]
     growth = np.exp(0.6 * np.arange(n_days) / max(n_days, 1))
     weekly = np.array([WEEKDAY_WEIGHT[d.weekday()] for d in days])
@@ -69,15 +90,24 @@ def _draw_times(
     )
     boost = np.array([campaign.get(d, 1.0) for d in days])
     weight = growth * weekly * yearly * boost
-    per_day = rng.multinomial(n, weight / weight.sum())
-    day_index = np.repeat(np.arange(n_days), per_day)
+    day_p = weight / weight.sum()
     hour_p = HOUR_WEIGHT / HOUR_WEIGHT.sum()
-    local_hour = rng.choice(24, size=n, p=hour_p)
-    within = rng.integers(0, HOUR, size=n)
-    day0 = (start_us // DAY) * DAY
-    times = day0 + day_index * DAY + (local_hour - 3) * HOUR + within
-    times = np.clip(times, start_us, end_us)
-    return np.sort(times)
+    day0 = (dt.datetime.combine(first, dt.time()) - dt.datetime(1970, 1, 1)) // dt.timedelta(
+        microseconds=1
+    ) - LOCAL_OFFSET  # local midnight of the first day, in UTC microseconds
+    accepted: list[np.ndarray] = []
+    need = n
+    share = min(1.0, max(0.02, (hi - lo) / (n_days * DAY)))
+    while need > 0:
+        m = int(need / share * 1.1) + 16
+        day_index = np.repeat(np.arange(n_days), rng.multinomial(m, day_p))
+        local_hour = rng.choice(24, size=m, p=hour_p)
+        times = day0 + day_index * DAY + local_hour * HOUR + rng.integers(0, HOUR, size=m)
+        inside = times[(times >= lo) & (times <= hi)]
+        accepted.append(inside)
+        need -= len(inside)
+    pool = np.concatenate([np.zeros(0, dtype=np.int64), *accepted])
+    return np.sort(pool[rng.permutation(len(pool))[:n]])
 
 
 def _products(rng: np.random.Generator, n_products: int) -> dict[str, Any]:
@@ -135,14 +165,10 @@ def generate_world(
         raise ValueError("end must be after start; pass a later end date")
     rng = np.random.default_rng(seed)
     n = orders
-    epoch = dt.datetime(1970, 1, 1)
-    campaign = campaign_calendar(
-        (epoch + dt.timedelta(microseconds=start_us)).date(),
-        (epoch + dt.timedelta(microseconds=end_us)).date(),
-        rng,
-    )
+    window = placement_window(start_us, end_us)
+    campaign = campaign_calendar(local_date(window[0]), local_date(window[1]), rng)
     placed = _draw_times(rng, n, start_us, end_us, campaign)
-    created = placed + rng.integers(5 * US, 600 * US, size=n)
+    created = placed + rng.integers(5 * US, CREATION_DELAY_MAX, size=n)
     order_sort = np.argsort(created, kind="stable")
     placed, created = placed[order_sort], created[order_sort]
     products = _products(rng, 320)
@@ -156,7 +182,7 @@ def generate_world(
     delivery_share = np.array([d[2] for d in cat.DELIVERY_TYPES])
     client_share = np.array([c[1] for c in cat.CLIENT_TYPES])
     places_by_country: dict[str, np.ndarray] = {}
-    for code in {p.country.code for p in places}:
+    for code in dict.fromkeys(p.country.code for p in places):  # a fixed order: determinism
         idx = np.array([k for k, p in enumerate(places) if p.country.code == code])
         places_by_country[code] = idx
 
@@ -233,8 +259,9 @@ def generate_world(
     item_currency = currency[item_order]
     item_retail = products["product_retail"][item_currency, item_product]
     item_price = products["product_sale"][item_currency, item_product]
-    day_of = [(epoch + dt.timedelta(microseconds=int(t))).date() for t in placed]
-    is_campaign = np.array([d in campaign for d in day_of], dtype=bool)
+    # campaign days are business (local) days, like the volume boost in _draw_times
+    campaign_day = np.array([(d - dt.date(1970, 1, 1)).days for d in campaign], dtype=np.int64)
+    is_campaign = np.isin((placed + LOCAL_OFFSET) // DAY, campaign_day)
     coupon = rng.random(n) < 0.15
     rate = np.where(
         is_campaign,
@@ -246,7 +273,7 @@ def generate_world(
     vat = np.array([c.vat for c in cat.CHANNELS])[order_channel[item_order]]
     item_tax_rate = np.where(clothing, vat[:, 0], vat[:, 1]).astype(np.int16)
 
-    lifecycle = _lifecycles(rng, placed, payment, delivery, item_ptr)
+    lifecycle = _lifecycles(rng, created, payment, delivery, item_ptr)
     world = cls(
         seed=seed,
         start_us=start_us,
@@ -314,13 +341,18 @@ def generate_world(
 
 def _lifecycles(
     rng: np.random.Generator,
-    placed: np.ndarray,
+    created: np.ndarray,
     payment: np.ndarray,
     delivery: np.ndarray,
     item_ptr: np.ndarray,
 ) -> dict[str, Any]:
-    """Each order's state changes, single-item changes and the webhook events they emit."""
-    n = len(placed)
+    """Each order's state changes, single-item changes and the webhook events they emit.
+
+    The first state is entered when the OMS creates the order (``created``, not the earlier
+    ``date_placed``), so that ``order.created`` never precedes the order it announces and
+    ``modified_date`` is never before ``created_date``.
+    """
+    n = len(created)
     u = rng.random((n, 14))
     funds = cat.PAYMENT_TYPES.index(next(p for p in cat.PAYMENT_TYPES if p[0] == "funds_transfer"))
     kinds = [d[0] for d in cat.DELIVERY_TYPES]
@@ -342,15 +374,15 @@ def _lifecycles(
 
     for i in range(n):
         r = u[i]
-        t = int(placed[i])
+        t = int(created[i])
         steps: list[tuple[int, int]] = []
         if payment[i] == funds:
             steps.append((t, 300))
-            if r[0] < 0.15:  # never paid: cancelled after two days
-                steps.append((t + 48 * HOUR + span(0, 6, r[1]), 100))
+            if r[0] < 0.15:  # never paid: cancelled when the three-day payment term ends
+                steps.append((t + 72 * HOUR + span(0, 6, r[1]), 100))
                 _append(t_time, t_state, t_ptr, steps)
                 continue
-            t += span(0.5, 20, r[1])
+            t += span(0.5, 72, r[1])  # the customer pays by bank transfer within the term
         else:
             steps.append((t, 200))
             t += int((1 + 29 * r[1]) * MINUTE)

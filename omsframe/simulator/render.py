@@ -234,9 +234,14 @@ def _stock_list(channel_index: int) -> Json:
 
 
 def item_object(world: World, order: int, k: int, order_state: int, now_us: int) -> Json:
-    """One order item (one unit) as of ``now_us``."""
+    """One order item (one unit) as of ``now_us``.
+
+    The item is in the order's state (and was modified with it) unless it had a change of its
+    own (a single item cancelled or refunded) by ``now_us``.
+    """
     channel = int(world.order_channel[order])
-    state, modified = order_state, int(world.order_created[order]) + 20
+    order_changed = world.order_transitions(order, now_us)[-1][0]
+    state, modified = order_state, max(int(world.order_created[order]) + 20, order_changed)
     change_time = int(world.item_change_time[k])
     if 0 <= change_time <= now_us:
         state, modified = int(world.item_change_state[k]), change_time

@@ -195,9 +195,12 @@ class World:
 
         Args:
             seed: Random seed.
-            orders: Number of orders placed between ``start`` and ``end``.
+            orders: Number of orders placed between ``start`` and ``end``; every one of them
+                exists (is created in the OMS) by ``end``.
             start: First moment an order can be placed (UTC).
-            end: Last moment an order can be placed; the default clock of the server.
+            end: The default clock of the server; orders are placed up to ten minutes before
+                it, so that their OMS records are created by then. Campaign days, seasonality
+                and the state lifecycles follow the business day in Europe/Istanbul (UTC+3).
 
         Returns:
             The generated world.

@@ -1,0 +1,25 @@
+"""Small fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def example_page() -> dict[str, Any]:
+    """The published example page of the Order List endpoint (two orders in ``results``)."""
+    page: dict[str, Any] = json.loads((FIXTURES / "order-list-page.json").read_text("utf-8"))
+    return page
+
+
+@pytest.fixture(scope="session")
+def example_orders(example_page: dict[str, Any]) -> list[dict[str, Any]]:
+    """The orders of the published example page."""
+    orders: list[dict[str, Any]] = example_page["results"]
+    return orders

@@ -159,12 +159,12 @@ def _decimal(value: Any, kind: str, name: str, changes: set[str]) -> decimal.Dec
         raise ValueError(f"{_preview(value)} is not a decimal amount") from None
     if not amount.is_finite():
         raise ValueError(f"{_preview(value)} is not a finite amount")
-    quantum = decimal.Decimal("0.01")
-    if amount != amount.quantize(quantum, rounding=decimal.ROUND_DOWN):
-        raise ValueError(f"{_preview(value)} has more than 2 decimal places")
     limit = _MONEY_LIMIT if kind == "money" else decimal.Decimal(100_000)
     if abs(amount) >= limit:
         raise ValueError(f"{_preview(value)} is out of range")
+    quantum = decimal.Decimal("0.01")
+    if amount != amount.quantize(quantum, rounding=decimal.ROUND_DOWN):
+        raise ValueError(f"{_preview(value)} has more than 2 decimal places")
     return amount.quantize(quantum)
 
 

@@ -1,0 +1,118 @@
+"""Property tests: whatever the orders, nothing crashes, nothing is lost, money is exact."""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from omsframe.flatten import flatten_orders
+from omsframe.privacy import Privacy
+
+FIXTURE = Path(__file__).parent / "fixtures" / "order-list-page.json"
+TEMPLATE = orjson.loads(FIXTURE.read_bytes())["results"][0]
+MONEY_FIELDS = ("price", "retail_price", "discount_amount", "net_amount", "tax_amount")
+
+amounts = st.decimals(
+    min_value=Decimal("-999999999999999.99"),
+    max_value=Decimal("999999999999999.99"),
+    places=2,
+    allow_nan=False,
+    allow_infinity=False,
+).map(lambda d: f"{d:.2f}")
+bad_amounts = st.sampled_from(["abc", "NaN", "Infinity", "1.001", "", "1e400", {"x": 1}, [1]])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+extra_fields = st.dictionaries(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=3, max_size=12).filter(
+        lambda k: k not in TEMPLATE
+    ),
+    json_values,
+    max_size=3,
+)
+
+
+@st.composite
+def items(draw: st.DrawFn, bad: bool) -> dict[str, Any]:
+    item = copy.deepcopy(TEMPLATE["orderitem_set"][0])
+    item["id"] = draw(st.integers(1, 2**62))
+    for name in MONEY_FIELDS:
+        item[name] = draw(st.none() | amounts)
+    if bad:
+        item[draw(st.sampled_from(MONEY_FIELDS))] = draw(bad_amounts)
+    if draw(st.booleans()):
+        item["product"] = draw(st.none() | st.just(item["product"]))
+    item["product"] and item["product"].update(name=draw(st.text(max_size=30)))
+    item.update(draw(extra_fields))
+    return item
+
+
+@st.composite
+def orders(draw: st.DrawFn) -> dict[str, Any]:
+    order = copy.deepcopy(TEMPLATE)
+    order["id"] = draw(st.integers(1, 2**62))
+    bad = draw(st.integers(0, 9)) == 0
+    order["orderitem_set"] = [
+        draw(items(bad=bad and k == 0)) for k in range(draw(st.integers(0, 6)))
+    ]
+    order["notes"] = draw(st.none() | st.text(max_size=50))
+    order["number"] = draw(st.text(min_size=1, max_size=20))
+    for name in ("shipping_address", "customer", "channel", "segment", "delivery_range"):
+        if draw(st.integers(0, 4)) == 0:
+            order[name] = None
+    if draw(st.integers(0, 19)) == 0:
+        order["id"] = draw(st.none() | st.text(max_size=5))
+    order.update(draw(extra_fields))
+    return order
+
+
+def decimal_sum(values: list[Any]) -> Decimal:
+    return sum((Decimal(v) for v in values if v is not None), Decimal(0))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(orders(), max_size=8))
+def test_nothing_crashes_nothing_is_lost_and_money_is_exact(batch: list[dict[str, Any]]) -> None:
+    original = copy.deepcopy(batch)
+    result = flatten_orders(batch, privacy=Privacy(key=b"k" * 32))
+    quarantined = {q.position for q in result.quarantine}
+    kept = [o for k, o in enumerate(original) if k not in quarantined]
+
+    assert result.tables["orders"].num_rows + len(quarantined) == len(original)
+    items_in = sum(len(o["orderitem_set"]) for o in original)
+    items_quarantined = sum(len(original[k]["orderitem_set"]) for k in quarantined)
+    assert result.tables["order_items"].num_rows + items_quarantined == items_in
+    assert result.tables["order_items"].column("order_id").to_pylist() == [
+        o["id"] for o in kept for _ in o["orderitem_set"]
+    ]
+    for name in MONEY_FIELDS:
+        expected = decimal_sum([i[name] for o in kept for i in o["orderitem_set"]])
+        assert decimal_sum(result.tables["order_items"].column(name).to_pylist()) == expected
+    for order in original:
+        bad_money = any(
+            not isinstance(i[f], str | None) or (isinstance(i[f], str) and not _is_money(i[f]))
+            for i in order["orderitem_set"]
+            for f in MONEY_FIELDS
+        )
+        if bad_money or not isinstance(order["id"], int):
+            assert original.index(order) in quarantined
+
+
+def _is_money(text: str) -> bool:
+    try:
+        value = Decimal(text)
+        return (
+            value.is_finite() and abs(value) < 10**16 and value == value.quantize(Decimal("0.01"))
+        )
+    except ArithmeticError:
+        return False

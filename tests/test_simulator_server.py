@@ -27,7 +27,7 @@ from omsframe.simulator.server import (
     SimulatorServer,
     serve,
 )
-from omsframe.simulator.world import World, from_us, iso
+from omsframe.simulator.world import DAY, World, from_us, iso
 
 ORDERS = "/api/v1/oms/orders/"
 EVENTS = "/api/v1/oms/orders/webhook-events/"
@@ -386,6 +386,21 @@ def test_order_ordering(client: httpx.Client, truth_orders: list[Json], ordering
     expected = ids(stable_sort(truth_orders, keys))
     rows, _ = fetch_all(client, ORDERS + "short/", limit=120, ordering=ordering)
     assert ids(rows) == expected
+
+
+@pytest.mark.parametrize("ordering", ["date_placed", "-date_placed", "-date_placed,-id"])
+def test_ties_are_broken_by_id(ordering: str) -> None:
+    coarse = World.generate(seed=3, orders=300)
+    coarse.order_placed = coarse.order_placed // (30 * DAY) * (30 * DAY)  # many equal values
+    with serve(coarse) as srv, client_for(srv) as c:
+        truth = [
+            render.order_short_object(coarse, i, srv.now_us)
+            for i in range(coarse.visible_orders(srv.now_us))
+        ]
+        rows, _ = fetch_all(c, ORDERS + "short/", limit=1000, ordering=ordering)
+    keys = [(ORDER_KEYS[term.lstrip("-")], term.startswith("-")) for term in ordering.split(",")]
+    assert ids(rows) == ids(stable_sort(truth, keys))
+    assert len({o["date_placed"] for o in truth}) < len(truth) / 5
 
 
 def test_modified_date_ordering_is_not_id_ordering(truth_orders: list[Json]) -> None:

@@ -7,6 +7,8 @@ what we do not know about real servers (:class:`Dialect`: filters or ordering ig
 defaults) and :class:`~omsframe.simulator.faults.Faults` injects the faults of the real world
 (429 with ``Retry-After``, 5xx with HTML pages, slow, truncated and dropped responses, invalid
 JSON, schema drift). A :class:`Clock` moves the shop forward while a client reads it.
+Every request, to any path, draws its fault once; a request that passes authentication and
+reaches one of the 11 endpoints sees the shop at one moment and then steps the clock.
 
 Filtering and sorting are vectorised with numpy over the orders (or events) visible at the
 request's moment; only the objects of the requested page are rendered to JSON.
@@ -217,10 +219,11 @@ def _parse_decimal(text: str) -> Decimal:
         raise ValueError("Enter a number.") from None
     if not value.is_finite():
         raise ValueError("Enter a number.")
-    return value
+    limit = Decimal(2**62)  # beyond any id; keeps huge exponents cheap and numpy in range
+    return max(-limit, min(limit, value))
 
 
-def _parse_filter(world: World, parser: str, op: str, text: str) -> tuple[str, int] | None:
+def _parse_filter(engine: _Engine, parser: str, op: str, text: str) -> tuple[str, int] | None:
     """Turn one query value into ``(op, integer value)``; ``None`` means: no filter.
 
     Raises:
@@ -239,33 +242,24 @@ def _parse_filter(world: World, parser: str, op: str, text: str) -> tuple[str, i
         except ValueError:
             raise ValueError("Enter a valid date/time.") from None
     if parser == "channel":
-        channel = int(text) if text.strip().isdigit() else -1
+        digits = text.strip()
+        channel = int(digits) if digits.isascii() and digits.isdigit() else -1
         if channel not in _CHANNEL_IDS:
             raise ValueError(
                 "Select a valid choice. That choice is not one of the available choices."
             )
         return op, channel - 1
     if parser == "state":  # a CharFilter on the string enum_value: "0400" is not "400"
-        ok = text.isdigit() and str(int(text)) == text
+        ok = text.isascii() and text.isdigit() and str(int(text)) == text
         return (op, int(text)) if ok else (_NOTHING, 0)
     if parser == "order_number":
-        index = _index_of_number(world, text)
+        index = engine.index_of_number(text)
         return (op, index) if index is not None else (_NOTHING, 0)
     if parser == "event_type":
         return (op, EVENT_TYPES.index(text)) if text in EVENT_TYPES else (_NOTHING, 0)
     # BooleanWidget: anything but true/false/1/0 means "no filter", as in django-filter
     flag = {"true": 1, "1": 1, "false": 0, "0": 0}.get(text.lower())
     return None if flag is None else (op, flag)
-
-
-def _index_of_number(world: World, text: str) -> int | None:
-    """Order index of an order number (over the whole horizon), or ``None``."""
-    if len(text) != 16 or not text.isdigit() or not text.startswith("2291"):
-        return None
-    order_id = int(text[4:]) * _NUMBER_INVERSE % 10**12
-    if number_of(order_id) != text:
-        return None
-    return world.index_of_order_id.get(order_id)
 
 
 class _Engine:
@@ -289,7 +283,23 @@ class _Engine:
         self.fields = fields
         self._cache: OrderedDict[tuple[object, ...], NDArray[np.int64]] = OrderedDict()
         self._lock = threading.Lock()
-        _ = world.index_of_order_id  # build the lazy map once, before threads race for it
+        if not self.orders_monotone:  # build the lazy map once, before threads race for it
+            _ = world.index_of_order_id
+
+    def index_of_order(self, order_id: int) -> int | None:
+        """Order index of an OMS order id (over the whole horizon), or ``None``."""
+        if not self.orders_monotone:
+            return self.world.index_of_order_id.get(order_id)
+        index = int(np.searchsorted(self.world.order_id, order_id))
+        found = index < self.world.n_orders and int(self.world.order_id[index]) == order_id
+        return index if found else None
+
+    def index_of_number(self, text: str) -> int | None:
+        """Order index of an order number (over the whole horizon), or ``None``."""
+        if len(text) != 16 or not (text.isascii() and text.isdigit()) or text[:4] != "2291":
+            return None
+        order_id = int(text[4:]) * _NUMBER_INVERSE % 10**12
+        return self.index_of_order(order_id) if number_of(order_id) == text else None
 
     def columns(self, kind: str, now_us: int) -> tuple[int, Callable[[str], Array]]:
         """The visible row count and a lazy column getter at ``now_us``."""
@@ -345,7 +355,7 @@ class _Engine:
                 if text == "" or name in dialect.ignored_filters:
                     continue
                 try:
-                    parsed = _parse_filter(self.world, parser, op, text)
+                    parsed = _parse_filter(self, parser, op, text)
                 except ValueError as exc:
                     errors[name] = [str(exc)]
                     continue
@@ -777,7 +787,7 @@ class SimulatorServer:
         number = str(number).strip()
         if not number:
             raise _HttpError(400, {"number": ["This field may not be blank."]})
-        index = _index_of_number(self.world, number)
+        index = self._engine.index_of_number(number)
         if index is None or index >= self.world.visible_orders(now_us):
             raise _not_found()
         with self._lock:
@@ -819,7 +829,7 @@ class SimulatorServer:
             if not 1 <= pk <= self.world.visible_events(now_us):
                 raise _not_found("No WebhookEvent matches the given query.")
             return self._render_event(pk - 1, now_us, True)
-        index = self.world.index_of_order_id.get(pk)
+        index = self._engine.index_of_order(pk)
         if index is None or index >= self.world.visible_orders(now_us):
             raise _not_found("No Order matches the given query.")
         return self._render_order(index, now_us, "short" if name == "order_short" else "full")

@@ -49,7 +49,9 @@ lab: setup
 	$(RUN) jupyter lab notebooks/
 
 bench: setup
+	$(UV) sync --frozen --python $(PYTHON) --extra lab --group bench
 	$(RUN) python -m bench.simulator_throughput
+	$(RUN) python -m bench.flatten_compare
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

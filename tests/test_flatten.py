@@ -25,13 +25,13 @@ KEY = b"k" * 32
 
 
 def example_copy() -> list[dict[str, Any]]:
-    return orjson.loads(FIXTURE.read_bytes())["results"]  # type: ignore[no-any-return]
+    return orjson.loads(FIXTURE.read_bytes())["results"]
 
 
 def make_order(**changes: Any) -> dict[str, Any]:
-    """The example's first order, with top-level fields replaced."""
+    """The example's first order under id 1, with top-level fields replaced."""
     order = copy.deepcopy(example_copy()[0])
-    order.update(changes)
+    order.update({"id": 1, **changes})
     return order
 
 
@@ -41,7 +41,7 @@ def world() -> World:
 
 
 def rows(table: pa.Table) -> list[dict[str, Any]]:
-    return table.to_pylist()  # type: ignore[no-any-return]
+    return table.to_pylist()
 
 
 def utc(text: str) -> dt.datetime:
@@ -297,6 +297,15 @@ def test_a_bad_record_is_quarantined_whole_and_the_batch_survives(record: Any, r
     assert result.tables["orders"].column("order_id").to_pylist() == [6998, 6997]
     assert result.tables["order_items"].column("order_id").to_pylist() == [6998, 6997]
     assert set(result.tables["addresses"].column("order_id").to_pylist()) == {6998, 6997}
+
+
+def test_the_latest_copy_of_a_repeated_order_wins() -> None:
+    older = make_order(modified_date="2023-05-17T10:00:00.000000Z", notes="old")
+    newer = make_order(modified_date="2023-05-18T10:00:00.000000Z", notes="new")
+    result = flatten_orders([newer, older, make_order(id=2)])
+    assert result.duplicates == 1
+    assert result.tables["orders"].column("notes").to_pylist() == ["new", "old"][:1] + [None]
+    assert result.tables["order_items"].column("order_id").to_pylist() == [1, 2]
 
 
 def test_harmless_type_changes_are_read_and_reported() -> None:

@@ -107,10 +107,11 @@ def run_way(way: str, path: Path) -> dict[str, Any]:
         source = f"read_json('{path}', format='newline_delimited', maximum_object_size=100000000)"
         con.execute(f"CREATE TABLE raw AS SELECT * FROM {source}")
         con.execute("SELECT * EXCLUDE (orderitem_set) FROM raw").to_arrow_table()
-        unnested = con.execute(
+        result = con.execute(
             "SELECT id AS order_id, unnest(orderitem_set, recursive := true) FROM raw"
-        ).to_arrow_table()
-        rows = unnested.num_rows
+        )
+        assert result is not None
+        rows = result.to_arrow_table().num_rows
     else:
         raise SystemExit(f"unknown way {way}")
     seconds = time.perf_counter() - started

@@ -587,7 +587,8 @@ class Client:
                 self._retries += attempt > 1
             try:
                 response, throttled = self._send(method, url, shown, json, headers, attempt)
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, httpx.DecodingError) as exc:
+                # DecodingError: a gzip body cut short; the rest: timeouts, dropped connections
                 failure = type(exc).__name__
                 if last or (write and not isinstance(exc, _NOT_SENT)):
                     raise ServerError(

@@ -37,10 +37,10 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import logging
 import math
 import operator
+import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -315,15 +315,19 @@ def read_pages(fetch: FetchPage, plan: PagePlan, stats: PagingStats) -> Generato
     try:
         for pass_number in range(1, plan.max_passes + 1):
             stats.passes = pass_number
-            counts: list[int] = []
-            for number, body in _ordered_read(fetch, plan.params, plan, pool, stats):
-                stats.count = body["count"]
-                counts.append(body["count"])
+            watch = _CountWatch(fetch)
+            vanished = stats.vanished_pages
+            # Pages served out of order shift under live data in ways a re-read cannot mend
+            # when the order is not known to be stable: re-read one page at a time.
+            width = plan.concurrency if pass_number == 1 or plan.ordered_by_id else 1
+            pages = _ordered_read(watch.fetch, plan.params, plan, width, pool, stats)
+            for number, body in pages:
                 yield take(body, number, pass_number)
+            stats.count = watch.latest if watch.shrank else watch.highest
             # A shrinking count means records moved to pages already read; a changing count
             # does too unless new records can only append (ordering by id honoured).
-            shrank = any(later < earlier for earlier, later in itertools.pairwise(counts))
-            moved = len(set(counts)) > 1 and not plan.ordered_by_id
+            shrank = watch.shrank or stats.vanished_pages > vanished
+            moved = watch.changed and not plan.ordered_by_id
             stats.settled = not (shrank or moved)
             if not short() and stats.settled:
                 break
@@ -349,10 +353,52 @@ def read_pages(fetch: FetchPage, plan: PagePlan, stats: PagingStats) -> Generato
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _CountWatch:
+    """Watches the ``count`` of one pass's answers, in the order the server gave them.
+
+    Concurrent pages finish in any order, so ``count`` in page order says nothing about time.
+    But an answer that arrived before a request was sent was surely computed before it: a
+    count below the highest such count is a real shrink.
+    """
+
+    def __init__(self, fetch: FetchPage) -> None:
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self._counts: set[int] = set()
+        self._highest: int | None = None
+        self.latest = 0
+        self.shrank = False
+
+    @property
+    def highest(self) -> int:
+        """The highest ``count`` seen."""
+        return self._highest or 0
+
+    @property
+    def changed(self) -> bool:
+        """Whether the answers disagreed about ``count``."""
+        return len(self._counts) > 1
+
+    def fetch(self, params: Mapping[str, str]) -> PageBody | None:
+        """Fetch a page, noting its count."""
+        with self._lock:
+            floor = self._highest
+        body = self._fetch(params)
+        if body is not None:
+            count = body["count"]
+            with self._lock:
+                self.shrank |= floor is not None and count < floor
+                self._highest = count if self._highest is None else max(self._highest, count)
+                self._counts.add(count)
+                self.latest = count
+        return body
+
+
 def _ordered_read(
     fetch: FetchPage,
     params: Mapping[str, str],
     plan: PagePlan,
+    width: int,
     pool: ThreadPoolExecutor,
     stats: PagingStats,
 ) -> Iterator[tuple[int, PageBody]]:
@@ -378,7 +424,7 @@ def _ordered_read(
 
     def fill() -> None:
         nonlocal upcoming
-        while len(window) < plan.concurrency and upcoming <= last:
+        while len(window) < width and upcoming <= last:
             window.append((upcoming, pool.submit(fetch, query(upcoming, size))))
             upcoming += 1
 
@@ -391,7 +437,9 @@ def _ordered_read(
                 # The data shrank past this page: the pages after it are gone too.
                 stats.vanished_pages += 1
                 return
-            last = page_count(body["count"], size)  # follow count as it grows or shrinks
+            # Follow count to a new end. Pages finish out of order, so a smaller count may be
+            # older news: never pull the end back (a page past a shrunken end just vanishes).
+            last = max(last, page_count(body["count"], size))
             fill()
             yield number, body
     finally:
@@ -440,8 +488,8 @@ class Listing:
 
         with tqdm(desc=self.endpoint, unit=" records", total=None) as bar:
             for page in read_pages(self._fetch, self.plan, stats):
-                if bar.total != stats.count:
-                    bar.total = stats.count
+                if page.count > (bar.total or 0):
+                    bar.total = page.count
                     bar.refresh()
                 bar.update(len(page.records))
                 yield page

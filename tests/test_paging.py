@@ -257,6 +257,23 @@ def test_growth_needs_no_second_pass_when_ordering_by_id_is_known() -> None:
     assert out == list(range(1, 26)) and stats.passes == 1 and stats.complete
 
 
+def test_an_older_smaller_count_does_not_pull_the_end_back() -> None:
+    # Pages 2 and 3 are in flight together; page 2 is served after an order arrived (31: four
+    # pages) and finishes last, page 3 before it arrived (30: three pages).
+    def records(number: int) -> list[Record]:
+        if number == 2:
+            time.sleep(0.03)
+            return ids(31)
+        return ids(30) if number in (1, 3) else ids(31)
+
+    fetch, _ = pages_of(records)
+    stats = PagingStats()
+    plan = PagePlan(params={}, page_size=10, concurrency=3, ordered_by_id=True)
+    out = [r["id"] for p in read_pages(fetch, plan, stats) for r in p.records]
+    assert out == list(range(1, 32))
+    assert stats.passes == 1 and stats.count == 31 and stats.complete
+
+
 def test_stats_are_fresh_for_each_iteration() -> None:
     fetch, _ = pages_of(lambda n: ids(15))
     listing = Listing("orders", fetch, PagePlan(params={}, page_size=10))

@@ -53,7 +53,7 @@ from omsframe.paging import (
     filter_params,
     probe_filters,
 )
-from omsframe.ratelimit import RateBudget, backoff_delay, parse_retry_after
+from omsframe.ratelimit import RateBudget, WaitTooLong, backoff_delay, parse_retry_after
 
 __all__ = ["Client", "ClientStats", "EnumChoice", "ListEndpoint", "Record"]
 
@@ -88,7 +88,8 @@ class ClientStats:
         retries: Requests sent again after a retryable failure.
         logins: Logins made (the first one included).
         throttled: 429 answers received.
-        waited_seconds: Seconds spent waiting (backoff, Retry-After, spacing).
+        waited_seconds: Seconds spent waiting (backoff, Retry-After, spacing), summed over
+            requests (concurrent waits add up).
     """
 
     requests: int
@@ -587,6 +588,15 @@ class Client:
                 self._retries += attempt > 1
             try:
                 response, throttled = self._send(method, url, shown, json, headers, attempt)
+            except WaitTooLong as exc:
+                raise RateLimitError(
+                    endpoint=endpoint,
+                    url=shown,
+                    status=None,
+                    detail="not sent: an earlier 429 of this client is still in force",
+                    hint=_too_long(exc.seconds, policy),
+                    retry_after=exc.seconds,
+                ) from None
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 # DecodingError: a gzip body cut short; the rest: timeouts, dropped connections
                 failure = type(exc).__name__
@@ -627,12 +637,7 @@ class Client:
                         endpoint=endpoint,
                         url=shown,
                         detail=self._excerpt(response),
-                        hint=(
-                            f"the server asks to wait {throttled:.0f} s, more than "
-                            f"max_retry_after={policy.max_retry_after:.0f} s: try again later"
-                        )
-                        if too_long
-                        else None,
+                        hint=_too_long(throttled, policy) if too_long else None,
                         retry_after=throttled,
                     )
                 logger.info(
@@ -669,7 +674,7 @@ class Client:
         """
         started = time.perf_counter()
         throttled = 0.0
-        with self._budget.slot() as slot_start:
+        with self._budget.slot(self.settings.retry.max_retry_after) as slot_start:
             response = self._http.request(
                 method, url, json=json, headers=headers, follow_redirects=False
             )
@@ -706,12 +711,19 @@ class Client:
             kind = ServerError
         elif 300 <= status < 400:
             location = sanitize_url(response.headers.get("Location", ""))
-            hint = f"the server redirects to {location}: pass that base URL as url="
+            hint = f"the server redirects to {location}: check url= and the endpoint paths"
         return kind(endpoint=endpoint, url=url, status=status, detail=detail, hint=hint)
 
     def _excerpt(self, response: httpx.Response) -> str:
         text = body_excerpt(response.content, response.headers.get("Content-Type", ""))
         return redact(text, (self._token, self.settings.token, self.settings.password))
+
+
+def _too_long(seconds: float, policy: RetryPolicy) -> str:
+    return (
+        f"the server asks to wait {seconds:.0f} s, more than "
+        f"max_retry_after={policy.max_retry_after:.0f} s: try again later"
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:

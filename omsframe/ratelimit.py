@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 import threading
 import time
@@ -29,7 +30,7 @@ from email.utils import parsedate_to_datetime
 
 from omsframe.config import RetryPolicy
 
-__all__ = ["BudgetStats", "RateBudget", "backoff_delay", "parse_retry_after"]
+__all__ = ["BudgetStats", "RateBudget", "WaitTooLong", "backoff_delay", "parse_retry_after"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -100,6 +101,14 @@ def _http_date(value: str) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+class WaitTooLong(Exception):  # noqa: N818 (internal signal, turned into RateLimitError)
+    """The server's pending ``Retry-After`` lasts longer than the caller will wait."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"{seconds:.0f} s")
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class BudgetStats:
     """What the budget did so far: throttles seen and seconds spent waiting before starts."""
@@ -155,25 +164,28 @@ class RateBudget:
             return BudgetStats(self._throttled, self._waited, self._allowed, self._spacing)
 
     @contextmanager
-    def slot(self) -> Iterator[float]:
+    def slot(self, max_wait: float = math.inf) -> Iterator[float]:
         """Hold one in-flight slot for the duration of a request; yields its start time.
 
         Blocks until a slot is free, the spacing since the previous start has passed and no
         ``Retry-After`` is pending.
+
+        Raises:
+            WaitTooLong: A pending ``Retry-After`` lasts longer than ``max_wait`` seconds.
         """
-        start = self._acquire()
+        start = self._acquire(max_wait)
         try:
             yield start
         finally:
             self._release()
 
-    def _acquire(self) -> float:
+    def _acquire(self, max_wait: float) -> float:
         with self._cond:
             while self._in_flight >= max(1, int(self._allowed)):
                 self._cond.wait()
             self._in_flight += 1
         try:
-            return self._wait_for_start()
+            return self._wait_for_start(max_wait)
         except BaseException:
             self._release()
             raise
@@ -183,7 +195,7 @@ class RateBudget:
             self._in_flight -= 1
             self._cond.notify_all()
 
-    def _wait_for_start(self) -> float:
+    def _wait_for_start(self, max_wait: float) -> float:
         # Reserve a start time (after the previous reservation plus the spacing, and after any
         # Retry-After). A throttle that arrives while we wait moves Retry-After past our
         # reservation: then reserve again.
@@ -197,6 +209,8 @@ class RateBudget:
                 if now >= reserved:
                     return now
                 delay = reserved - now
+                if self._not_before - now > max_wait:
+                    raise WaitTooLong(self._not_before - now)
                 self._waited += delay
             self._sleep(delay)
 

@@ -495,6 +495,31 @@ def test_a_retry_after_beyond_the_cap_raises_instead_of_blocking() -> None:
     assert caught.value.retry_after == 3600 and len(api.requests) == 1
 
 
+def test_after_a_long_retry_after_the_client_fails_fast_instead_of_hanging() -> None:
+    api = FakeOms(fault=fail_first(1, lambda: json_response(429, {}, **{"Retry-After": "3600"})))
+    fake = FakeTime()
+    oms = make_client(api, fake)
+    with pytest.raises(RateLimitError):
+        oms.order(4)
+    with pytest.raises(RateLimitError, match="not sent") as caught:
+        oms.order(5)  # the server's hour is not over: nothing is sent, nothing blocks
+    assert len(api.requests) == 1 and fake.sleeps == []
+    assert caught.value.retry_after == pytest.approx(3600)
+    fake.now += 3600
+    assert oms.order(5)["id"] == 5
+
+
+def test_a_redirect_is_not_followed() -> None:
+    api = FakeOms(
+        fault=lambda request, n: httpx.Response(
+            301, headers={"Location": "https://evil.example/x/"}
+        )
+    )
+    with pytest.raises(ApiError, match=r"redirects to https://evil.example/x/") as caught:
+        make_client(api).order(1)
+    assert len(api.requests) == 1 and caught.value.status == 301
+
+
 def test_persistent_429_is_a_rate_limit_error() -> None:
     api = FakeOms(
         fault=lambda request, n: json_response(

@@ -305,11 +305,8 @@ def read_pages(fetch: FetchPage, plan: PagePlan, stats: PagingStats) -> Generato
         stats.duplicates += dropped
         return Page(number, fresh, body["count"], pass_number, dropped)
 
-    def _gap() -> int:
+    def gap() -> int:
         return stats.count - len(seen) - unnamed
-
-    def short() -> bool:
-        return _gap() > 0
 
     pool = ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="omsframe-page")
     try:
@@ -322,6 +319,7 @@ def read_pages(fetch: FetchPage, plan: PagePlan, stats: PagingStats) -> Generato
             width = plan.concurrency if pass_number == 1 or plan.ordered_by_id else 1
             pages = _ordered_read(watch.fetch, plan.params, plan, width, pool, stats)
             for number, body in pages:
+                stats.count = watch.highest  # provisional, for whoever watches mid-pass
                 yield take(body, number, pass_number)
             stats.count = watch.latest if watch.shrank else watch.highest
             # A shrinking count means records moved to pages already read; a changing count
@@ -329,17 +327,17 @@ def read_pages(fetch: FetchPage, plan: PagePlan, stats: PagingStats) -> Generato
             shrank = watch.shrank or stats.vanished_pages > vanished
             moved = watch.changed and not plan.ordered_by_id
             stats.settled = not (shrank or moved)
-            if not short() and stats.settled:
+            if gap() <= 0 and stats.settled:
                 break
             if pass_number < plan.max_passes:
                 logger.info(
                     "pass %d: %d short of count %d, count %s: reading again",
                     pass_number,
-                    max(0, _gap()),
+                    max(0, gap()),
                     stats.count,
                     "shrank" if shrank else "changed" if moved else "steady",
                 )
-        stats.missing = max(0, _gap())
+        stats.missing = max(0, gap())
         if not stats.complete:
             logger.warning(
                 "%s: %d record(s) short of count %d after %d pass(es); the data changed while "

@@ -21,11 +21,14 @@ Example:
     True
     >>> Privacy(mode="drop").transform(["a", None])
     [None, None]
+    >>> p.pseudonym(p.pseudonym("x")) == p.pseudonym("x")  # idempotent
+    True
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,6 +51,7 @@ ADDRESS_PII: dict[str, PiiKind] = {
     "company_name": "text",
     "tax_no": "text",
 }
+_PSEUDONYM = re.compile(r"pii:[0-9a-f]{16}")
 _SECRET_WORDS = ("password", "secret", "token", "auth", "api_key", "apikey", "credential")
 
 
@@ -118,6 +122,8 @@ class Privacy:
         cached = self._memo.get(memo_key)
         if cached is not None:
             return cached
+        if _PSEUDONYM.fullmatch(value):  # already a pseudonym (a rebuild from the raw layer)
+            return value
         if kind == "email":
             normal = value.strip().lower()
         elif kind == "phone":

@@ -402,9 +402,38 @@ EVENTS = Table(
     ),
 )
 
+STATE_HISTORY = Table(
+    "state_history",
+    "state change of an order observed by a sync (kept by the cache, not by the OMS)",
+    ("order_id", "changed_at"),
+    (
+        _c("order_id", "id", "Order (-> orders).", nullable=False),
+        _c("from_state_code", "text", "State code before the change."),
+        _c("to_state_code", "text", "State code after the change."),
+        _c(
+            "changed_at",
+            "time",
+            "`modified_date` of the order when the new state was seen.",
+            nullable=False,
+        ),
+        _c("observed_at", "time", "When the sync saw it."),
+        _c("date_placed", "time", "The order's `date_placed`."),
+    ),
+)
+
 TABLES: dict[str, Table] = {
     t.name: t
-    for t in (ORDERS, ORDER_ITEMS, ADDRESSES, CUSTOMERS, PRODUCTS, CHANNELS, STATES, EVENTS)
+    for t in (
+        ORDERS,
+        ORDER_ITEMS,
+        ADDRESSES,
+        CUSTOMERS,
+        PRODUCTS,
+        CHANNELS,
+        STATES,
+        EVENTS,
+        STATE_HISTORY,
+    )
 }
 
 

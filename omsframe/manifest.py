@@ -1,0 +1,87 @@
+"""``manifest.json``: what a cache holds, from where, and where the next sync starts.
+
+Fields: ``format`` (layout version), ``omsframe_version``, ``schema_version``, ``source_url``
+(sanitized: never credentials), ``profile``, ``created``, ``pii_policy``, ``probe`` (what the
+server honours, per endpoint), ``cursors`` (per endpoint: the ``modified_date`` the next
+incremental sync starts from), ``checkpoint`` (per endpoint, while a sync is unfinished: its
+plan, filters and the last id it stored), ``counts`` (rows per table) and ``last_sync`` (a
+summary of the last sync's report).
+
+Example:
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> manifest = load_manifest(root)
+    >>> manifest["format"], manifest["cursors"]
+    (1, {})
+    >>> save_manifest(root, manifest); load_manifest(root)["format"]
+    1
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from omsframe import __version__
+from omsframe.errors import CacheError
+from omsframe.schema import SCHEMA_VERSION
+from omsframe.store import write_atomic
+
+FORMAT = 1
+Manifest = dict[str, Any]
+
+
+def new_manifest() -> Manifest:
+    """The manifest of an empty cache."""
+    return {
+        "format": FORMAT,
+        "omsframe_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "source_url": None,
+        "profile": None,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "pii_policy": None,
+        "probe": {},
+        "cursors": {},
+        "checkpoint": {},
+        "counts": {},
+        "last_sync": None,
+    }
+
+
+def manifest_path(root: str | os.PathLike[str]) -> Path:
+    """Where the manifest of a cache lives."""
+    return Path(root) / "manifest.json"
+
+
+def load_manifest(root: str | os.PathLike[str]) -> Manifest:
+    """Read a cache's manifest (a new one when the cache is empty).
+
+    Raises:
+        CacheError: The manifest is not valid JSON or is from an incompatible layout.
+    """
+    path = manifest_path(root)
+    if not path.exists():
+        return new_manifest()
+    try:
+        manifest = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError:
+        raise CacheError(
+            f"{path} is damaged (not valid JSON); move it away and run `omsframe rebuild`"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CacheError(
+            f"{path} is not a manifest this omsframe version can read; "
+            "run `omsframe rebuild` or start a new cache"
+        )
+    return {**new_manifest(), **manifest}
+
+
+def save_manifest(root: str | os.PathLike[str], manifest: Manifest) -> None:
+    """Write the manifest atomically."""
+    manifest = {**manifest, "omsframe_version": __version__}
+    write_atomic(manifest_path(root), orjson.dumps(manifest, option=orjson.OPT_INDENT_2))

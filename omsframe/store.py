@@ -1,0 +1,598 @@
+"""The parquet cache: layout, atomic writes, upsert by key, reading by date.
+
+Layout of a cache folder (``data/<profile>/``)::
+
+    manifest.json                      source, versions, cursors, probe, counts, policy, last sync
+    .pii-key                           the pseudonymization key (owner-only; never exported)
+    .lock                              the writer lock (see omsframe.lock)
+    tables/orders/month=2024-05/part.parquet       per-order tables, by month of date_placed
+    tables/order_items/month=.../part.parquet
+    tables/addresses/month=.../part.parquet
+    tables/state_history/month=.../part.parquet
+    tables/events/month=.../part.parquet           by month of the event's created_date
+    tables/customers/part.parquet                  one file each: customers, products, channels,
+    ...                                            states
+    raw/orders/month=.../part.parquet              the stripped raw JSON, to rebuild offline
+    raw/events/month=.../part.parquet
+    quarantine/part.parquet                        records that could not be flattened
+
+Hive-style ``month=`` folders: DuckDB, polars, Spark and Dask read the folder as it is.
+
+Rules: every file is written to a temporary name, flushed and renamed, so a reader never sees
+half a file; rows are upserted by key and the latest ``modified_date`` wins (an older copy of an
+order never overwrites a newer one); re-applying the same batch changes nothing, which is what
+makes a killed sync resumable. Only the month partitions a batch touches are rewritten.
+
+Example:
+    >>> import tempfile
+    >>> store = Store(tempfile.mkdtemp())
+    >>> store.read_table("orders").num_rows
+    0
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from omsframe.errors import CacheError
+from omsframe.flatten import Flattened, QuarantinedRecord
+from omsframe.schema import TABLES, arrow_schema
+
+ORDER_GROUP = ("orders", "order_items", "addresses")
+ENTITY_STAMPS = {
+    "customers": "last_order_modified",
+    "products": "modified_date",
+    "channels": "modified_date",
+    "states": None,
+}
+PARTITION_DATE = {
+    "orders": "date_placed",
+    "order_items": "date_placed",
+    "addresses": "date_placed",
+    "state_history": "date_placed",
+    "events": "created_date",
+    "raw_orders": "date_placed",
+    "raw_events": "created_date",
+}
+SORT_KEYS = {
+    "orders": ["order_id"],
+    "order_items": ["order_id", "item_id"],
+    "addresses": ["order_id", "role"],
+    "state_history": ["order_id", "changed_at"],
+    "events": ["event_id"],
+    "raw_orders": ["order_id"],
+    "raw_events": ["event_id"],
+    "customers": ["customer_id"],
+    "products": ["product_id"],
+    "channels": ["channel_id"],
+    "states": ["enum_class", "code"],
+}
+TIME = pa.timestamp("us", tz="UTC")
+RAW_SCHEMAS = {
+    "raw_orders": pa.schema(
+        [
+            ("order_id", pa.int64(), False),
+            ("date_placed", TIME),
+            ("modified_date", TIME),
+            ("record", pa.string()),
+        ]
+    ),
+    "raw_events": pa.schema(
+        [
+            ("event_id", pa.int64(), False),
+            ("created_date", TIME),
+            ("modified_date", TIME),
+            ("record", pa.string()),
+        ]
+    ),
+}
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("position", pa.int64()),
+        ("record_id", pa.string()),
+        ("reason", pa.string()),
+        ("record", pa.string()),
+        ("seen_at", TIME),
+    ]
+)
+UNKNOWN_MONTH = "unknown"
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": True}
+
+
+@dataclass
+class UpsertCounts:
+    """What an upsert did: rows new, updated (newer copy), unchanged (same copy), stale (older)."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    partitions_written: int = 0
+
+    def add(self, other: UpsertCounts) -> None:
+        """Add another upsert's counts to these."""
+        self.new += other.new
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.stale += other.stale
+        self.partitions_written += other.partitions_written
+
+
+def schema_of(name: str) -> pa.Schema:
+    """The Arrow schema of a stored table (data tables, raw layers)."""
+    return RAW_SCHEMAS[name] if name in RAW_SCHEMAS else arrow_schema(name)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes so that readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write a parquet file atomically (temporary file, fsync, rename), owner-only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, temporary, **PARQUET_OPTIONS)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _months(table: pa.Table, column: str) -> pa.Array:
+    if table.num_rows == 0:
+        return pa.array([], pa.string())
+    months = pc.strftime(table.column(column), format="%Y-%m")
+    return pc.fill_null(months, UNKNOWN_MONTH)
+
+
+def _sorted(table: pa.Table, name: str) -> pa.Table:
+    return table.sort_by([(key, "ascending") for key in SORT_KEYS[name]])
+
+
+class Store:
+    """A cache folder. Writing methods expect the caller to hold the writer lock.
+
+    Args:
+        root: The cache folder (created on first write).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    # --- paths --------------------------------------------------------------------------------
+    def table_dir(self, name: str) -> Path:
+        """Folder of a table (raw layers live under ``raw/``)."""
+        if name.startswith("raw_"):
+            return self.root / "raw" / name.removeprefix("raw_")
+        return self.root / "tables" / name
+
+    def partition_path(self, name: str, month: str | None) -> Path:
+        """File of one partition (``month=None`` for unpartitioned tables)."""
+        folder = self.table_dir(name)
+        return (folder / f"month={month}" if month else folder) / "part.parquet"
+
+    def months(self, name: str) -> list[str]:
+        """Months present for a partitioned table, sorted."""
+        folder = self.table_dir(name)
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p.name.removeprefix("month=")
+            for p in folder.glob("month=*")
+            if (p / "part.parquet").exists()
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Rows per stored table (read from parquet footers, not from the data)."""
+        result: dict[str, int] = {}
+        for name in (*TABLES, "raw_orders", "raw_events"):
+            months = self.months(name) if name in PARTITION_DATE else [None]
+            paths = [self.partition_path(name, m) for m in months]
+            result[name] = sum(pq.ParquetFile(p).metadata.num_rows for p in paths if p.exists())
+        return result
+
+    # --- the key of the PII policy ---------------------------------------------------------------
+    def pii_key(self) -> bytes:
+        """The cache's pseudonymization key, created (owner-only) on first use."""
+        path = self.root / ".pii-key"
+        if path.exists():
+            key = path.read_bytes()
+            if len(key) != 32:
+                raise CacheError(
+                    f"{path} is damaged (expected 32 bytes); restore it from a backup, "
+                    "or start a new cache (pseudonyms will differ from the old ones)"
+                )
+            return key
+        key = secrets.token_bytes(32)
+        write_atomic(path, key)
+        return key
+
+    # --- reading --------------------------------------------------------------------------------
+    def _read_file(self, path: Path, name: str) -> pa.Table:
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as error:
+            raise CacheError(
+                f"cannot read {path}: {str(error).splitlines()[0][:120]}; "
+                "run `omsframe rebuild` to rebuild the tables from the raw layer"
+            ) from None
+        expected = schema_of(name)
+        if not table.schema.remove_metadata().equals(expected.remove_metadata()):
+            raise CacheError(
+                f"{path} does not have the {name} schema of this omsframe version; "
+                "run `omsframe rebuild` to rebuild the cache"
+            )
+        return table
+
+    def read_partition(self, name: str, month: str | None) -> pa.Table | None:
+        """One partition, or ``None`` when it does not exist."""
+        path = self.partition_path(name, month)
+        return self._read_file(path, name) if path.exists() else None
+
+    def read_table(
+        self, name: str, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> pa.Table:
+        """A whole table, or the rows dated in ``[since, until)`` (partitions pruned by month).
+
+        Args:
+            name: Table name (``orders``, ``order_items``..., or ``raw_orders``).
+            since: Keep rows dated at or after this moment (tz-aware; naive means UTC).
+            until: Keep rows dated before this moment.
+
+        Returns:
+            The rows as an Arrow table of the table's schema (empty if nothing is stored).
+        """
+        schema = schema_of(name)
+        if name not in PARTITION_DATE:
+            table = self.read_partition(name, None)
+            return table if table is not None else schema.empty_table()
+        low = since.astimezone(dt.UTC).strftime("%Y-%m") if since else None
+        high = until.astimezone(dt.UTC).strftime("%Y-%m") if until else None
+        parts = []
+        for month in self.months(name):
+            if month != UNKNOWN_MONTH and ((low and month < low) or (high and month > high)):
+                continue
+            part = self.read_partition(name, month)
+            if part is not None:
+                parts.append(part)
+        table = pa.concat_tables(parts) if parts else schema.empty_table()
+        column = PARTITION_DATE[name]
+        if since is not None:
+            table = table.filter(
+                pc.greater_equal(table.column(column), pa.scalar(_utc(since), TIME))
+            )
+        if until is not None:
+            table = table.filter(pc.less(table.column(column), pa.scalar(_utc(until), TIME)))
+        return table
+
+    # --- writing ---------------------------------------------------------------------------------
+    def _write(self, name: str, month: str | None, table: pa.Table, policy: str | None) -> None:
+        schema = schema_of(name)
+        metadata = dict(schema.metadata or {})
+        if policy:
+            metadata[b"omsframe.pii_policy"] = policy.encode()
+        table = _sorted(table.cast(schema), name).replace_schema_metadata(metadata)
+        write_parquet_atomic(table, self.partition_path(name, month))
+
+    def upsert_orders(
+        self,
+        flat: Flattened,
+        raw: Iterable[dict[str, Any]],
+        *,
+        policy: str,
+        observed_at: dt.datetime,
+    ) -> UpsertCounts:
+        """Upsert a flattened batch of orders, their raw JSON, and the state changes seen.
+
+        For each order id, the copy with the latest ``modified_date`` wins: all of the losing
+        copy's rows (items, addresses) are replaced by the winner's. Partitions without a
+        winning row are not rewritten.
+        """
+        orders = flat.tables["orders"]
+        counts = UpsertCounts()
+        if orders.num_rows == 0:
+            return counts
+        raw_table = self._raw_orders(orders, raw)
+        incoming = {name: flat.tables[name] for name in ORDER_GROUP}
+        incoming["raw_orders"] = raw_table
+        order_months = _months(orders, "date_placed")
+        for month in pc.unique(order_months).to_pylist():
+            in_month = {
+                name: table.filter(pc.equal(_months(table, PARTITION_DATE[name]), month))
+                for name, table in incoming.items()
+            }
+            counts.add(self._upsert_order_month(month, in_month, policy, observed_at))
+        return counts
+
+    def _upsert_order_month(
+        self, month: str, incoming: dict[str, pa.Table], policy: str, observed_at: dt.datetime
+    ) -> UpsertCounts:
+        counts = UpsertCounts()
+        existing_orders = self.read_partition("orders", month)
+        new_orders = incoming["orders"]
+        stored: dict[int, tuple[Any, Any]] = {}
+        if existing_orders is not None:
+            stored = dict(
+                zip(
+                    existing_orders.column("order_id").to_pylist(),
+                    zip(
+                        existing_orders.column("modified_date").to_pylist(),
+                        existing_orders.column("state_code").to_pylist(),
+                        strict=True,
+                    ),
+                    strict=True,
+                )
+            )
+        winners: list[int] = []
+        history: list[dict[str, Any]] = []
+        for order_id, modified, state, placed in zip(
+            new_orders.column("order_id").to_pylist(),
+            new_orders.column("modified_date").to_pylist(),
+            new_orders.column("state_code").to_pylist(),
+            new_orders.column("date_placed").to_pylist(),
+            strict=True,
+        ):
+            previous = stored.get(order_id)
+            if previous is None:
+                counts.new += 1
+                winners.append(order_id)
+                history.append(_change(order_id, None, state, modified, observed_at, placed))
+            elif _newer(modified, previous[0]):
+                counts.updated += 1
+                winners.append(order_id)
+                if state != previous[1]:
+                    history.append(
+                        _change(order_id, previous[1], state, modified, observed_at, placed)
+                    )
+            elif modified == previous[0]:
+                counts.unchanged += 1
+            else:
+                counts.stale += 1
+        if not winners:
+            return counts
+        won = pa.array(winners, pa.int64())
+        for name in (*ORDER_GROUP, "raw_orders"):
+            current = self.read_partition(name, month)
+            fresh = incoming[name].filter(
+                pc.is_in(incoming[name].column("order_id"), value_set=won)
+            )
+            if current is not None:
+                kept = current.filter(
+                    pc.invert(pc.is_in(current.column("order_id"), value_set=won))
+                )
+                fresh = pa.concat_tables([kept, fresh.cast(kept.schema)])
+            self._write(name, month, fresh, policy if name in ORDER_GROUP else None)
+            counts.partitions_written += 1
+        if history:
+            self._append_history(month, history, policy)
+        return counts
+
+    def _append_history(self, month: str, rows: list[dict[str, Any]], policy: str) -> None:
+        incoming = pa.Table.from_pylist(rows, schema=arrow_schema("state_history"))
+        current = self.read_partition("state_history", month)
+        if current is not None:
+            keys = set(
+                zip(
+                    current.column("order_id").to_pylist(),
+                    current.column("changed_at").to_pylist(),
+                    strict=True,
+                )
+            )
+            mask = [(r["order_id"], r["changed_at"]) not in keys for r in rows]
+            incoming = pa.concat_tables(
+                [current, incoming.filter(pa.array(mask)).cast(current.schema)]
+            )
+        self._write("state_history", month, incoming, policy)
+
+    def _raw_orders(self, orders: pa.Table, raw: Iterable[dict[str, Any]]) -> pa.Table:
+        """The raw JSON of the orders that were flattened (one row per order id)."""
+        by_id = {}
+        for record in raw:
+            if isinstance(record, dict) and isinstance(record.get("id"), int):
+                by_id[record["id"]] = record
+        ids = orders.column("order_id").to_pylist()
+        return pa.table(
+            {
+                "order_id": orders.column("order_id"),
+                "date_placed": orders.column("date_placed"),
+                "modified_date": orders.column("modified_date"),
+                "record": pa.array(
+                    [orjson.dumps(by_id[i]).decode() if i in by_id else None for i in ids],
+                    pa.string(),
+                ),
+            },
+            schema=RAW_SCHEMAS["raw_orders"],
+        )
+
+    def upsert_entities(self, flat: Flattened, *, policy: str) -> UpsertCounts:
+        """Upsert customers, products, channels and states (latest stamp wins, else newest)."""
+        counts = UpsertCounts()
+        for name, stamp in ENTITY_STAMPS.items():
+            incoming = flat.tables.get(name)
+            if incoming is None or incoming.num_rows == 0:
+                continue
+            current = self.read_partition(name, None)
+            merged, changed = _merge_latest(current, incoming, SORT_KEYS[name], stamp)
+            if changed:
+                self._write(name, None, merged, policy)
+                counts.partitions_written += 1
+        return counts
+
+    def upsert_events(
+        self, flat: Flattened, raw: Iterable[dict[str, Any]], *, policy: str
+    ) -> UpsertCounts:
+        """Upsert webhook events and their raw JSON, by event id (latest ``modified_date`` wins)."""
+        events = flat.tables["events"]
+        counts = UpsertCounts()
+        if events.num_rows == 0:
+            return counts
+        by_id = {r["id"]: r for r in raw if isinstance(r, dict) and isinstance(r.get("id"), int)}
+        raw_table = pa.table(
+            {
+                "event_id": events.column("event_id"),
+                "created_date": events.column("created_date"),
+                "modified_date": events.column("modified_date"),
+                "record": pa.array(
+                    [
+                        orjson.dumps(by_id[i]).decode() if i in by_id else None
+                        for i in events.column("event_id").to_pylist()
+                    ],
+                    pa.string(),
+                ),
+            },
+            schema=RAW_SCHEMAS["raw_events"],
+        )
+        months = _months(events, "created_date")
+        for month in pc.unique(months).to_pylist():
+            mask = pc.equal(months, month)
+            for name, table in (
+                ("events", events.filter(mask)),
+                ("raw_events", raw_table.filter(mask)),
+            ):
+                current = self.read_partition(name, month)
+                merged, changed = _merge_latest(
+                    current,
+                    table,
+                    ["event_id"],
+                    "modified_date",
+                    counts if name == "events" else None,
+                )
+                if changed:
+                    self._write(name, month, merged, policy if name == "events" else None)
+                    counts.partitions_written += 1
+        return counts
+
+    def add_quarantine(self, entries: list[QuarantinedRecord], seen_at: dt.datetime) -> None:
+        """Keep records that could not be flattened (their id, reason and stripped JSON)."""
+        if not entries:
+            return
+        incoming = pa.Table.from_pylist(
+            [
+                {
+                    "kind": e.kind,
+                    "position": e.position,
+                    "record_id": None if e.record_id is None else str(e.record_id),
+                    "reason": e.reason,
+                    "record": e.record,
+                    "seen_at": seen_at,
+                }
+                for e in entries
+            ],
+            schema=QUARANTINE_SCHEMA,
+        )
+        path = self.root / "quarantine" / "part.parquet"
+        if path.exists():
+            incoming = pa.concat_tables([pq.read_table(path).cast(QUARANTINE_SCHEMA), incoming])
+        write_parquet_atomic(incoming, path)
+
+    def read_quarantine(self) -> pa.Table:
+        """Every quarantined record so far."""
+        path = self.root / "quarantine" / "part.parquet"
+        return pq.read_table(path) if path.exists() else QUARANTINE_SCHEMA.empty_table()
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _newer(candidate: Any, current: Any) -> bool:
+    if candidate is None:
+        return False
+    return current is None or candidate > current
+
+
+def _change(
+    order_id: int, before: Any, after: Any, changed: Any, observed: dt.datetime, placed: Any
+) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "from_state_code": before,
+        "to_state_code": after,
+        "changed_at": changed if changed is not None else observed,
+        "observed_at": observed,
+        "date_placed": placed,
+    }
+
+
+def _merge_latest(
+    current: pa.Table | None,
+    incoming: pa.Table,
+    keys: list[str],
+    stamp: str | None,
+    counts: UpsertCounts | None = None,
+) -> tuple[pa.Table, bool]:
+    """Rows of both, one per key: the latest ``stamp`` wins, incoming wins ties and no stamp."""
+
+    def key_of(table: pa.Table) -> list[tuple[Any, ...]]:
+        return list(zip(*(table.column(k).to_pylist() for k in keys), strict=True))
+
+    stored: dict[tuple[Any, ...], Any] = {}
+    if current is not None:
+        stamps = current.column(stamp).to_pylist() if stamp else [None] * current.num_rows
+        stored = dict(zip(key_of(current), stamps, strict=True))
+    incoming_stamps = incoming.column(stamp).to_pylist() if stamp else [None] * incoming.num_rows
+    take: list[bool] = []
+    chosen: dict[tuple[Any, ...], int] = {}
+    for index, (key, value) in enumerate(zip(key_of(incoming), incoming_stamps, strict=True)):
+        if key in stored and stamp is not None:
+            previous = stored[key]
+            if value == previous:
+                take.append(False)
+                if counts:
+                    counts.unchanged += 1
+                continue
+            if not _newer(value, previous):
+                take.append(False)
+                if counts:
+                    counts.stale += 1
+                continue
+        if counts:
+            if key in stored:
+                counts.updated += 1
+            else:
+                counts.new += 1
+        take.append(True)
+        chosen[key] = index
+    # within the incoming batch, keep only the last chosen row per key
+    take = [
+        flag and chosen.get(key) == index
+        for index, (flag, key) in enumerate(zip(take, key_of(incoming), strict=True))
+    ]
+    if not any(take):
+        return current if current is not None else incoming.schema.empty_table(), False
+    fresh = incoming.filter(pa.array(take, pa.bool_()))
+    if current is None:
+        return fresh, True
+    replaced = set(key_of(fresh))
+    kept = current.filter(pa.array([k not in replaced for k in key_of(current)], pa.bool_()))
+    return pa.concat_tables([kept, fresh.cast(kept.schema)]), True

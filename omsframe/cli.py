@@ -8,25 +8,162 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import json
+import sys
 import time
-from collections import Counter
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
 from omsframe import __version__
+from omsframe.errors import OmsframeError
 from omsframe.simulator.server import Clock, Dialect, Faults, SimulatorServer
 from omsframe.simulator.world import World
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
-@click.group()
+class _Group(click.Group):
+    """Turn omsframe's own errors into one line on stderr and exit code 1 (no traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OmsframeError as error:
+            click.echo(f"omsframe: {error}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
 @click.version_option(__version__, prog_name="omsframe")
 def main() -> None:
-    """omsframe: Akinon OMS orders as exact, tidy tables."""
+    r"""omsframe: Akinon OMS orders as exact, tidy tables.
+
+    \b
+    Typical use:
+      export OMSFRAME_TOKEN=...            (or OMSFRAME_USERNAME and OMSFRAME_PASSWORD)
+      omsframe sync --url https://acme-oms.akinon.net
+      omsframe status --cache data/acme-oms.akinon.net
+      omsframe export --cache data/acme-oms.akinon.net --format csv --out exports/
+    """
+
+
+_CACHE = click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Cache folder (default: data/<host of the URL>).",
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _print(value: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(value.to_dict() if hasattr(value, "to_dict") else value, default=str))
+    else:
+        click.echo(str(value))
+
+
+@main.command(name="sync")
+@click.option("--url", envvar="OMSFRAME_URL", help="OMS base URL (or OMSFRAME_URL).")
+@_CACHE
+@click.option("--full", is_flag=True, help="Read every order, not only what changed.")
+@click.option("--no-events", is_flag=True, help="Skip the webhook events.")
+@click.option(
+    "--lookback", default=30, show_default=True, help="Minutes before the cursor to re-read."
+)
+@click.option(
+    "--pii",
+    type=click.Choice(["pseudonymize", "keep", "drop"]),
+    help="PII policy of a new cache (default pseudonymize).",
+)
+@click.option("--wait", is_flag=True, help="Wait for another sync of this cache to finish.")
+@click.option("--allow-http", is_flag=True, help="Allow plain http:// to a remote host.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_JSON
+def sync_command(
+    url: str | None,
+    cache: Path | None,
+    full: bool,
+    no_events: bool,
+    lookback: int,
+    pii: str | None,
+    wait: bool,
+    allow_http: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Fill or update the parquet cache from an OMS.
+
+    Credentials come from OMSFRAME_TOKEN, or OMSFRAME_USERNAME and OMSFRAME_PASSWORD; they are
+    never written anywhere. The first sync reads everything; later ones only what changed.
+    """
+    from omsframe.sync import sync
+
+    report = sync(
+        url,
+        cache=cache,
+        full=full,
+        events=not no_events,
+        lookback=dt.timedelta(minutes=lookback),
+        pii=pii,  # type: ignore[arg-type]
+        wait=wait,
+        allow_http=allow_http,
+        progress=not (quiet or as_json),
+    )
+    _print(report, as_json)
+
+
+@main.command()
+@_CACHE
+@_JSON
+def status(cache: Path | None, as_json: bool) -> None:
+    """Say what a cache holds, how fresh it is and where it came from."""
+    from omsframe.load import cache_info
+
+    _print(cache_info(cache or Path("data/demo")), as_json)
+
+
+@main.command()
+@_CACHE
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet")
+@click.option("--tables", help="Comma-separated tables (default: all).")
+@click.option("--since", help="Orders placed from this date (YYYY-MM-DD).")
+@click.option("--until", help="Orders placed before this date.")
+@_JSON
+def export(
+    cache: Path | None,
+    out: Path,
+    fmt: str,
+    tables: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+) -> None:
+    """Write the cache's tables as parquet or CSV files (never secrets or the PII key)."""
+    from omsframe.export import export as export_tables
+
+    files = export_tables(
+        cache or Path("data/demo"),
+        out,
+        format=fmt,  # type: ignore[arg-type]
+        tables=tables.split(",") if tables else None,
+        since=since,
+        until=until,
+    )
+    _print({"files": [str(f) for f in files]} if as_json else "\n".join(map(str, files)), as_json)
+
+
+@main.command()
+@_CACHE
+@_JSON
+def rebuild(cache: Path | None, as_json: bool) -> None:
+    """Rebuild every table from the cache's raw JSON, offline."""
+    from omsframe.export import rebuild as rebuild_tables
+
+    counts = rebuild_tables(cache or Path("data/demo"))
+    _print(counts if as_json else ", ".join(f"{k}: {v:,}" for k, v in counts.items()), as_json)
 
 
 def _world(orders: int, seed: int, start: dt.datetime, end: dt.datetime) -> World:
@@ -116,65 +253,70 @@ def simulate(
             click.echo("stopped")
 
 
+DEMO_CACHE = Path("data/demo")
+DEMO_PORT = 8765
+DEMO_WEEK = dt.timedelta(days=7)
+
+
 @main.command()
 @click.option("--orders", default=5_000, show_default=True, help="Orders in the demo shop.")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the demo shop.")
-def demo(orders: int, seed: int) -> None:
-    """Start the simulator and show what it serves (the main job grows with the loader)."""
-    started = time.perf_counter()
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEMO_CACHE,
+    show_default=True,
+    help="Cache folder of the demo.",
+)
+@click.option("--port", default=DEMO_PORT, show_default=True, help="Port of the simulator.")
+def demo(orders: int, seed: int, cache: Path, port: int) -> None:
+    """The main job against the built-in simulator: sync, then summarise.
+
+    The demo shop's clock runs an hour per real minute since the demo cache was made (at most a
+    week), so running the demo again later finds new and changed orders: an incremental sync.
+    """
+    from omsframe.load import load
+    from omsframe.manifest import load_manifest
+    from omsframe.sync import sync
+
     world = World.generate(seed=seed, orders=orders)
-    took = time.perf_counter() - started
-    click.echo(f"generated a shop of {world.n_orders} orders in {took:.2f}s")
-    with SimulatorServer(world, port=0) as server:
-        click.echo(f"OMS simulator listening at {server.url}")
-        headers = {"Authorization": f"Token {server.token}"}
-        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
-            _show(http)
-
-
-def _get(http: httpx.Client, path: str, **params: Any) -> Any:
-    response = http.get(path, params=params)
-    response.raise_for_status()
-    return response.json()
-
-
-def _show(http: httpx.Client) -> None:
-    base = "/api/v1/oms/orders/"
-    first = _get(http, base, limit=100, ordering="id")
-    click.echo(f"\n{base}  count={first['count']}  next={first['next']}")
-    states: Counter[str] = Counter()
-    channels: Counter[str] = Counter()
-    gross: dict[str, Decimal] = {}
-    items = 0
-    for order in first["results"]:
-        states[f"{order['state']['enum_value']} {order['state']['name']}"] += 1
-        channels[order["channel"]["name"]] += 1
-        for item in order["orderitem_set"]:
-            items += 1
-            currency = item["price_currency"].upper()
-            gross[currency] = gross.get(currency, Decimal(0)) + Decimal(item["price"])
-    click.echo(f"first page: {len(first['results'])} orders, {items} items")
-    click.echo("  by state:   " + ", ".join(f"{k} ×{v}" for k, v in states.most_common()))
-    click.echo("  by channel: " + ", ".join(f"{k} ×{v}" for k, v in channels.most_common()))
-    click.echo("  gross:      " + ", ".join(f"{v} {k}" for k, v in sorted(gross.items())))
-    sample = first["results"][0]
-    click.echo(
-        f"\nsample order {sample['number']} placed {sample['date_placed']}, "
-        f"{sample['payment_type']}, {sample['delivery_type']}, "
-        f"ship to {sample['shipping_address']['city']['name']}"
+    created = load_manifest(cache).get("created") if (cache / "manifest.json").exists() else None
+    elapsed = (
+        dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(created) if created else dt.timedelta(0)
     )
-    for item in sample["orderitem_set"]:
+    shop_now = world_end(world) - DEMO_WEEK + min(DEMO_WEEK, elapsed * 60)
+    with SimulatorServer(world, port=port, clock=Clock(start=shop_now)) as server:
         click.echo(
-            f"  {item['product']['sku']:<18} {item['product']['name']:<40} "
-            f"price {item['price']:>9} list {item['retail_price']:>9} "
-            f"discount {item['discount_amount']:>8} {item['price_currency'].upper()}"
+            f"OMS simulator: {world.n_orders:,} orders (seed {seed}) at {server.url}, "
+            f"shop time {shop_now:%Y-%m-%d %H:%M} UTC"
         )
-    events = _get(http, base + "webhook-events/short/", limit=1)
-    click.echo(f"\n{base}webhook-events/  count={events['count']}")
-    for path in ("delivery-types/", "payment-types/"):
-        values = [entry["value"] for entry in _get(http, base + path)]
-        click.echo(f"{base}{path}  {', '.join(values)}")
-    click.echo("\nRun `omsframe simulate` to keep a simulator running for your own requests.")
+        report = sync(server.url, token=server.token, cache=cache, progress=sys.stderr.isatty())
+    click.echo(f"\n{report}\n")
+    tables = load(cache)
+    click.echo(_summary(tables))
+
+
+def world_end(world: World) -> dt.datetime:
+    """The last moment of the demo shop (the end of its date range)."""
+    from omsframe.simulator.world import from_us
+
+    return from_us(world.end_us)
+
+
+def _summary(tables: Any) -> str:
+    orders, items = tables.orders, tables.order_items
+    lines = [f"{len(orders):,} orders, {len(items):,} items, {len(tables.customers):,} customers"]
+    live = items[~items["state_code"].isin(["100", "600"])]
+    net = live.groupby("price_currency")["net_amount"].sum()
+    lines.append(
+        "net sales (excluding cancelled and refunded items): "
+        + ", ".join(f"{amount:,.2f} {currency.upper()}" for currency, amount in net.items())
+    )
+    states = orders.groupby(["state_code", "state_name"]).size().sort_values(ascending=False)
+    lines.append(
+        "orders by state: " + ", ".join(f"{name} {count:,}" for (_, name), count in states.items())
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

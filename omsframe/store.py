@@ -381,7 +381,11 @@ class Store:
         if not winners:
             return counts
         won = pa.array(winners, pa.int64())
-        for name in (*ORDER_GROUP, "raw_orders"):
+        if history:  # idempotent (keyed by order and time), so it may safely go first
+            self._append_history(month, history, policy)
+        # `orders` goes last: it is what marks an order as stored, so a sync killed between
+        # these writes finds the order still to do and rewrites its items and addresses too
+        for name in ("order_items", "addresses", "raw_orders", "orders"):
             current = self.read_partition(name, month)
             fresh = incoming[name].filter(
                 pc.is_in(incoming[name].column("order_id"), value_set=won)
@@ -393,8 +397,6 @@ class Store:
                 fresh = pa.concat_tables([kept, fresh.cast(kept.schema)])
             self._write(name, month, fresh, policy if name in ORDER_GROUP else None)
             counts.partitions_written += 1
-        if history:
-            self._append_history(month, history, policy)
         return counts
 
     def _append_history(self, month: str, rows: list[dict[str, Any]], policy: str) -> None:
@@ -512,7 +514,22 @@ class Store:
         )
         path = self.root / "quarantine" / "part.parquet"
         if path.exists():
-            incoming = pa.concat_tables([pq.read_table(path).cast(QUARANTINE_SCHEMA), incoming])
+            current = pq.read_table(path).cast(QUARANTINE_SCHEMA)
+            seen = set(
+                zip(
+                    *(
+                        current.column(c).to_pylist()
+                        for c in ("kind", "record_id", "reason", "record")
+                    ),
+                    strict=True,
+                )
+            )
+            fresh = [
+                (e.kind, None if e.record_id is None else str(e.record_id), e.reason, e.record)
+                not in seen
+                for e in entries
+            ]
+            incoming = pa.concat_tables([current, incoming.filter(pa.array(fresh, pa.bool_()))])
         write_parquet_atomic(incoming, path)
 
     def read_quarantine(self) -> pa.Table:

@@ -1,0 +1,267 @@
+"""Tables back from the cache: ``load``, ``cache_info``.
+
+``load`` reads only the month partitions a date range needs and returns pandas DataFrames by
+default: money stays exact (``decimal128`` as ``pd.ArrowDtype``), timestamps are tz-aware UTC,
+text is pandas' string dtype. ``engine="pyarrow"`` gives Arrow tables, ``engine="polars"``
+polars DataFrames.
+
+Example:
+    >>> import tempfile
+    >>> tables = load(tempfile.mkdtemp(), offline=True)
+    >>> len(tables.orders)
+    0
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+
+from omsframe.errors import CacheError
+from omsframe.manifest import load_manifest, manifest_path
+from omsframe.schema import TABLES
+from omsframe.store import Store
+
+Engine = Literal["pandas", "pyarrow", "polars"]
+DateLike = dt.datetime | dt.date | str
+
+
+def _moment(value: DateLike | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _arrow_types(data_type: pa.DataType) -> Any:
+    """Keep decimals, lists and JSON-free nested types Arrow-backed in pandas (exact, fast)."""
+    if pa.types.is_decimal(data_type) or pa.types.is_list(data_type):
+        return pd.ArrowDtype(data_type)
+    return None
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as pandas with exact decimals (``pd.ArrowDtype``) and UTC timestamps.
+
+    Example:
+        >>> to_pandas(pa.table({"x": pa.array([1], pa.int64())}))["x"].tolist()
+        [1]
+    """
+    frame: pd.DataFrame = table.to_pandas(types_mapper=_arrow_types)
+    return frame
+
+
+class Tables(Mapping[str, Any]):
+    """The loaded tables: ``tables.orders`` or ``tables["orders"]``.
+
+    Attributes:
+        policy: The PII policy the cache was written with.
+        source: Where the data came from (sanitized URL).
+    """
+
+    def __init__(self, frames: dict[str, Any], *, policy: str | None, source: str | None):
+        self._frames = frames
+        self.policy = policy
+        self.source = source
+
+    def __getitem__(self, name: str) -> Any:
+        return self._frames[name]
+
+    def __getattr__(self, name: str) -> Any:
+        frames = self.__dict__.get("_frames", {})
+        if name in frames:
+            return frames[name]
+        raise AttributeError(f"no table {name!r}; loaded: {', '.join(frames)}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._frames)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name}={len(frame):,}" for name, frame in self._frames.items())
+        return f"Tables({sizes}; pii={self.policy})"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{name}</td><td style='text-align:right'>{len(frame):,}</td></tr>"
+            for name, frame in self._frames.items()
+        )
+        return (
+            f"<table><caption>omsframe tables (PII: {self.policy})</caption>"
+            f"<tr><th>table</th><th>rows</th></tr>{rows}</table>"
+        )
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    since: DateLike | None = None,
+    until: DateLike | None = None,
+    tables: Sequence[str] | None = None,
+    engine: Engine = "pandas",
+    offline: bool = True,
+    **sync_options: Any,
+) -> Tables:
+    """Load tables from a cache folder, reading only the partitions a date range needs.
+
+    Args:
+        path: The cache folder (e.g. ``"data/acme-oms.akinon.net"``).
+        since: Keep orders (and their items, addresses, state changes) placed at or after
+            this moment, and events created from it; a date means midnight UTC.
+        until: ... placed before this moment.
+        tables: Which tables (default: all of ``omsframe.schema.TABLES``).
+        engine: ``"pandas"`` (default), ``"pyarrow"`` or ``"polars"``.
+        offline: ``True`` (default) never touches the network; ``False`` first brings the
+            cache up to date with :func:`omsframe.sync` (credentials from the environment or
+            ``sync_options``).
+        **sync_options: Passed to :func:`omsframe.sync` when ``offline=False``.
+
+    Returns:
+        :class:`Tables`, a mapping of table name to frame.
+
+    Raises:
+        CacheError: A file of the cache is damaged, or ``tables`` names an unknown table.
+
+    Example:
+        >>> t = load("data/demo", since="2025-01-01")  # doctest: +SKIP
+        >>> t.orders.groupby("currency")["net_total"].sum()  # doctest: +SKIP
+    """
+    root = Path(path)
+    if not offline:
+        from omsframe.sync import sync
+
+        sync(cache=root, **{"progress": False, **sync_options})
+    names = list(tables) if tables is not None else list(TABLES)
+    unknown = [n for n in names if n not in TABLES]
+    if unknown:
+        raise CacheError(f"unknown table(s) {', '.join(unknown)}; choose from {', '.join(TABLES)}")
+    manifest = load_manifest(root)
+    store = Store(root)
+    low, high = _moment(since), _moment(until)
+    frames: dict[str, Any] = {}
+    for name in names:
+        table = store.read_table(name, low, high)
+        if engine == "pyarrow":
+            frames[name] = table
+        elif engine == "polars":
+            import polars as pl
+
+            frames[name] = pl.from_arrow(table)
+        else:
+            frames[name] = to_pandas(table)
+    return Tables(frames, policy=manifest.get("pii_policy"), source=manifest.get("source_url"))
+
+
+@dataclass
+class CacheInfo:
+    """What a cache holds, how fresh it is, and where it came from."""
+
+    path: str
+    exists: bool
+    source: str | None = None
+    profile: str | None = None
+    pii_policy: str | None = None
+    schema_version: int | None = None
+    omsframe_version: str | None = None
+    last_sync: str | None = None
+    age: dt.timedelta | None = None
+    cursors: dict[str, str] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    months: tuple[str, str] | None = None
+    unfinished_sync: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (for ``--json``)."""
+        data = dict(self.__dict__)
+        data["age_seconds"] = self.age.total_seconds() if self.age else None
+        del data["age"]
+        return data
+
+    def _rows(self) -> list[tuple[str, str]]:
+        if not self.exists:
+            return [("cache", f"{self.path} (empty: run `omsframe sync`)")]
+        age = f" ({_human(self.age)} ago)" if self.age else ""
+        span = f"{self.months[0]} .. {self.months[1]}" if self.months else "-"
+        return [
+            ("cache", self.path),
+            ("source", self.source or "-"),
+            ("last sync", f"{self.last_sync or 'never'}{age}"),
+            ("orders", f"{self.rows.get('orders', 0):,} in months {span}"),
+            ("items", f"{self.rows.get('order_items', 0):,}"),
+            ("events", f"{self.rows.get('events', 0):,}"),
+            ("customers", f"{self.rows.get('customers', 0):,}"),
+            ("PII policy", self.pii_policy or "-"),
+            ("versions", f"omsframe {self.omsframe_version}, schema {self.schema_version}"),
+            *(
+                (("warning", "a sync did not finish; the next sync resumes it"),)
+                if self.unfinished_sync
+                else ()
+            ),
+        ]
+
+    def __str__(self) -> str:
+        rows = self._rows()
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(n)}</th><td>{html.escape(v)}</td></tr>"
+            for n, v in self._rows()
+        )
+        return f"<table><caption>omsframe cache</caption>{body}</table>"
+
+
+def _human(age: dt.timedelta) -> str:
+    seconds = int(age.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
+    """Say what a cache holds, how fresh, from where (reads only the manifest and footers).
+
+    Example:
+        >>> import tempfile
+        >>> cache_info(tempfile.mkdtemp()).exists
+        False
+    """
+    root = Path(path)
+    if not manifest_path(root).exists():
+        return CacheInfo(path=str(root), exists=False)
+    manifest = load_manifest(root)
+    last = manifest.get("last_sync") or {}
+    finished = last.get("finished")
+    age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(finished) if finished else None
+    months = [m for m in Store(root).months("orders") if m != "unknown"]
+    return CacheInfo(
+        path=str(root),
+        exists=True,
+        source=manifest.get("source_url"),
+        profile=manifest.get("profile"),
+        pii_policy=manifest.get("pii_policy"),
+        schema_version=manifest.get("schema_version"),
+        omsframe_version=manifest.get("omsframe_version"),
+        last_sync=finished,
+        age=age,
+        cursors=dict(manifest.get("cursors") or {}),
+        rows=Store(root).counts(),
+        months=(months[0], months[-1]) if months else None,
+        unfinished_sync=bool(manifest.get("checkpoint")),
+    )

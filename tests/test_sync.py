@@ -1,0 +1,307 @@
+"""Sync against the simulator over real HTTP: the cache equals the shop's truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omsframe.errors import CacheError, ConfigError
+from omsframe.export import export, rebuild
+from omsframe.load import cache_info, load
+from omsframe.lock import CacheLock
+from omsframe.simulator.server import Clock, Dialect, Faults, serve
+from omsframe.simulator.world import World, from_us
+from omsframe.sync import sync
+
+DAY = dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World.generate(seed=21, orders=600, start=dt.date(2025, 1, 1), end=dt.date(2025, 6, 1))
+
+
+def truth(world: World, now_us: int) -> dict[str, Any]:
+    """What the shop holds at ``now_us``, computed from the world's arrays."""
+    n = world.visible_orders(now_us)
+    states, modified = world.order_status(now_us)
+    items = int(world.item_ptr[n])
+    currency = {0: "try", 1: "try", 2: "eur", 3: "usd"}
+    net: dict[str, int] = defaultdict(int)
+    for i in range(n):
+        lo, hi = int(world.item_ptr[i]), int(world.item_ptr[i + 1])
+        cents = int((world.item_price[lo:hi] - world.item_discount[lo:hi]).sum())
+        net[currency[int(world.order_channel[i])]] += cents
+    return {
+        "order_ids": world.order_id[:n].tolist(),
+        "states": {int(i): str(int(s)) for i, s in zip(world.order_id[:n], states, strict=True)},
+        "item_ids": world.item_id[:items].tolist(),
+        "net": {c: Decimal(v) / 100 for c, v in net.items()},
+        "events": world.visible_events(now_us),
+    }
+
+
+def check_cache(root: Path, expected: dict[str, Any]) -> None:
+    tables = load(root, engine="pyarrow")
+    order_ids = tables.orders.column("order_id").to_pylist()
+    assert sorted(order_ids) == expected["order_ids"]  # every order, none doubled
+    states = dict(zip(order_ids, tables.orders.column("state_code").to_pylist(), strict=True))
+    assert states == expected["states"]
+    assert sorted(tables.order_items.column("item_id").to_pylist()) == expected["item_ids"]
+    net: dict[str, Decimal] = defaultdict(Decimal)
+    for currency, amount in zip(
+        tables.order_items.column("price_currency").to_pylist(),
+        tables.order_items.column("net_amount").to_pylist(),
+        strict=True,
+    ):
+        net[currency] += amount
+    assert dict(net) == expected["net"]  # money to the cent
+    if expected.get("events") is not None:
+        event_ids = tables.events.column("event_id").to_pylist()
+        assert sorted(event_ids) == list(range(1, expected["events"] + 1))
+
+
+def snapshot(root: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows, sorted, without the sync-time column of the state history."""
+    tables = load(root, engine="pyarrow")
+    result = {}
+    for name, table in tables.items():
+        if name == "state_history":
+            table = table.drop_columns(["observed_at"])
+        rows = [
+            tuple(json.dumps(v, default=str) for v in row.values()) for row in table.to_pylist()
+        ]
+        result[name] = sorted(rows)
+    return result
+
+
+def test_full_then_incremental_sync_follow_the_live_shop(world: World, tmp_path: Path) -> None:
+    start = from_us(world.end_us) - 10 * DAY
+    with serve(world, clock=Clock(start=start)) as oms:
+        first = sync(oms.url, token=oms.token, cache=tmp_path, progress=False)
+        assert first.plan == "full" and first.complete
+        check_cache(tmp_path, truth(world, oms.now_us))
+        before = truth(world, oms.now_us)
+        oms.advance(5 * DAY)
+        second = sync(oms.url, token=oms.token, cache=tmp_path, progress=False)
+        assert second.plan == "incremental"
+        assert second.orders_new > 0 and second.orders_updated > 0
+        after = truth(world, oms.now_us)
+        assert second.orders_seen < len(after["order_ids"]) / 2
+        check_cache(tmp_path, after)
+    history = load(tmp_path, tables=["state_history"], engine="pyarrow").state_history
+    changes = {
+        (r["order_id"], r["from_state_code"], r["to_state_code"])
+        for r in history.to_pylist()
+        if r["from_state_code"] is not None
+    }
+    expected_changes = {
+        (order_id, state, after["states"][order_id])
+        for order_id, state in before["states"].items()
+        if after["states"][order_id] != state
+    }
+    assert changes == expected_changes
+    info = cache_info(tmp_path)
+    assert info.exists and not info.unfinished_sync
+    assert info.rows["orders"] == len(after["order_ids"])
+    assert info.source == first.source
+
+
+def test_sync_is_exact_under_faults(world: World, tmp_path: Path) -> None:
+    faults = Faults(
+        seed=4, rate_5xx=0.1, rate_429=0.05, rate_truncated=0.01, retry_after_seconds=0.01
+    )
+    with serve(world, faults=faults) as oms:
+        report = sync(oms.url, token=oms.token, cache=tmp_path, progress=False)
+        assert report.retries > 0
+        check_cache(tmp_path, truth(world, oms.now_us))
+
+
+def test_a_server_that_ignores_filters_and_ordering_still_ends_exact(
+    world: World, tmp_path: Path
+) -> None:
+    dialect = Dialect(honour_filters=False, honour_ordering=False, default_ordering="-id")
+    with serve(world, dialect=dialect, clock=Clock(start=from_us(world.end_us) - 10 * DAY)) as oms:
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False)
+        oms.advance(4 * DAY)
+        report = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False)
+        assert report.plan == "full scan"
+        assert any("ignores the modified_date filter" in note for note in report.notes)
+        assert report.orders_unchanged > 0
+        expected = truth(world, oms.now_us)
+        expected["events"] = None
+        check_cache(tmp_path, expected)
+
+
+def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken(
+    world: World, tmp_path: Path
+) -> None:
+    with serve(world) as oms:
+        with CacheLock(tmp_path), pytest.raises(CacheError, match="locked by another sync"):
+            sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False)
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time; from omsframe.lock import CacheLock; "
+                "l = CacheLock(sys.argv[1]); l.acquire(); print('locked', flush=True); time.sleep(60)",
+                str(tmp_path),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CacheError, match=f"pid {holder.pid}"):
+            sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False, wait=0.3)
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        report = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False)
+        assert report.orders_new == len(truth(world, oms.now_us)["order_ids"])
+
+
+def test_a_cache_refuses_another_source_and_another_pii_policy(
+    world: World, tmp_path: Path
+) -> None:
+    with serve(world) as oms:
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False, pii="drop")
+        with pytest.raises(ConfigError, match="uses PII policy 'drop'"):
+            sync(oms.url, token=oms.token, cache=tmp_path, progress=False, pii="keep")
+    with serve(world) as other, pytest.raises(CacheError, match="holds data from"):
+        sync(other.url, token=other.token, cache=tmp_path, progress=False)
+
+
+def _checkpoint(root: Path) -> str:
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    return json.dumps([manifest.get("checkpoint"), manifest.get("cursors")])
+
+
+KILL_SCRIPT = """
+import sys
+from omsframe.sync import sync
+sync(sys.argv[1], token=sys.argv[2], cache=sys.argv[3], progress=False, batch_size=40)
+"""
+
+
+def test_a_sync_killed_at_random_moments_resumes_to_the_same_cache(
+    world: World, tmp_path: Path
+) -> None:
+    import random
+
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    with serve(world) as oms:
+        sync(oms.url, token=oms.token, cache=clean, progress=False, batch_size=40)
+        rng = random.Random(7)
+        kills = 0
+        for _ in range(20):
+            process = subprocess.Popen(
+                [sys.executable, "-c", KILL_SCRIPT, oms.url, oms.token, str(killed)],
+                stderr=subprocess.PIPE,
+            )
+            # wait for the sync to store a batch, then kill it at a random moment after it
+            seen = _checkpoint(killed)
+            deadline = time.monotonic() + 60
+            while _checkpoint(killed) == seen and process.poll() is None:
+                assert time.monotonic() < deadline, "the sync made no progress"
+                time.sleep(0.01)
+            time.sleep(rng.random() * 0.3)
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+            process.wait()
+            if kills >= 12:
+                break
+        assert kills >= 10, "the sync finished before it could be killed 10 times"
+        final = sync(oms.url, token=oms.token, cache=killed, progress=False, batch_size=40)
+        assert final.complete
+    assert snapshot(killed) == snapshot(clean)
+    leftovers = [p for p in killed.rglob("*.tmp")]
+    assert leftovers == [] or all(p.name.startswith(".") for p in leftovers)
+
+
+def test_the_cache_reads_in_duckdb_and_polars_without_omsframe(
+    world: World, tmp_path: Path
+) -> None:
+    import duckdb
+    import polars as pl
+
+    with serve(world) as oms:
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False)
+        expected = truth(world, oms.now_us)
+    glob = str(tmp_path / "tables" / "order_items" / "*" / "*.parquet")
+    row = duckdb.sql(
+        f"SELECT count(*), sum(net_amount) FROM read_parquet('{glob}', hive_partitioning=true)"
+    ).fetchone()
+    assert row is not None
+    assert row[0] == len(expected["item_ids"])
+    assert Decimal(row[1]) == sum(expected["net"].values())
+    frame = pl.read_parquet(glob, hive_partitioning=True)
+    assert frame.height == len(expected["item_ids"])
+    assert "month" in frame.columns
+    months = duckdb.sql(
+        f"SELECT DISTINCT month FROM read_parquet('{tmp_path}/tables/orders/*/*.parquet', "
+        "hive_partitioning=true) ORDER BY 1"
+    ).fetchall()
+    assert [m for (m,) in months] == sorted({str(m) for (m,) in months})
+
+
+def test_load_reads_only_the_months_asked_for(world: World, tmp_path: Path) -> None:
+    with serve(world) as oms:
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False)
+    since, until = dt.datetime(2025, 3, 1, tzinfo=dt.UTC), dt.datetime(2025, 4, 15, tzinfo=dt.UTC)
+    tables = load(
+        tmp_path, since="2025-03-01", until="2025-04-15", tables=["orders", "order_items"]
+    )
+    placed = [from_us(int(t)) for t in world.order_placed]
+    expected = sorted(
+        int(i) for i, p in zip(world.order_id, placed, strict=True) if since <= p < until
+    )
+    assert sorted(tables.orders["order_id"].tolist()) == expected
+    assert set(tables.order_items["order_id"].tolist()) <= set(expected)
+    assert str(tables.order_items["net_amount"].dtype).startswith("decimal128")
+    assert list(tables) == ["orders", "order_items"]
+    with pytest.raises(CacheError, match="unknown table"):
+        load(tmp_path, tables=["nope"])
+
+
+def test_export_and_rebuild(world: World, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with serve(world) as oms:
+        sync(oms.url, token=oms.token, cache=cache, progress=False)
+    before = snapshot(cache)
+    files = export(cache, tmp_path / "csv", format="csv") + export(cache, tmp_path / "pq")
+    assert {f.name for f in files} >= {"orders.csv", "order_items.parquet", "events.csv"}
+    key = (cache / ".pii-key").read_bytes()
+    for file in files:
+        data = file.read_bytes()
+        assert key not in data and key.hex().encode() not in data
+        for secret in world.secrets():
+            assert secret.encode() not in data, (file, secret)
+    items_csv = (tmp_path / "csv" / "order_items.csv").read_text()
+    assert '"net_amount"' in items_csv.splitlines()[0]
+    rebuilt = rebuild(cache)
+    assert rebuilt["orders"] == len(before["orders"])
+    assert snapshot(cache) == before
+    assert not (cache / "tables.rebuild").exists()
+
+
+def test_report_renders_for_terminals_and_notebooks(world: World, tmp_path: Path) -> None:
+    with serve(world) as oms:
+        report = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False)
+    text = str(report)
+    assert "plan" in text and "full" in text and f"{report.orders_new:,} new" in text
+    assert report._repr_html_().startswith("<table>")
+    assert json.loads(json.dumps(report.to_dict()))["orders_new"] == report.orders_new

@@ -1,5 +1,88 @@
-"""omsframe: Akinon OMS orders as exact, tidy pandas tables and the standard order analyses."""
+"""omsframe: Akinon OMS orders as exact, tidy pandas tables and the standard order analyses.
 
-__version__ = "0.1.0"
+Example:
+    >>> import tempfile
+    >>> import omsframe as of
+    >>> from omsframe.simulator.server import serve
+    >>> cache = tempfile.mkdtemp()
+    >>> with serve() as oms:  # the built-in simulator, on loopback
+    ...     report = of.sync(oms.url, token=oms.token, cache=cache, progress=False)
+    >>> tables = of.load(cache)
+    >>> len(tables.orders) == report.orders_new
+    True
 
-__all__ = ["__version__"]
+The public API (nothing runs at import):
+
+- connect and read: :class:`Client` (the 11 endpoints), :func:`sync`, :func:`load`,
+  :func:`cache_info`, :func:`export`, :func:`rebuild`;
+- tables: :func:`flatten_orders`, :func:`flatten_events`, :func:`iter_flatten_orders`,
+  :func:`expand_attributes`, :class:`Privacy`, :data:`TABLES`;
+- errors: :class:`OmsframeError` and its subclasses.
+"""
+
+from omsframe._version import __version__
+from omsframe.attributes import expand_attributes
+from omsframe.client import Client
+from omsframe.config import EndpointPaths, RetryPolicy, Settings
+from omsframe.drift import DriftReport
+from omsframe.errors import (
+    ApiError,
+    AuthError,
+    CacheError,
+    ConfigError,
+    NotFoundError,
+    OmsframeError,
+    RateLimitError,
+    ResponseError,
+    ServerError,
+)
+from omsframe.export import export, rebuild
+from omsframe.flatten import (
+    Flattened,
+    QuarantinedRecord,
+    flatten_events,
+    flatten_orders,
+    iter_flatten_orders,
+)
+from omsframe.load import CacheInfo, Tables, cache_info, load
+from omsframe.paging import Listing, PagingStats, ProbeResult
+from omsframe.privacy import Privacy
+from omsframe.schema import TABLES
+from omsframe.sync import SyncReport, sync
+
+__all__ = [
+    "TABLES",
+    "ApiError",
+    "AuthError",
+    "CacheError",
+    "CacheInfo",
+    "Client",
+    "ConfigError",
+    "DriftReport",
+    "EndpointPaths",
+    "Flattened",
+    "Listing",
+    "NotFoundError",
+    "OmsframeError",
+    "PagingStats",
+    "Privacy",
+    "ProbeResult",
+    "QuarantinedRecord",
+    "RateLimitError",
+    "ResponseError",
+    "RetryPolicy",
+    "ServerError",
+    "Settings",
+    "SyncReport",
+    "Tables",
+    "__version__",
+    "cache_info",
+    "expand_attributes",
+    "export",
+    "flatten_events",
+    "flatten_orders",
+    "iter_flatten_orders",
+    "load",
+    "rebuild",
+    "sync",
+]

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from omsframe import __version__
+from omsframe._version import __version__
 from omsframe.errors import OmsframeError
 from omsframe.simulator.server import Clock, Dialect, Faults, SimulatorServer
 from omsframe.simulator.world import World

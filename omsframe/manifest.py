@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from omsframe import __version__
+from omsframe._version import __version__
 from omsframe.errors import CacheError
 from omsframe.schema import SCHEMA_VERSION
 from omsframe.store import write_atomic

@@ -1,0 +1,193 @@
+"""Benchmark: sync, incremental sync and load against the simulator, beside naive baselines.
+
+Each measured job runs in its own process against one simulator process (so the server does
+not share the GIL with the job), and reports seconds and its peak RSS:
+
+- ``sync``: ``omsframe.sync`` of every order (events off) into an empty cache;
+- ``naive``: a sequential httpx loop over the pages, ``pandas.json_normalize`` of the orders and
+  of their items (``record_path``), ``to_parquet`` of both — the usual notebook;
+- ``incremental``: ``omsframe.sync`` again after the shop's clock moved so that about 1% of the
+  orders changed;
+- ``load``: ``omsframe.load`` of orders and items from the cache into pandas;
+- ``flatten``: ``omsframe.flatten_orders`` of the same orders from their JSON (what ``load``
+  saves you from).
+
+Run: ``python -m bench.sync_compare [--orders 10000 100000]``; prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SERVER = """
+import sys, datetime as dt
+import numpy as np
+from omsframe.simulator.server import SimulatorServer, Clock
+from omsframe.simulator.world import World, from_us
+world = World.generate(seed=9, orders=int(sys.argv[1]))
+start = from_us(world.end_us) - dt.timedelta(days=30)
+
+def delta_changing(share):
+    # the clock step after which `share` of the visible orders have changed
+    now = server.now_us
+    n = world.visible_orders(now)
+    times = np.where(world.transition_time > now, world.transition_time, np.iinfo(np.int64).max)
+    first = np.minimum.reduceat(times[: world.transition_ptr[n]], world.transition_ptr[:n])
+    first = np.sort(first[first < np.iinfo(np.int64).max])
+    k = max(1, int(share * n))
+    return (int(first[min(k, len(first)) - 1]) - now) / 1e6
+
+with SimulatorServer(world, clock=Clock(start=start)) as server:
+    print(server.url, server.token, flush=True)
+    for line in sys.stdin:
+        server.advance(dt.timedelta(seconds=delta_changing(float(line))))
+        print("ok", flush=True)
+"""
+
+
+def peak_mib() -> float:
+    """Peak RSS of this process, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
+    """Run one measured job in this process."""
+    import httpx
+    import orjson
+    import pandas as pd
+
+    import omsframe
+
+    started = time.perf_counter()
+    detail = ""
+    if kind in ("sync", "incremental"):
+        report = omsframe.sync(url, token=token, cache=cache, events=False, progress=False)
+        detail = f"{report.plan}: {report.orders_seen:,} orders read"
+    elif kind == "naive":
+        frames, items = [], []
+        with httpx.Client(headers={"Authorization": f"Token {token}"}, timeout=60) as http:
+            page = 1
+            while True:
+                response = http.get(
+                    f"{url}/api/v1/oms/orders/",
+                    params={"page": page, "limit": 100, "ordering": "id"},
+                )
+                if response.status_code == 404:
+                    break
+                results = response.json()["results"]
+                frames.append(pd.json_normalize(results))
+                items.append(
+                    pd.json_normalize(
+                        results, record_path="orderitem_set", meta=["id"], meta_prefix="order."
+                    )
+                )
+                if not response.json()["next"]:
+                    break
+                page += 1
+        orders = pd.concat(frames, ignore_index=True)
+        order_items = pd.concat(items, ignore_index=True)
+        # nested leftovers (lists) are not parquet-friendly as objects: keep them as JSON text
+        for frame in (orders, order_items):
+            for column in frame.columns:
+                if frame[column].dtype == object:
+                    frame[column] = frame[column].map(
+                        lambda v: orjson.dumps(v).decode() if isinstance(v, list | dict) else v
+                    )
+        orders.to_parquet(Path(cache) / "orders.parquet")
+        order_items.to_parquet(Path(cache) / "order_items.parquet")
+        detail = f"{len(orders):,} orders"
+    elif kind == "load":
+        tables = omsframe.load(cache, tables=["orders", "order_items"])
+        detail = f"{len(tables.orders):,} orders, {len(tables.order_items):,} items"
+    elif kind == "flatten":
+        raw = omsframe.load(cache, tables=["orders"], engine="pyarrow")  # warm the imports
+        del raw
+        from omsframe.store import Store
+
+        store = Store(cache)
+        texts = store.read_table("raw_orders").column("record").to_pylist()
+        started = time.perf_counter()
+        records = [orjson.loads(t) for t in texts]
+        flat = omsframe.flatten_orders(records)
+        flat.to_pandas()
+        detail = f"{flat.tables['orders'].num_rows:,} orders"
+    return {
+        "kind": kind,
+        "seconds": time.perf_counter() - started,
+        "peak_mib": peak_mib(),
+        "detail": detail,
+    }
+
+
+def run(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
+    """Run a job in a child process."""
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.sync_compare", "--child", kind, url, token, cache],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if child.returncode != 0:
+        return {
+            "kind": kind,
+            "seconds": float("nan"),
+            "peak_mib": float("nan"),
+            "detail": "failed: " + (child.stderr.strip().splitlines() or ["?"])[-1][:80],
+        }
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    """Start a simulator per size, run every job, print Markdown."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(job(*args.child)))
+        return
+    print("| orders | job | seconds | peak RSS MiB | detail |\n|---|---|---|---|---|")
+    for orders in args.orders:
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(orders)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdin is not None and server.stdout is not None
+        url, token = server.stdout.readline().split()
+        with tempfile.TemporaryDirectory() as tmp:
+            cache, naive = os.path.join(tmp, "cache"), os.path.join(tmp, "naive")
+            os.makedirs(naive)
+            results = [run("sync", url, token, cache), run("naive", url, token, naive)]
+            # move the shop's clock until 1% of its orders have changed
+            server.stdin.write("0.01\n")
+            server.stdin.flush()
+            server.stdout.readline()
+            results += [
+                run("incremental", url, token, cache),
+                run("load", url, token, cache),
+                run("flatten", url, token, cache),
+            ]
+        server.terminate()
+        server.wait()
+        for result in results:
+            print(
+                f"| {orders:,} | {result['kind']} | {result['seconds']:.2f} | "
+                f"{result['peak_mib']:.0f} | {result['detail']} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

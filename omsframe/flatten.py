@@ -98,6 +98,7 @@ class _Entities:
         self.images: dict[Any, list[str]] = {}
         self.channels: Stamped = {}
         self.states: Stamped = {}
+        self.addresses: dict[tuple[Any, Any], tuple[Any, ...]] = {}
 
     @staticmethod
     def wants(store: Stamped, key: Any, stamp: Any) -> bool:
@@ -297,8 +298,14 @@ def _order_rows(record: Any, drift: DriftReport, seen: _Entities) -> tuple[Any, 
     for role in ("shipping", "billing"):
         address = record.get(f"{role}_address")
         if address.__class__ is dict:
-            check_fields(address, "address", drift)
-            address_rows.append((role, ext["addresses"](address)))
+            # orders reuse addresses (billing is usually shipping): extract each version once
+            key = (address.get("id"), address.get("modified_date"))
+            row = seen.addresses.get(key) if key[0] is not None else None
+            if row is None:
+                check_fields(address, "address", drift)
+                row = ext["addresses"](address)
+                seen.addresses[key] = row
+            address_rows.append((role, row))
         elif address is not None and address.__class__ is not int:
             raise ShapeError(f"`{role}_address` is {type(address).__name__}, expected an object")
     customer = record.get("customer")

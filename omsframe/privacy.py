@@ -110,7 +110,9 @@ class Privacy:
 
     mode: PiiMode = "pseudonymize"
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
-    _memo: dict[tuple[str, str], str] = field(default_factory=dict, repr=False, compare=False)
+    _memos: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {"email": {}, "phone": {}, "text": {}}, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in PII_MODES:
@@ -118,8 +120,8 @@ class Privacy:
 
     def pseudonym(self, value: str, kind: PiiKind = "text") -> str:
         """The keyed hash of one value, after normalising it (case, spaces, phone digits)."""
-        memo_key = (kind, value)
-        cached = self._memo.get(memo_key)
+        memo = self._memos[kind]
+        cached = memo.get(value)
         if cached is not None:
             return cached
         if _PSEUDONYM.fullmatch(value):  # already a pseudonym (a rebuild from the raw layer)
@@ -132,9 +134,9 @@ class Privacy:
             normal = " ".join(value.split()).casefold()
         digest = hashlib.blake2b(normal.encode(), key=self.key, digest_size=8).hexdigest()
         result = f"pii:{digest}"
-        if len(self._memo) > 1_000_000:
-            self._memo.clear()
-        self._memo[memo_key] = result
+        if len(memo) > 1_000_000:  # bound the memory of very long syncs
+            memo.clear()
+        memo[value] = result
         return result
 
     def transform(self, values: Iterable[Any], kind: PiiKind = "text") -> list[Any]:
@@ -143,12 +145,22 @@ class Privacy:
             return list(values)
         if self.mode == "drop":
             return [None for _ in values]
+        get, pseudonym = self._memos[kind].get, self.pseudonym
         return [
-            None
-            if v is None or v == ""
-            else self.pseudonym(v if isinstance(v, str) else str(v), kind)
+            (get(v) or pseudonym(v, kind))
+            if v.__class__ is str and v
+            else (None if v is None or v == "" else pseudonym(str(v), kind))
             for v in values
         ]
+
+    def value(self, value: Any, kind: PiiKind = "text") -> Any:
+        """Apply the policy to one value."""
+        if self.mode == "keep":
+            return value
+        if self.mode == "drop" or value is None or value == "":
+            return None
+        text = value if isinstance(value, str) else str(value)
+        return self._memos[kind].get(text) or self.pseudonym(text, kind)
 
     def scrub_order(self, order: dict[str, Any]) -> dict[str, Any]:
         """Apply the policy to the personal fields of an order snapshot, in place."""
@@ -164,7 +176,7 @@ class Privacy:
             if isinstance(obj, dict):
                 for name, kind in fields.items():
                     if name in obj:
-                        obj[name] = self.transform([obj[name]], kind)[0]
+                        obj[name] = self.value(obj[name], kind)
         return order
 
     def describe(self) -> str:

@@ -1,8 +1,9 @@
 """The OMS client: one method per endpoint, with auth, re-login, retries and a rate budget.
 
-A :class:`Client` holds one thread-safe ``httpx.Client``; list methods read pages
-concurrently (see :mod:`omsframe.paging`) and share the client's :class:`RateBudget`, so the
-whole client slows down after a 429 and never starts a request before ``Retry-After``.
+A :class:`Client` sends every request through one :class:`~omsframe.session.Session` (a
+thread-safe ``httpx.Client``, the credentials, retries and a shared rate budget: the whole
+client slows down after a 429 and never starts a request before ``Retry-After``). List methods
+read pages concurrently and reconcile them (see :mod:`omsframe.paging`).
 
 Requests go only to URLs built from the base URL and the configured paths (never to a ``next``
 link, never through a redirect), so the token goes nowhere else. Request headers are never
@@ -16,60 +17,25 @@ Example:
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Literal, TypedDict, Unpack
+from typing import Any, Literal, TypedDict, Unpack
 
 import httpx
-import orjson
 
 from omsframe.config import EndpointPaths, RetryPolicy, Settings
-from omsframe.errors import (
-    ApiError,
-    AuthError,
-    NotFoundError,
-    RateLimitError,
-    ResponseError,
-    ServerError,
-    body_excerpt,
-    redact,
-    sanitize_url,
-)
-from omsframe.paging import (
-    DEFAULT_ORDERING,
-    EVENT_FILTERS,
-    ID_FILTERS,
-    ORDER_FILTERS,
-    EventFilters,
-    FetchPage,
-    Listing,
-    OrderFilters,
-    PageBody,
-    PagePlan,
-    ProbeResult,
-    filter_params,
-    probe_filters,
-)
-from omsframe.ratelimit import RateBudget, WaitTooLong, backoff_delay, parse_retry_after
+from omsframe.filters import EVENT_FILTERS, ORDER_FILTERS, EventFilters, OrderFilters, filter_params
+from omsframe.pages import FetchPage, PageBody
+from omsframe.paging import Listing, plan_read
+from omsframe.probe import ProbeResult, probe_filters, range_filters
+from omsframe.session import VANISHED, ClientStats, Session
 
 __all__ = ["Client", "ClientStats", "EnumChoice", "ListEndpoint", "Record"]
-
-logger = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 ListEndpoint = Literal[
     "orders", "orders_short", "orders_simple", "webhook_events", "webhook_events_short"
 ]
-Method = Literal["GET", "POST"]
-
-RETRIED_STATUSES: Final = frozenset({500, 502, 503, 504})
-# Failures after which a write may not have happened: only these are retried for a POST.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_VANISHED: Final = object()
-_RANGE_SUFFIXES = ("__gt", "__gte", "__lt", "__lte")
 
 
 class EnumChoice(TypedDict):
@@ -77,26 +43,6 @@ class EnumChoice(TypedDict):
 
     value: str
     label: str
-
-
-@dataclass(frozen=True)
-class ClientStats:
-    """What a client did so far.
-
-    Attributes:
-        requests: HTTP requests sent (including retries and logins).
-        retries: Requests sent again after a retryable failure.
-        logins: Logins made (the first one included).
-        throttled: 429 answers received.
-        waited_seconds: Seconds spent waiting (backoff, Retry-After, spacing), summed over
-            requests (concurrent waits add up).
-    """
-
-    requests: int
-    retries: int
-    logins: int
-    throttled: int
-    waited_seconds: float
 
 
 class Client:
@@ -189,30 +135,15 @@ class Client:
         sleep: Callable[[float], None],
         clock: Callable[[], float],
     ) -> None:
-        if http_client is not None and transport is not None:
-            raise TypeError("pass http_client= or transport=, not both")
         self.settings = settings
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(settings.timeout),
-            limits=httpx.Limits(max_connections=max(10, settings.concurrency * 2)),
-            headers={"User-Agent": "omsframe", "Accept": "application/json"},
+        self._session = Session(
+            settings, http_client=http_client, transport=transport, sleep=sleep, clock=clock
         )
-        self._sleep = sleep
-        self._budget = RateBudget(settings.concurrency, clock=clock, sleep=sleep)
-        self._auth_lock = threading.Lock()
-        self._token = settings.token
-        self._generation = 0  # bumped at each login: tells which token a request carried
-        self._counts_lock = threading.Lock()
-        self._requests = self._retries = self._logins = 0
-        self._waited = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
         """Close the HTTP connections (unless the ``httpx.Client`` was passed in)."""
-        if self._owns_http:
-            self._http.close()
+        self._session.close()
 
     def __enter__(self) -> Client:
         return self
@@ -230,15 +161,7 @@ class Client:
     @property
     def stats(self) -> ClientStats:
         """What the client did so far (requests, retries, logins, 429s, waits)."""
-        budget = self._budget.stats()
-        with self._counts_lock:
-            return ClientStats(
-                self._requests,
-                self._retries,
-                self._logins,
-                budget.throttled,
-                self._waited + budget.waited_seconds,
-            )
+        return self._session.stats
 
     # --- the 11 endpoints -----------------------------------------------------------------
     def orders(
@@ -400,13 +323,13 @@ class Client:
             >>> oms.pull_from_omnitron("2291000004321013")  # doctest: +SKIP
         """
         path = self.settings.paths.pull_from_omnitron
-        body = self._request(
+        body = self._session.request(
             "pull_from_omnitron", "POST", path, json={"number": str(number)}, write=True
         )
         if body is None:
             return {}
         if not isinstance(body, dict):
-            raise self._shape_error("pull_from_omnitron", path, "expected a JSON object")
+            raise self._session.shape_error("pull_from_omnitron", path, "expected a JSON object")
         return body
 
     # --- probe ----------------------------------------------------------------------------
@@ -428,13 +351,8 @@ class Client:
             (True, True)
         """
         known = ORDER_FILTERS if endpoint.startswith("orders") else EVENT_FILTERS
-        names = tuple(
-            name
-            for name in sorted(known)
-            if name.endswith(_RANGE_SUFFIXES) and (name in ID_FILTERS or "date" in name)
-        )
         return probe_filters(
-            endpoint, self._page_reader(endpoint), names, self.settings.concurrency
+            endpoint, self._page_reader(endpoint), range_filters(known), self.settings.concurrency
         )
 
     # --- building blocks ------------------------------------------------------------------
@@ -447,16 +365,12 @@ class Client:
         progress: bool,
         probed: ProbeResult | None,
     ) -> Listing:
-        params = filter_params(endpoint, filters, known)
-        params.setdefault("ordering", DEFAULT_ORDERING)  # a stable order: see paging
-        plan = PagePlan(
-            params=params,
+        plan = plan_read(
+            filter_params(endpoint, filters, known),
             page_size=page_size or self.settings.page_size,
             concurrency=self.settings.concurrency,
-            ordered_by_id=bool(
-                probed and probed.honours("ordering") and params["ordering"] == DEFAULT_ORDERING
-            ),
             max_passes=self.settings.max_passes,
+            probed=probed,
         )
         return Listing(endpoint, self._page_reader(endpoint), plan, progress=progress)
 
@@ -465,8 +379,8 @@ class Client:
 
         def fetch(params: Mapping[str, str]) -> PageBody | None:
             beyond_first = params.get("page", "1") != "1"
-            body = self._request(endpoint, "GET", path, params=params, vanish=beyond_first)
-            if body is _VANISHED:
+            body = self._session.request(endpoint, "GET", path, params=params, vanish=beyond_first)
+            if body is VANISHED:
                 return None
             if not (
                 isinstance(body, dict)
@@ -474,7 +388,8 @@ class Client:
                 and isinstance(body.get("results"), list)
                 and all(isinstance(record, dict) for record in body["results"])
             ):
-                raise self._shape_error(endpoint, path, "expected a page {count, results: [..]}")
+                what = "expected a page {count, results: [..]}"
+                raise self._session.shape_error(endpoint, path, what)
             return body  # type: ignore[return-value]
 
         return fetch
@@ -485,246 +400,16 @@ class Client:
         if isinstance(id_, bool) or not isinstance(id_, int):
             raise TypeError(f"{endpoint}() takes an integer id, not {type(id_).__name__}")
         path = getattr(self.settings.paths, endpoint).format(id=id_)
-        body = self._request(endpoint, "GET", path)
+        body = self._session.request(endpoint, "GET", path)
         if not isinstance(body, dict):
-            raise self._shape_error(endpoint, path, "expected a JSON object")
+            raise self._session.shape_error(endpoint, path, "expected a JSON object")
         return body
 
     def _enum(self, endpoint: Literal["delivery_types", "payment_types"]) -> list[EnumChoice]:
         path = getattr(self.settings.paths, endpoint)
-        body = self._request(endpoint, "GET", path)
+        body = self._session.request(endpoint, "GET", path)
         if not isinstance(body, list) or not all(
             isinstance(item, dict) and "value" in item for item in body
         ):
-            raise self._shape_error(endpoint, path, "expected a list of {value, label}")
+            raise self._session.shape_error(endpoint, path, "expected a list of {value, label}")
         return body
-
-    def _shape_error(self, endpoint: str, path: str, what: str) -> ResponseError:
-        return ResponseError(
-            endpoint=endpoint, url=self.settings.url + path, status=200, detail=what
-        )
-
-    # --- auth -----------------------------------------------------------------------------
-    def _credentials(self) -> tuple[str | None, int]:
-        """The token to send and its generation; logs in first when there is none yet."""
-        with self._auth_lock:
-            if self._token is None:
-                self._login()
-            return self._token, self._generation
-
-    def _relogin(self, generation: int) -> None:
-        """Log in again, unless another request already did since ``generation``."""
-        with self._auth_lock:
-            if self._generation == generation:
-                self._login()
-
-    def _login(self) -> None:
-        s = self.settings
-        if not (s.username and s.password):
-            return
-        body = self._request(
-            "login",
-            "POST",
-            s.paths.login,
-            json={"username": s.username, "password": s.password},
-            authenticate=False,
-        )
-        key = body.get("key") if isinstance(body, dict) else None
-        if not isinstance(key, str) or not key:
-            # never quote the body: it may hold a key under another name
-            raise ResponseError(
-                endpoint="login",
-                url=s.url + s.paths.login,
-                status=200,
-                detail='no "key" in the login answer',
-                hint="check the login path (Client(paths=EndpointPaths(login=...)))",
-            )
-        self._token = key
-        self._generation += 1
-        with self._counts_lock:
-            self._logins += 1
-
-    # --- one request, with retries --------------------------------------------------------
-    def _request(
-        self,
-        endpoint: str,
-        method: Method,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json: Any = None,
-        authenticate: bool = True,
-        vanish: bool = False,
-        write: bool = False,
-    ) -> Any:
-        """Send one request until it succeeds or fails for good; return the parsed JSON.
-
-        Args:
-            endpoint: Name for errors and logs.
-            method: HTTP method.
-            path: Path under the base URL.
-            params: Query parameters.
-            json: JSON body.
-            authenticate: Send the token (log in first if needed; once more after a 401).
-            vanish: A 404 "Invalid page." returns ``_VANISHED`` instead of raising.
-            write: A write: retried only when it surely did not reach the server.
-        """
-        policy = self.settings.retry
-        url = httpx.URL(self.settings.url + path, params=params)
-        shown = sanitize_url(str(url))
-        relogged = False
-        attempt = 0
-        while True:
-            attempt += 1
-            last = attempt >= policy.max_attempts
-            headers: dict[str, str] = {}
-            generation = 0
-            if authenticate:
-                token, generation = self._credentials()
-                if token:
-                    headers["Authorization"] = f"Token {token}"
-            with self._counts_lock:
-                self._requests += 1
-                self._retries += attempt > 1
-            try:
-                response, throttled = self._send(method, url, shown, json, headers, attempt)
-            except WaitTooLong as exc:
-                raise RateLimitError(
-                    endpoint=endpoint,
-                    url=shown,
-                    status=None,
-                    detail="not sent: an earlier 429 of this client is still in force",
-                    hint=_too_long(exc.seconds, policy),
-                    retry_after=exc.seconds,
-                ) from None
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                # DecodingError: a gzip body cut short; the rest: timeouts, dropped connections
-                failure = type(exc).__name__
-                if last or (write and not isinstance(exc, _NOT_SENT)):
-                    raise ServerError(
-                        endpoint=endpoint, url=shown, detail=f"{failure} after {attempt} attempt(s)"
-                    ) from exc
-                self._back_off(backoff_delay(attempt, policy), shown, failure, attempt)
-                continue
-            status = response.status_code
-
-            if response.is_success:
-                if not response.content.strip():
-                    return None
-                try:
-                    return orjson.loads(response.content)
-                except orjson.JSONDecodeError:
-                    if last or write:
-                        raise ResponseError(
-                            endpoint=endpoint,
-                            url=shown,
-                            status=status,
-                            detail=f"invalid or truncated JSON ({len(response.content)} bytes)",
-                        ) from None
-                    self._back_off(backoff_delay(attempt, policy), shown, "bad JSON", attempt)
-                    continue
-
-            if status == 401 and authenticate and not relogged and self.settings.username:
-                relogged = True
-                attempt -= 1  # a re-login is not a failed attempt
-                self._relogin(generation)
-                continue
-
-            if status == 429:
-                too_long = throttled > policy.max_retry_after
-                if last or too_long:
-                    raise RateLimitError(
-                        endpoint=endpoint,
-                        url=shown,
-                        detail=self._excerpt(response),
-                        hint=_too_long(throttled, policy) if too_long else None,
-                        retry_after=throttled,
-                    )
-                logger.info(
-                    "%s: 429, all requests wait %.2fs (attempt %d)", shown, throttled, attempt
-                )
-                continue  # the budget holds every request until Retry-After has passed
-
-            if status in RETRIED_STATUSES and not write and not last:
-                wait = backoff_delay(attempt, policy)
-                asked = _retry_after(response)
-                if asked is not None and asked <= policy.max_retry_after:
-                    wait = max(wait, asked)
-                self._back_off(wait, shown, str(status), attempt)
-                continue
-
-            detail = self._excerpt(response)
-            if vanish and status == 404 and "Invalid page" in detail:
-                return _VANISHED
-            raise self._status_error(endpoint, shown, status, detail, response)
-
-    def _send(
-        self,
-        method: Method,
-        url: httpx.URL,
-        shown: str,
-        json: Any,
-        headers: dict[str, str],
-        attempt: int,
-    ) -> tuple[httpx.Response, float]:
-        """Send once within the rate budget; returns the response and a 429's wait.
-
-        A 429 throttles the budget before this request's slot is freed, so that no other
-        request starts in between.
-        """
-        started = time.perf_counter()
-        throttled = 0.0
-        with self._budget.slot(self.settings.retry.max_retry_after) as slot_start:
-            response = self._http.request(
-                method, url, json=json, headers=headers, follow_redirects=False
-            )
-            if response.status_code == 429:
-                asked = _retry_after(response)
-                throttled = backoff_delay(attempt, self.settings.retry) if asked is None else asked
-                self._budget.throttle(throttled, slot_start)
-            elif response.is_success:
-                self._budget.succeeded()
-        elapsed = time.perf_counter() - started
-        logger.debug("%s %s -> %d in %.3fs", method, shown, response.status_code, elapsed)
-        return response, throttled
-
-    def _back_off(self, seconds: float, shown: str, failure: str, attempt: int) -> None:
-        logger.info("%s: %s, retrying in %.2fs (attempt %d)", shown, failure, seconds, attempt)
-        if seconds > 0:
-            with self._counts_lock:
-                self._waited += seconds
-            self._sleep(seconds)
-
-    def _status_error(
-        self, endpoint: str, url: str, status: int, detail: str, response: httpx.Response
-    ) -> ApiError:
-        kind: type[ApiError] = ApiError
-        hint: str | None = None  # None: the error class's own advice
-        if status == 401 or (endpoint == "login" and status in (400, 403)):
-            kind = AuthError
-        elif status == 403:
-            kind = AuthError
-            hint = "these credentials may not use this endpoint: ask the OMS administrator"
-        elif status == 404:
-            kind = NotFoundError
-        elif status >= 500:
-            kind = ServerError
-        elif 300 <= status < 400:
-            location = sanitize_url(response.headers.get("Location", ""))
-            hint = f"the server redirects to {location}: check url= and the endpoint paths"
-        return kind(endpoint=endpoint, url=url, status=status, detail=detail, hint=hint)
-
-    def _excerpt(self, response: httpx.Response) -> str:
-        text = body_excerpt(response.content, response.headers.get("Content-Type", ""))
-        return redact(text, (self._token, self.settings.token, self.settings.password))
-
-
-def _too_long(seconds: float, policy: RetryPolicy) -> str:
-    return (
-        f"the server asks to wait {seconds:.0f} s, more than "
-        f"max_retry_after={policy.max_retry_after:.0f} s: try again later"
-    )
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("Retry-After"), response.headers.get("Date"))

@@ -30,6 +30,7 @@ from omsframe.errors import (
     ServerError,
 )
 from omsframe.paging import ProbeResult
+from tests.fakes import FakeTime, clear_environment
 
 BASE = "https://oms.example"
 PATHS = EndpointPaths()
@@ -41,8 +42,7 @@ Fault = Callable[[httpx.Request, int], httpx.Response | None]
 
 @pytest.fixture(autouse=True)
 def _no_omsframe_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("URL", "TOKEN", "USERNAME", "PASSWORD", "CONCURRENCY", "PAGE_SIZE", "TIMEOUT"):
-        monkeypatch.delenv(f"OMSFRAME_{name}", raising=False)
+    clear_environment(monkeypatch)
 
 
 # --- a fake OMS -----------------------------------------------------------------------------
@@ -177,23 +177,6 @@ class FakeOms:
 
     def paths_called(self) -> list[str]:
         return [r.url.path for r in self.requests]
-
-
-class FakeTime:
-    """A clock that only moves when someone sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.now += seconds
 
 
 def make_client(api: FakeOms, fake: FakeTime | None = None, **options: Any) -> Client:
@@ -549,7 +532,7 @@ def test_no_request_starts_before_retry_after_across_threads() -> None:
     [when] = throttled_at
     later = [t for t, n in starts if n > 5 + 4]  # after the requests already in flight
     assert later and min(later) >= when + 30
-    assert oms._budget.allowed < 4 or oms.stats.throttled == 1  # it slowed down
+    assert oms._session.budget.allowed < 4 or oms.stats.throttled == 1  # it slowed down
 
 
 # --- endpoints ------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from omsframe.simulator import render
 from omsframe.simulator.faults import Faults
 from omsframe.simulator.server import Clock, Dialect, SimulatorServer, serve
 from omsframe.simulator.world import World, from_us, number_of
+from tests.fakes import FakeTime, clear_environment
 
 LOGIN = "/api/v1/auth/login/"
 # Fast retries: the simulator's faults are immediate and Retry-After is 0 unless a test says so.
@@ -26,8 +26,7 @@ Record = dict[str, Any]
 
 @pytest.fixture(autouse=True)
 def _no_omsframe_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("URL", "TOKEN", "USERNAME", "PASSWORD", "CONCURRENCY", "PAGE_SIZE", "TIMEOUT"):
-        monkeypatch.delenv(f"OMSFRAME_{name}", raising=False)
+    clear_environment(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -47,23 +46,6 @@ def client_for(server: SimulatorServer, **options: Any) -> Client:
     options.setdefault("page_size", 25)
     options.setdefault("concurrency", 4)
     return Client(server.url, timeout=10, **options)
-
-
-class FakeTime:
-    """A clock that moves only when the client sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.now += seconds
 
 
 # --- every endpoint -------------------------------------------------------------------------

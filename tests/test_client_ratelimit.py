@@ -10,19 +10,7 @@ import pytest
 
 from omsframe.config import RetryPolicy
 from omsframe.ratelimit import RateBudget, backoff_delay, parse_retry_after
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.fakes import FakeTime
 
 
 @pytest.mark.parametrize(

@@ -74,8 +74,14 @@ def export(
         The files written (tables with no rows are skipped).
 
     Example:
-        >>> export("data/demo", "out", format="csv", tables=["orders"])  # doctest: +SKIP
-        [PosixPath('out/orders.csv')]
+        >>> import tempfile
+        >>> from omsframe.simulator.server import serve
+        >>> from omsframe.sync import sync
+        >>> cache, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+        >>> with serve() as oms:
+        ...     _ = sync(oms.url, token=oms.token, cache=cache, events=False, progress=False)
+        >>> [f.name for f in export(cache, out, format="csv", tables=["orders", "channels"])]
+        ['orders.csv', 'channels.csv']
     """
     if format not in ("parquet", "csv"):
         raise ValueError(f"unknown export format {format!r}; use 'parquet' or 'csv'")
@@ -113,8 +119,14 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
         Rows per rebuilt table.
 
     Example:
-        >>> rebuild("data/demo")  # doctest: +SKIP
-        {'orders': 5000, ...}
+        >>> import tempfile
+        >>> from omsframe.simulator.server import serve
+        >>> from omsframe.sync import sync
+        >>> cache = tempfile.mkdtemp()
+        >>> with serve() as oms:
+        ...     _ = sync(oms.url, token=oms.token, cache=cache, events=False, progress=False)
+        >>> rebuild(cache)["orders"]
+        500
     """
     root = Path(path)
     with CacheLock(root):

@@ -135,8 +135,15 @@ def load(
         CacheError: A file of the cache is damaged, or ``tables`` names an unknown table.
 
     Example:
-        >>> t = load("data/demo", since="2025-01-01")  # doctest: +SKIP
-        >>> t.orders.groupby("currency")["net_total"].sum()  # doctest: +SKIP
+        >>> import tempfile
+        >>> from omsframe.simulator.server import serve
+        >>> from omsframe.sync import sync
+        >>> cache = tempfile.mkdtemp()
+        >>> with serve() as oms:
+        ...     _ = sync(oms.url, token=oms.token, cache=cache, events=False, progress=False)
+        >>> t = load(cache, since="2025-06-01", tables=["orders", "order_items"])
+        >>> sorted(t.order_items["price_currency"].unique())
+        ['eur', 'try', 'usd']
     """
     root = Path(path)
     if not offline:

@@ -17,8 +17,10 @@ idempotent the result equals an uninterrupted sync.
 Example:
     >>> from omsframe.simulator.server import serve
     >>> import tempfile
-    >>> with serve() as oms:  # doctest: +SKIP
+    >>> with serve() as oms:
     ...     report = sync(oms.url, token=oms.token, cache=tempfile.mkdtemp(), progress=False)
+    >>> report.plan, report.orders_new
+    ('full', 500)
 """
 
 from __future__ import annotations
@@ -193,8 +195,14 @@ def sync(
         ApiError: The OMS refused or failed beyond the retries.
 
     Example:
-        >>> report = sync("https://acme-oms.akinon.net", token="...")  # doctest: +SKIP
-        >>> print(report)  # doctest: +SKIP
+        >>> import tempfile
+        >>> from omsframe.simulator.server import serve
+        >>> cache = tempfile.mkdtemp()
+        >>> with serve() as oms:  # on a real OMS: sync("https://acme-oms.akinon.net")
+        ...     first = sync(oms.url, token=oms.token, cache=cache, progress=False)
+        ...     again = sync(oms.url, token=oms.token, cache=cache, progress=False)
+        >>> first.plan, again.plan, again.orders_new
+        ('full', 'incremental', 0)
     """
     started = time.monotonic()
     root = Path(cache) if cache is not None else None

@@ -52,8 +52,14 @@ class CacheLock:
 
     def acquire(self) -> None:
         """Take the lock (see the class for waiting)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise CacheError(
+                f"cannot open the lock of cache {self.path.parent}: {error.strerror or error}; "
+                "check that the folder exists and is writable"
+            ) from None
         deadline = None
         if self.wait is not False:
             deadline = float("inf") if self.wait is True else time.monotonic() + float(self.wait)

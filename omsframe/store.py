@@ -36,7 +36,7 @@ import datetime as dt
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,36 +136,60 @@ def schema_of(name: str) -> pa.Schema:
     return RAW_SCHEMAS[name] if name in RAW_SCHEMAS else arrow_schema(name)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes so that readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _write_failed(path: Path, error: OSError) -> CacheError:
+    return CacheError(
+        f"cannot write {path}: {error.strerror or error}; check free space and permissions "
+        "of the cache folder (nothing already cached was changed)"
+    )
+
+
+def _temporary(path: Path) -> str:
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write a parquet file atomically (temporary file, fsync, rename), owner-only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _write_failed(path, error) from None
     os.close(fd)
+    return temporary
+
+
+def _commit(temporary: str, path: Path, write: Callable[[str], object]) -> None:
+    """Write to ``temporary``, fsync, make it owner-only and rename it over ``path``."""
     try:
-        pq.write_table(table, temporary, **PARQUET_OPTIONS)
+        write(temporary)
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.chmod(temporary, 0o600)
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise _write_failed(path, error) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes so that readers see the old file or the new one, never half of one.
+
+    Raises:
+        CacheError: The file cannot be written (full disk, read-only folder...); the old
+            file, if any, is left as it was.
+    """
+    _commit(_temporary(path), path, lambda temporary: Path(temporary).write_bytes(data))
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write a parquet file atomically (temporary file, fsync, rename), owner-only.
+
+    Raises:
+        CacheError: As :func:`write_atomic`.
+    """
+    _commit(
+        _temporary(path),
+        path,
+        lambda temporary: pq.write_table(table, temporary, **PARQUET_OPTIONS),
+    )
 
 
 def _months(table: pa.Table, column: str) -> pa.Array:

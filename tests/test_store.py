@@ -1,0 +1,105 @@
+"""The cache under bad conditions: damaged files, read-only folders, a full disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import omsframe.store as store_module
+from omsframe.errors import CacheError
+from omsframe.load import load
+from omsframe.manifest import load_manifest
+from omsframe.schema import TABLES
+from omsframe.simulator.server import SimulatorServer, serve
+from omsframe.simulator.world import World
+from omsframe.sync import sync
+
+
+@pytest.fixture(scope="module")
+def oms() -> Iterator[SimulatorServer]:
+    with serve(World.generate(seed=8, orders=200)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def synced(oms: SimulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = tmp_path_factory.mktemp("cache")
+    sync(oms.url, token=oms.token, cache=cache, progress=False, events=False)
+    return cache
+
+
+def copy_cache(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_damaged_parquet_file_gives_a_clear_error_naming_rebuild(
+    synced: Path, tmp_path: Path
+) -> None:
+    cache = copy_cache(synced, tmp_path / "c")
+    victim = next((cache / "tables" / "orders").glob("month=*/part.parquet"))
+    victim.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(CacheError, match="omsframe rebuild") as error:
+        load(cache)
+    assert str(victim) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_damaged_manifest_gives_a_clear_error(synced: Path, tmp_path: Path) -> None:
+    cache = copy_cache(synced, tmp_path / "c")
+    (cache / "manifest.json").write_text("{ not json")
+    with pytest.raises(CacheError, match="damaged"):
+        load_manifest(cache)
+
+
+def test_a_read_only_cache_refuses_cleanly_and_keeps_its_data(
+    oms: SimulatorServer, synced: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = copy_cache(synced, tmp_path / "c")
+    before = load(cache, engine="pyarrow").orders
+
+    def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise OSError(30, "Read-only file system")
+
+    # the tests run as root, which ignores permission bits: refuse at the OS call instead
+    monkeypatch.setattr(store_module.tempfile, "mkstemp", refuse)
+    with pytest.raises(CacheError, match="Read-only file system"):
+        sync(oms.url, token=oms.token, cache=cache, progress=False, events=False, full=True)
+    monkeypatch.undo()
+    assert load(cache, engine="pyarrow").orders.equals(before)
+
+
+def test_a_full_disk_mid_write_leaves_no_debris_and_the_next_sync_completes(
+    oms: SimulatorServer, synced: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "c"
+    real_write = store_module.pq.write_table
+    calls = {"n": 0}
+
+    def fill_disk(table: object, where: str, **options: object) -> None:
+        calls["n"] += 1
+        real_write(table, where, **options)
+        if calls["n"] == 7:  # half a file lands, then the disk is full
+            with open(where, "r+b") as half:
+                half.truncate(10)
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module.pq, "write_table", fill_disk)
+    with pytest.raises(CacheError, match="No space left on device"):
+        sync(oms.url, token=oms.token, cache=cache, progress=False, events=False)
+    monkeypatch.undo()
+    assert calls["n"] == 7
+    assert list(cache.rglob("*.tmp")) == []
+    load(cache)  # what was stored before the failure reads cleanly
+    sync(oms.url, token=oms.token, cache=cache, progress=False, events=False)
+    expected, got = load(synced, engine="pyarrow"), load(cache, engine="pyarrow")
+    for name in ("orders", "order_items", "addresses", "customers", "products"):
+        # each cache has its own pseudonymization key: compare what is not personal data
+        personal = [c.name for c in TABLES[name].columns if c.pii]
+        keys = [(c, "ascending") for c in TABLES[name].key]
+        mine = got[name].drop_columns(personal).sort_by(keys)
+        theirs = expected[name].drop_columns(personal).sort_by(keys)
+        assert mine.equals(theirs), name

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
-import omsframe.store as store_module
 from omsframe.errors import CacheError
 from omsframe.load import load
 from omsframe.manifest import load_manifest
@@ -65,7 +66,7 @@ def test_a_read_only_cache_refuses_cleanly_and_keeps_its_data(
         raise OSError(30, "Read-only file system")
 
     # the tests run as root, which ignores permission bits: refuse at the OS call instead
-    monkeypatch.setattr(store_module.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(CacheError, match="Read-only file system"):
         sync(oms.url, token=oms.token, cache=cache, progress=False, events=False, full=True)
     monkeypatch.undo()
@@ -76,7 +77,7 @@ def test_a_full_disk_mid_write_leaves_no_debris_and_the_next_sync_completes(
     oms: SimulatorServer, synced: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = tmp_path / "c"
-    real_write = store_module.pq.write_table
+    real_write = pq.write_table
     calls = {"n": 0}
 
     def fill_disk(table: object, where: str, **options: object) -> None:
@@ -87,7 +88,7 @@ def test_a_full_disk_mid_write_leaves_no_debris_and_the_next_sync_completes(
                 half.truncate(10)
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_module.pq, "write_table", fill_disk)
+    monkeypatch.setattr(pq, "write_table", fill_disk)
     with pytest.raises(CacheError, match="No space left on device"):
         sync(oms.url, token=oms.token, cache=cache, progress=False, events=False)
     monkeypatch.undo()

@@ -178,7 +178,9 @@ class Client:
             page_size: Records per page (default: the client's ``page_size``).
             progress: Show a progress bar sized from ``count``.
             probed: What :meth:`probe` found about this server, if known. When it honours
-                ``ordering``, a list that grows while it is read needs no second pass.
+                ``ordering``, a list that grows while it is read needs no second pass. When it
+                ignores ``ordering`` but honours ``id__gte``/``id__lt``, a list ordered by
+                ``id`` is read by id windows (:mod:`omsframe.windows`): nothing shifts.
             **filters: ``id__gt``, ``created_date__gte``, ``state__enum_value``, ``ordering``
                 ... (see :class:`~omsframe.paging.OrderFilters`); dates may be datetimes or
                 ISO strings and are sent in UTC. ``ordering`` defaults to ``id``.

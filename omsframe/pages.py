@@ -59,6 +59,8 @@ class PagePlan:
             new, larger ids) can only append, so a growing ``count`` shifts no page and the
             pass simply reads on to the new end.
         max_passes: Whole passes at most (the first read plus re-reads).
+        id_windows: Read by id windows (see :mod:`omsframe.windows`) instead of by page
+            number: for a server that ignores ``ordering`` but honours the id filters.
     """
 
     params: Mapping[str, str]
@@ -66,6 +68,7 @@ class PagePlan:
     concurrency: int = 4
     ordered_by_id: bool = False
     max_passes: int = 2
+    id_windows: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,11 @@ class Page:
     """One page as handed out: only records not handed out before.
 
     Attributes:
-        number: Page number within its read.
-        records: The new records of this page, in the server's order.
-        count: The ``count`` the server reported with this page.
+        number: Page number within its read (for an id-window read: the window's number).
+        records: The new records of this page, in the server's order (in id order for an
+            id-window read).
+        count: The ``count`` the server reported with this page (for an id-window read: the
+            count of the whole list when the read began).
         pass_number: 1 for the first pass, 2 for the re-read, ...
         duplicates: Records of this page dropped because they were handed out already.
     """
@@ -94,13 +99,16 @@ class PagingStats:
     Attributes:
         count: The ``count`` last reported by a whole pass.
         records: Records handed out (each id once).
-        pages: Pages read (vanished pages not included).
+        pages: Pages read (vanished pages not included; for an id-window read: every request,
+            windows that were split and the two counts that find the id range included).
         duplicates: Records dropped because their id had been handed out already.
         passes: Whole passes made.
         vanished_pages: Pages that answered 404 "Invalid page." because the data shrank.
         missing: How many records still fell short of ``count`` at the end.
         settled: Whether the last pass saw no sign of shifted pages (a shrinking ``count``, or a
             changing one when the order is not known to be stable).
+        splits: Id windows that held more records than one page and were split (id-window
+            reads only).
     """
 
     count: int = 0
@@ -111,6 +119,7 @@ class PagingStats:
     vanished_pages: int = 0
     missing: int = 0
     settled: bool = True
+    splits: int = 0
 
     @property
     def complete(self) -> bool:

@@ -5,6 +5,7 @@ The work is split by concern; everything is re-exported here:
 - :mod:`omsframe.filters`: filter types and their query parameters;
 - :mod:`omsframe.pages`: the page body, the plan, pages as handed out, the stats;
 - :mod:`omsframe.reconcile`: offset paging over live data (concurrent, ordered, reconciled);
+- :mod:`omsframe.windows`: reading by id windows, for servers that ignore ``ordering``;
 - :mod:`omsframe.probe`: finding out what a server honours.
 
 This module knows nothing about HTTP: it calls a :data:`FetchPage` function that the client
@@ -48,6 +49,7 @@ from omsframe.pages import (
 )
 from omsframe.probe import PROBE_LIMIT, ProbeResult, probe_filters
 from omsframe.reconcile import read_pages
+from omsframe.windows import read_id_windows, split_id_filters
 
 __all__ = [
     "DEFAULT_ORDERING",
@@ -69,6 +71,8 @@ __all__ = [
     "page_count",
     "plan_read",
     "probe_filters",
+    "read",
+    "read_id_windows",
     "read_pages",
     "to_utc_iso",
 ]
@@ -84,23 +88,44 @@ def plan_read(
 ) -> PagePlan:
     """How to read a list with these query parameters, given what a probe found.
 
-    ``ordering`` defaults to ``id`` (a stable order). When the probe found that the server
-    honours it and ``id`` is the ordering asked for, new records can only append.
+    ``ordering`` defaults to ``id`` (a stable order). When ``id`` is the ordering asked for:
+
+    - a server known to honour it is read by page number, and new records only append;
+    - a server known to ignore it, but to honour ``id__gte`` and ``id__lt``, is read by id
+      windows (:mod:`omsframe.windows`), so that nothing shifts; records come in id order.
 
     Example:
         >>> plan_read({}, page_size=100, concurrency=4, max_passes=2).params
         {'ordering': 'id'}
+        >>> ignores = ProbeResult("orders", 50, False, {"id__gte": True, "id__lt": True})
+        >>> plan_read({}, page_size=100, concurrency=4, max_passes=2, probed=ignores).id_windows
+        True
     """
     query = dict(params)
     query.setdefault("ordering", DEFAULT_ORDERING)
-    ordered = bool(probed and probed.honours("ordering") and query["ordering"] == DEFAULT_ORDERING)
+    by_id = query["ordering"] == DEFAULT_ORDERING
+    windows = bool(
+        by_id
+        and probed
+        and probed.ordering is False
+        and probed.honours("id__gte")
+        and probed.honours("id__lt")
+        and split_id_filters(query) is not None
+    )
     return PagePlan(
         params=query,
         page_size=page_size,
         concurrency=concurrency,
-        ordered_by_id=ordered,
+        ordered_by_id=bool(by_id and probed and probed.honours("ordering")),
         max_passes=max_passes,
+        id_windows=windows,
     )
+
+
+def read(fetch: FetchPage, plan: PagePlan, stats: PagingStats) -> Generator[Page, None, None]:
+    """Read a list as planned: by id windows (``plan.id_windows``) or by page number."""
+    reader = read_id_windows if plan.id_windows else read_pages
+    return reader(fetch, plan, stats)
 
 
 class Listing:
@@ -138,12 +163,12 @@ class Listing:
         """Read the list and yield its pages in order (only new records on each page)."""
         self.stats = stats = PagingStats()
         if not self.progress:
-            yield from read_pages(self._fetch, self.plan, stats)
+            yield from read(self._fetch, self.plan, stats)
             return
         from tqdm.auto import tqdm
 
         with tqdm(desc=self.endpoint, unit=" records", total=None) as bar:
-            for page in read_pages(self._fetch, self.plan, stats):
+            for page in read(self._fetch, self.plan, stats):
                 if page.count > (bar.total or 0):
                     bar.total = page.count
                     bar.refresh()

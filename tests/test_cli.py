@@ -7,26 +7,41 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
 
 from omsframe.cli import main
+from omsframe.load import load
 
 
-def test_demo_shows_what_the_simulator_serves() -> None:
-    result = CliRunner().invoke(main, ["demo", "--orders", "300", "--seed", "4"])
+def test_demo_syncs_the_simulator_and_summarises(tmp_path: Path) -> None:
+    cache = tmp_path / "demo"
+    args = ["demo", "--orders", "300", "--seed", "4", "--cache", str(cache), "--port", "0"]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert re.search(r"/api/v1/oms/orders/\s+count=300\b", result.output)
-    assert "first page: 100 orders" in result.output
-    assert "by channel:" in result.output
-    assert "credit_card" in result.output  # the payment-type enum endpoint answered
+    assert re.search(r"plan\s+full", result.output)
+    orders = len(load(cache).orders)
+    assert orders > 250
+    assert f"{orders:,} orders" in result.output
+    assert "net sales" in result.output and "TRY" in result.output
 
 
 def test_simulate_serves_until_stopped() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "omsframe.cli", "simulate", "--orders", "200", "--port", "0",
-         "--token", "cli-token"],
+        [
+            sys.executable,
+            "-m",
+            "omsframe.cli",
+            "simulate",
+            "--orders",
+            "200",
+            "--port",
+            "0",
+            "--token",
+            "cli-token",
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

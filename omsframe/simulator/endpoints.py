@@ -24,7 +24,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from omsframe.simulator import catalogue as cat
 from omsframe.simulator import faults as flt
@@ -94,7 +94,13 @@ def resolve(path: str) -> tuple[Route, str] | None:
     return None
 
 
-_SHAPES: dict[str, Callable[[World, int, int], Json]] = {
+class _Shape(Protocol):
+    def __call__(self, world: World, i: int, now_us: int, *, shared: bool = False) -> Json: ...
+
+
+# Shared nested objects: the answer is serialized at once, and drift changes only the order's
+# own keys and its item dicts (see render.order_object).
+_SHAPES: dict[str, _Shape] = {
     "full": render.order_object,
     "short": render.order_short_object,
     "simple": render.order_simple_object,
@@ -181,13 +187,15 @@ class Endpoints:
         return {"number": number, "detail": "Order pull from Omnitron queued."}
 
     def _render_order(self, index: int, now_us: int, shape: str) -> Json:
-        order = _SHAPES[shape](self.world, index, now_us)
+        order = _SHAPES[shape](self.world, index, now_us, shared=True)
         if self.faults.rate_drift > 0 and flt.apply_drift(order, self.faults, shape):
             self._on_drift()
         return order
 
     def _render_event(self, index: int, now_us: int, with_payload: bool) -> Json:
-        event = render.event_object(self.world, index, now_us, with_payload=with_payload)
+        event = render.event_object(
+            self.world, index, now_us, with_payload=with_payload, shared=True
+        )
         drifts = with_payload and self.faults.rate_drift > 0
         if drifts and flt.apply_drift(event["request_payload"]["payload"], self.faults, "full"):
             self._on_drift()

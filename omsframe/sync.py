@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ from omsframe.privacy import PiiMode, Privacy
 from omsframe.schema import SCHEMA_VERSION
 from omsframe.store import Store, UpsertCounts
 
+logger = logging.getLogger(__name__)
 Endpoint = Literal["orders", "webhook_events"]
 DEFAULT_LOOKBACK = dt.timedelta(minutes=30)
 DEFAULT_BATCH = 2_000
@@ -345,6 +347,13 @@ def _sync_endpoint(
     plan, filters, notes, resumed = _plan(manifest, endpoint, probe, full, lookback)
     checkpoint = manifest["checkpoint"].get(endpoint) or {}
     high_water = checkpoint.get("high_water") if resumed else _high_water(client, endpoint, probe)
+    logger.info(
+        "%s: plan %s%s, filters %s",
+        endpoint,
+        plan,
+        " (resumed)" if resumed else "",
+        _jsonable(filters),
+    )
     report.plan = plan if endpoint == "orders" else report.plan
     report.resumed = report.resumed or resumed
     report.notes.extend(notes)
@@ -401,6 +410,7 @@ def _sync_endpoint(
             "started": observed.isoformat(),
         }
         save_manifest(store.root, manifest)
+        logger.debug("%s: stored a batch of %d, checkpoint at id %s", endpoint, len(batch), last_id)
     stats = read.stats
     report.pages += stats.pages
     if endpoint == "orders":
@@ -416,6 +426,7 @@ def _sync_endpoint(
         manifest["cursors"][endpoint] = cursor
     manifest["checkpoint"].pop(endpoint, None)
     save_manifest(store.root, manifest)
+    logger.info("%s: done, %d pages, cursor %s", endpoint, stats.pages, cursor)
 
 
 def _jsonable(filters: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,160 @@
+"""Narwhals plumbing shared by the analyses: frames in and out, exact money, local periods.
+
+Every analysis is written once against narwhals: it takes a pandas or polars frame (or the
+loaded tables), works on a ``nw.DataFrame`` and hands back the kind of frame it was given.
+Money stays ``Decimal(18, 2)``; where integer arithmetic is needed (rounding a derived tax or a
+conversion), amounts go to integer cents and back, never through float.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Literal, get_args
+
+import narwhals as nw
+
+from omsframe.analysis.errors import AnalysisError
+
+DEFAULT_TZ = "Europe/Istanbul"
+"""The business time zone the analyses bucket by unless told otherwise (Akinon shops keep
+Istanbul time); pass ``tz="UTC"`` (or any IANA name) for another."""
+
+Period = Literal["day", "week", "month", "quarter", "year"]
+PERIODS: tuple[str, ...] = get_args(Period)
+MONEY = nw.Decimal(18, 2)
+DAY_US = 86_400_000_000
+Frame = nw.DataFrame[Any]
+
+
+def as_frame(native: Any, what: str) -> Frame:
+    """Wrap a pandas / polars frame (or Arrow table) for narwhals; refuse anything else."""
+    if isinstance(native, nw.DataFrame):
+        return native
+    try:
+        return nw.from_native(native, eager_only=True)
+    except TypeError:
+        raise AnalysisError(
+            f"{what} must be a pandas or polars DataFrame (or an Arrow table), "
+            f"got {type(native).__name__}; pass omsframe.load(...) tables or a frame"
+        ) from None
+
+
+def to_native(frame: Frame) -> Any:
+    """The native frame, with a fresh 0..n-1 index for pandas."""
+    return nw.maybe_reset_index(frame).to_native()
+
+
+def is_tables(data: Any) -> bool:
+    """Whether ``data`` is the loaded tables (a mapping of table name to frame)."""
+    return isinstance(data, Mapping)
+
+
+def require(frame: Frame, columns: Iterable[str], what: str) -> None:
+    """Raise :class:`AnalysisError` naming the columns ``frame`` lacks."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise AnalysisError(
+            f"{what} has no column(s) {', '.join(missing)}; "
+            "pass the loaded tables or a frame made by omsframe.ledger"
+        )
+
+
+def check_period(by: str) -> None:
+    """Refuse an unknown period name."""
+    if by not in PERIODS:
+        raise AnalysisError(f"unknown period {by!r}; choose one of {', '.join(PERIODS)}")
+
+
+def check_tz(tz: str) -> str:
+    """Validate an IANA time zone name and return it."""
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise AnalysisError(
+            f"unknown time zone {tz!r}; pass an IANA name such as 'Europe/Istanbul' or 'UTC'"
+        ) from None
+    return tz
+
+
+def check_names(names: Sequence[str], known: Iterable[str], what: str) -> list[str]:
+    """Refuse names not in ``known``; return them as a list without repeats."""
+    allowed = list(known)
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise AnalysisError(
+            f"unknown {what} {', '.join(unknown)}; choose from {', '.join(allowed)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def zero_money() -> nw.Expr:
+    """An exact zero amount."""
+    return nw.lit(Decimal("0.00")).cast(MONEY)
+
+
+def cents(expr: nw.Expr) -> nw.Expr:
+    """A money expression as integer cents (exact: amounts have two decimals)."""
+    # a decimal literal keeps Arrow's result precision small (an int literal counts 19 digits)
+    return (expr.cast(MONEY) * nw.lit(Decimal(100))).cast(nw.Int64)
+
+
+def money_from_cents(expr: nw.Expr) -> nw.Expr:
+    """Integer cents as exact ``Decimal(18, 2)`` money."""
+    return (expr.cast(nw.Decimal(19, 0)) * nw.lit(Decimal("0.01"))).cast(MONEY)
+
+
+def as_float(expr: nw.Expr) -> nw.Expr:
+    """A number as float64 (for ratios; never for totals)."""
+    return expr.cast(nw.Float64)
+
+
+def ratio(numerator: nw.Expr, denominator: nw.Expr) -> nw.Expr:
+    """``numerator / denominator`` as float64, null where the denominator is zero or null.
+
+    Give integers (counts, or money as :func:`cents`): both are then exact in float64 and the
+    one division is correctly rounded, so pandas and polars agree to the last bit.
+    """
+    den = as_float(denominator)
+    return nw.when(den != 0).then(as_float(numerator) / den)
+
+
+def local_time(column: str, tz: str) -> nw.Expr:
+    """A UTC timestamp column as naive wall-clock time in ``tz``."""
+    return nw.col(column).dt.convert_time_zone(tz).dt.replace_time_zone(None)
+
+
+def period_start(local: nw.Expr, by: Period) -> nw.Expr:
+    """The start of the period (naive local time) that a naive local time falls in.
+
+    Weeks start on Monday (ISO weeks); quarters in January, April, July and October.
+    """
+    if by == "week":
+        day = local.dt.timestamp("us") // DAY_US
+        monday = day - (day + 3) % 7  # 1970-01-01 was a Thursday
+        return (monday * DAY_US).cast(nw.Datetime("us"))
+    every = {"day": "1d", "month": "1mo", "quarter": "1q", "year": "1y"}[by]
+    return local.dt.truncate(every)
+
+
+def period_index(start: nw.Expr, by: Period) -> nw.Expr:
+    """Consecutive integers for consecutive periods (to find the previous one)."""
+    if by in ("day", "week"):
+        day = start.dt.timestamp("us") // DAY_US
+        return day // 7 if by == "week" else day
+    year = start.dt.year().cast(nw.Int64)
+    month = start.dt.month().cast(nw.Int64)
+    if by == "month":
+        return year * 12 + month - 1
+    if by == "quarter":
+        return year * 4 + (month - 1) // 3
+    return year
+
+
+def group_key(columns: Sequence[str]) -> nw.Expr:
+    """One string key for a set of columns, nulls included (joins never match nulls alike)."""
+    if not columns:
+        return nw.lit("")
+    parts = [nw.col(c).cast(nw.String).fill_null("\x00") for c in columns]
+    return nw.concat_str(parts, separator="\x1f")

@@ -1,0 +1,266 @@
+"""Plotly figures for the analyses: each takes a helper's output and returns a ``go.Figure``.
+
+Nothing is shown or written here: call ``fig.show()`` or ``fig.write_html(...)`` yourself.
+Charts take pandas or polars frames alike. Money is drawn as floats (display only: the
+frames keep exact decimals), and amounts in different currencies are never drawn on one
+axis: each currency gets its own panel, its axis labelled with the currency, unless the
+frame was converted with ``fx`` (then the label says so).
+
+Shared arguments:
+    title: The figure title (each chart has a sensible default).
+
+Example:
+    >>> import omsframe as of
+    >>> t = of.load("data/demo")  # doctest: +SKIP
+    >>> fig = revenue_chart(of.revenue(t, by="week"))  # doctest: +SKIP
+    >>> fig.show()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import narwhals as nw
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from omsframe.analysis._frames import Frame, as_frame, require
+
+__all__ = [
+    "aov_chart",
+    "campaign_days_chart",
+    "discount_depth_chart",
+    "revenue_chart",
+    "top_discounted_products_chart",
+]
+
+_TEMPLATE = "plotly_white"
+
+
+def label(name: str) -> str:
+    """A column name as an axis label: ``net_sales`` -> ``Net sales``.
+
+    Example:
+        >>> label("average_order_value")
+        'Average order value'
+    """
+    return name.replace("_", " ").capitalize()
+
+
+def _currencies(frame: Frame) -> list[str]:
+    values = frame.get_column("currency").unique().to_list()
+    return sorted((str(v) for v in values if v is not None), key=str)
+
+
+def _unit(frame: Frame, currency: str) -> str:
+    """``TRY``, or ``TRY, converted`` when the frame was converted with ``fx``."""
+    converted = "converted" in frame.columns and bool(frame.filter(nw.col("converted")).shape[0])
+    return f"{currency.upper()}, converted" if converted else currency.upper()
+
+
+def _floats(frame: Frame, column: str) -> list[Any]:
+    return frame.get_column(column).cast(nw.Float64).to_list()
+
+
+def _panels(currencies: list[str], shared_x: bool = True) -> Any:
+    rows = max(len(currencies), 1)
+    titles = [c.upper() for c in currencies] if len(currencies) > 1 else None
+    return make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=shared_x,
+        vertical_spacing=0.08 if rows > 1 else 0.0,
+        subplot_titles=titles,
+    )
+
+
+def revenue_chart(
+    revenue: Any, measure: str = "net_sales", color: str | None = None, title: str | None = None
+) -> go.Figure:
+    """A measure of :func:`omsframe.revenue` over time: a line per currency (and ``color``).
+
+    Args:
+        revenue: The output of :func:`omsframe.revenue`.
+        measure: The column to draw (``net_sales``, ``gross_sales``, ``orders``...).
+        color: A dimension of ``revenue`` to draw one line per value of (e.g. ``"channel"``).
+        title: The figure title (default: "<Measure> over time").
+
+    Returns:
+        The figure: one panel per currency, its y axis labelled with the currency.
+
+    Example:
+        >>> weekly = of.revenue(t, by="week", dims=["channel"])  # doctest: +SKIP
+        >>> fig = revenue_chart(weekly, color="channel")  # doctest: +SKIP
+    """
+    return _over_time(revenue, measure, color, title or f"{label(measure)} over time")
+
+
+def aov_chart(revenue: Any, color: str | None = None, title: str | None = None) -> go.Figure:
+    """Average order value over time, from :func:`omsframe.revenue`, a panel per currency.
+
+    Example:
+        >>> fig = aov_chart(of.revenue(t, by="month"))  # doctest: +SKIP
+    """
+    return _over_time(revenue, "average_order_value", color, title or "Average order value")
+
+
+def _over_time(data: Any, measure: str, color: str | None, title: str) -> go.Figure:
+    frame = as_frame(data, "revenue")
+    require(frame, ["period", "currency", measure, *([color] if color else [])], "revenue")
+    currencies = _currencies(frame)
+    fig = _panels(currencies)
+    money = measure not in ("orders", "units", "units_ordered", "units_per_order")
+    for row, currency in enumerate(currencies, start=1):
+        part = frame.filter(nw.col("currency") == currency)
+        groups = (
+            [(None, part)]
+            if color is None
+            else [
+                (value, part.filter(nw.col(color) == value))
+                for value in sorted(part.get_column(color).drop_nulls().unique().to_list())
+            ]
+        )
+        for value, rows in groups:
+            rows = rows.sort("period")
+            name = currency.upper() if value is None else f"{value} ({currency.upper()})"
+            fig.add_trace(
+                go.Scatter(
+                    x=rows.get_column("period").to_list(),
+                    y=_floats(rows, measure),
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=currency,
+                ),
+                row=row,
+                col=1,
+            )
+        unit = f" ({_unit(frame, currency)})" if money else ""
+        fig.update_yaxes(title_text=f"{label(measure)}{unit}", row=row, col=1)
+    fig.update_xaxes(title_text="Period (business time)", row=max(len(currencies), 1), col=1)
+    fig.update_layout(title=title, template=_TEMPLATE, hovermode="x unified")
+    return fig
+
+
+def discount_depth_chart(depth: Any, title: str | None = None) -> go.Figure:
+    """The share of items sold in each depth bucket, from :func:`omsframe.discount_depth`.
+
+    Sums the frame's periods and dims; one bar series per depth (basket discount, markdown).
+
+    Example:
+        >>> fig = discount_depth_chart(of.discount_depth(t))  # doctest: +SKIP
+    """
+    frame = as_frame(depth, "discount_depth")
+    require(frame, ["depth", "bucket", "bucket_order", "items"], "discount_depth")
+    counts = (
+        frame.group_by("depth", "bucket", "bucket_order")
+        .agg(nw.col("items").sum())
+        .sort("depth", "bucket_order")
+    )
+    fig = go.Figure()
+    names = {"discount": "Basket discount (of sale price)", "markdown": "Markdown (of list price)"}
+    for kind in sorted(counts.get_column("depth").unique().to_list()):
+        rows = counts.filter(nw.col("depth") == kind)
+        items = rows.get_column("items").to_list()
+        total = sum(items) or 1
+        fig.add_trace(
+            go.Bar(
+                x=rows.get_column("bucket").to_list(),
+                y=[100 * n / total for n in items],
+                customdata=items,
+                name=names.get(kind, str(kind)),
+                hovertemplate="%{x}: %{y:.1f}% of items (%{customdata} items)<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=title or "Discount and markdown depth",
+        xaxis_title="Depth bucket",
+        yaxis_title="Share of items sold (%)",
+        barmode="group",
+        template=_TEMPLATE,
+    )
+    return fig
+
+
+def campaign_days_chart(days: Any, title: str | None = None) -> go.Figure:
+    """Discount rate against units sold per day, from :func:`omsframe.campaign_days`.
+
+    One marker series per currency; campaign days as diamonds. Rates and units are not
+    money, so currencies share the axes; the hover shows gross sales in their currency.
+
+    Example:
+        >>> fig = campaign_days_chart(of.campaign_days(t))  # doctest: +SKIP
+    """
+    frame = as_frame(days, "campaign_days")
+    require(frame, ["day", "currency", "units", "discount_rate", "gross_sales"], "campaign_days")
+    flagged = "campaign" in frame.columns
+    fig = go.Figure()
+    for currency in _currencies(frame):
+        for campaign in (False, True) if flagged else (False,):
+            rows = frame.filter(nw.col("currency") == currency)
+            if flagged:
+                rows = rows.filter(nw.col("campaign") == campaign)
+            if not rows.shape[0]:
+                continue
+            name = currency.upper() + (" campaign days" if campaign else "")
+            fig.add_trace(
+                go.Scatter(
+                    x=rows.get_column("units").to_list(),
+                    y=[100 * r for r in _floats(rows, "discount_rate")],
+                    mode="markers",
+                    marker={"symbol": "diamond" if campaign else "circle", "size": 9},
+                    name=name,
+                    text=[f"{d:%Y-%m-%d}" for d in rows.get_column("day").to_list()],
+                    customdata=_floats(rows, "gross_sales"),
+                    hovertemplate=(
+                        "%{text}: %{x} units, %{y:.1f}% discount, gross sales "
+                        f"%{{customdata:,.2f}} {currency.upper()}<extra></extra>"
+                    ),
+                )
+            )
+    fig.update_layout(
+        title=title or "Discount depth against units sold per day",
+        xaxis_title="Units sold per day",
+        yaxis_title="Discount rate (% of gross sales)",
+        template=_TEMPLATE,
+    )
+    return fig
+
+
+def top_discounted_products_chart(top: Any, title: str | None = None) -> go.Figure:
+    """Units sold on discount per product, from :func:`omsframe.top_discounted_products`.
+
+    Horizontal bars, one panel per currency (the same product can sell in several).
+
+    Example:
+        >>> fig = top_discounted_products_chart(of.top_discounted_products(t))  # doctest: +SKIP
+    """
+    frame = as_frame(top, "top_discounted_products")
+    columns = ["sku", "product_name", "currency", "units_on_discount", "discounts"]
+    require(frame, columns, "top_discounted_products")
+    currencies = _currencies(frame)
+    fig = _panels(currencies, shared_x=False)
+    for row, currency in enumerate(currencies, start=1):
+        rows = frame.filter(nw.col("currency") == currency)
+        # the frame is ranked; reversed, the first product is drawn at the top
+        names = rows.get_column("product_name").to_list()[::-1]
+        skus = rows.get_column("sku").to_list()[::-1]
+        fig.add_trace(
+            go.Bar(
+                x=rows.get_column("units_on_discount").to_list()[::-1],
+                y=[f"{n} ({s})" for n, s in zip(names, skus, strict=True)],
+                orientation="h",
+                name=currency.upper(),
+                customdata=[-d for d in _floats(rows, "discounts")][::-1],
+                hovertemplate=(
+                    "%{y}: %{x} units on discount, discounts "
+                    f"%{{customdata:,.2f}} {currency.upper()}<extra></extra>"
+                ),
+            ),
+            row=row,
+            col=1,
+        )
+        fig.update_xaxes(title_text="Units sold on discount", row=row, col=1)
+    fig.update_layout(
+        title=title or "Products most sold on discount", template=_TEMPLATE, showlegend=False
+    )
+    return fig

@@ -1,0 +1,148 @@
+"""Charts, tested through their figure data: the right series, the right totals, the labels."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import plotly.graph_objects as go
+import polars as pl
+import pytest
+
+from omsframe import charts
+from omsframe.analysis import (
+    campaign_days,
+    discount_depth,
+    revenue,
+    top_discounted_products,
+)
+from tests.test_analysis_shop import ENGINES, Shop, build_shop, records, totals
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
+    return build_shop(tmp_path_factory.mktemp("charts"))
+
+
+@pytest.fixture(autouse=True)
+def never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a chart function called show()")
+
+    monkeypatch.setattr(go.Figure, "show", refuse)
+
+
+def y_axis_titles(fig: go.Figure) -> list[str]:
+    layout = fig.to_dict()["layout"]
+    return [layout[k]["title"]["text"] for k in sorted(layout) if k.startswith("yaxis")]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_revenue_chart_draws_each_currency_on_its_own_labelled_axis(
+    shop: Shop, engine: str
+) -> None:
+    frame = revenue(shop.tables[engine], by="week")
+    fig = charts.revenue_chart(frame)
+    assert isinstance(fig, go.Figure)
+    data = fig.to_dict()["data"]
+    assert [t["name"] for t in data] == ["EUR", "TRY", "USD"]
+    assert len({t["yaxis"] for t in data}) == 3  # never two currencies on one axis
+    assert y_axis_titles(fig) == ["Net sales (EUR)", "Net sales (TRY)", "Net sales (USD)"]
+    assert fig.layout.title.text == "Net sales over time"
+    expected = totals(shop.truth, lambda u: u.currency.upper(), lambda u: u.net_sales)
+    for trace in data:
+        assert sum(trace["y"]) == pytest.approx(float(expected[trace["name"]]), abs=0.005)
+
+
+def test_revenue_chart_draws_a_line_per_dimension_value(shop: Shop) -> None:
+    frame = revenue(shop.tables["pandas"], by="month", dims=["channel"], measures=["gross_sales"])
+    fig = charts.revenue_chart(frame, measure="gross_sales", color="channel")
+    names = [t["name"] for t in fig.to_dict()["data"]]
+    assert names == ["EU Shop (EUR)", "Mobile App TR (TRY)", "Web Shop TR (TRY)", "US Shop (USD)"]
+    expected = totals(shop.truth, lambda u: u.channel, lambda u: u.gross_sales)
+    for trace in fig.to_dict()["data"]:
+        channel = trace["name"].rsplit(" (", 1)[0]
+        assert sum(trace["y"]) == pytest.approx(float(expected[channel]), abs=0.005)
+
+
+def test_a_converted_revenue_is_one_axis_that_says_so(shop: Shop) -> None:
+    rates = pl.DataFrame(
+        {"date": ["2024-10-01", "2024-10-01"], "currency": ["eur", "usd"], "rate": [36.0, 33.0]}
+    )
+    frame = revenue(shop.tables["polars"], by="month", fx=rates, reporting_currency="try")
+    fig = charts.revenue_chart(frame)
+    assert [t["name"] for t in fig.to_dict()["data"]] == ["TRY"]
+    assert y_axis_titles(fig) == ["Net sales (TRY, converted)"]
+    assert sum(fig.to_dict()["data"][0]["y"]) == pytest.approx(
+        float(sum(r["net_sales"] for r in records(frame))), abs=0.005
+    )
+
+
+def test_aov_chart_draws_the_average_order_value(shop: Shop) -> None:
+    frame = revenue(shop.tables["polars"], by="month")
+    fig = charts.aov_chart(frame)
+    assert y_axis_titles(fig)[1] == "Average order value (TRY)"
+    try_rows = frame.filter(pl.col("currency") == "try").sort("period")
+    assert list(fig.to_dict()["data"][1]["y"]) == try_rows["average_order_value"].to_list()
+    assert fig.layout.title.text == "Average order value"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_discount_depth_chart_shows_the_share_of_items_per_bucket(shop: Shop, engine: str) -> None:
+    frame = discount_depth(shop.tables[engine], by="month")
+    fig = charts.discount_depth_chart(frame)
+    data = fig.to_dict()["data"]
+    assert [t["name"] for t in data] == [
+        "Basket discount (of sale price)",
+        "Markdown (of list price)",
+    ]
+    sold = sum(1 for u in shop.truth if u.kind == "sale")
+    for trace in data:
+        assert sum(trace["y"]) == pytest.approx(100.0)
+        assert sum(trace["customdata"]) == sold
+    assert next(iter(data[0]["x"])) == "0%"
+    assert fig.layout.yaxis.title.text == "Share of items sold (%)"
+
+
+def test_campaign_days_chart_marks_the_campaign_days(shop: Shop) -> None:
+    frame = campaign_days(shop.tables["pandas"])
+    fig = charts.campaign_days_chart(frame)
+    data = fig.to_dict()["data"]
+    names = [t["name"] for t in data]
+    assert names == [
+        "EUR",
+        "EUR campaign days",
+        "TRY",
+        "TRY campaign days",
+        "USD",
+        "USD campaign days",
+    ]
+    campaign = {d.isoformat() for d in shop.world.campaign_days}
+    for trace in data:
+        assert ({*trace["text"]} <= campaign) == trace["name"].endswith("campaign days")
+    assert sum(sum(t["x"]) for t in data) == sum(1 for u in shop.truth if u.kind == "sale")
+    assert "TRY" in data[3]["hovertemplate"]
+    assert fig.layout.xaxis.title.text == "Units sold per day"
+
+
+def test_top_discounted_products_chart_draws_the_ranked_products(shop: Shop) -> None:
+    frame = top_discounted_products(shop.tables["polars"], n=5)
+    fig = charts.top_discounted_products_chart(frame)
+    data = fig.to_dict()["data"]
+    assert [t["name"] for t in data] == ["EUR", "TRY", "USD"]
+    for trace in data:
+        rows = frame.filter(pl.col("currency") == trace["name"].lower())
+        assert list(trace["x"])[::-1] == rows["units_on_discount"].to_list()
+        assert trace["y"][-1].endswith(f"({rows['sku'][0]})")  # the first drawn on top
+        discounts = [-float(d) for d in rows["discounts"].to_list()]
+        assert list(trace["customdata"])[::-1] == discounts
+    assert fig.layout.title.text == "Products most sold on discount"
+
+
+def test_charts_do_not_change_their_input(shop: Shop) -> None:
+    frame = revenue(shop.tables["pandas"], by="month")
+    before = frame.copy(deep=True)
+    charts.revenue_chart(frame)
+    charts.aov_chart(frame)
+    assert frame.equals(before)
+    assert isinstance(frame["net_sales"].iloc[0], Decimal)

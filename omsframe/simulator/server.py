@@ -275,6 +275,20 @@ class SimulatorServer:
         with self._lock:
             self._offset_us += delta // dt.timedelta(microseconds=1)
 
+    def freeze(self) -> None:
+        """Stop the live clock where it is: from now on every request sees this moment.
+
+        Example:
+            >>> server = SimulatorServer(World.generate(seed=2, orders=40),
+            ...                          clock=Clock(step_per_request=dt.timedelta(hours=1)))
+            >>> server.freeze(); server.clock.step_per_request
+            datetime.timedelta(0)
+        """
+        with self._lock:
+            now = self._now_locked()
+            self._base_us, self._offset_us, self._ticks, self._step_us = now, 0, 0, 0
+            self.clock = Clock(start=from_us(now))
+
     def _tick(self) -> int:
         """The moment of one handled API request; then step the clock."""
         with self._lock:

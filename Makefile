@@ -52,6 +52,8 @@ bench: setup
 	$(UV) sync --frozen --python $(PYTHON) --extra lab --group bench
 	$(RUN) python -m bench.simulator_throughput
 	$(RUN) python -m bench.flatten_compare
+	$(RUN) python -m bench.sync_compare
+	$(RUN) python -m bench.analysis_revenue
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

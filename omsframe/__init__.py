@@ -17,10 +17,26 @@ The public API (nothing runs at import):
   :func:`cache_info`, :func:`export`, :func:`rebuild`;
 - tables: :func:`flatten_orders`, :func:`flatten_events`, :func:`iter_flatten_orders`,
   :func:`expand_attributes`, :class:`Privacy`, :data:`TABLES`;
+- analyses: :func:`ledger`, :func:`revenue`, :func:`discounts`, :func:`discount_depth`,
+  :func:`campaign_days`, :func:`top_discounted_products`, :func:`explain`; charts in
+  ``omsframe.charts`` (loaded on first use: plotly is not imported with omsframe);
 - errors: :class:`OmsframeError` and its subclasses.
 """
 
+from typing import Any
+
 from omsframe._version import __version__
+from omsframe.analysis import (
+    AnalysisError,
+    CurrencyError,
+    campaign_days,
+    discount_depth,
+    discounts,
+    explain,
+    ledger,
+    revenue,
+    top_discounted_products,
+)
 from omsframe.attributes import expand_attributes
 from omsframe.client import Client
 from omsframe.config import EndpointPaths, RetryPolicy, Settings
@@ -52,12 +68,14 @@ from omsframe.sync import SyncReport, sync
 
 __all__ = [
     "TABLES",
+    "AnalysisError",
     "ApiError",
     "AuthError",
     "CacheError",
     "CacheInfo",
     "Client",
     "ConfigError",
+    "CurrencyError",
     "DriftReport",
     "EndpointPaths",
     "Flattened",
@@ -77,12 +95,29 @@ __all__ = [
     "Tables",
     "__version__",
     "cache_info",
+    "campaign_days",
+    "charts",
+    "discount_depth",
+    "discounts",
     "expand_attributes",
+    "explain",
     "export",
     "flatten_events",
     "flatten_orders",
     "iter_flatten_orders",
+    "ledger",
     "load",
     "rebuild",
+    "revenue",
     "sync",
+    "top_discounted_products",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load ``omsframe.charts`` on first use, so importing omsframe does not import plotly."""
+    if name == "charts":
+        import importlib
+
+        return importlib.import_module("omsframe.charts")
+    raise AttributeError(f"module 'omsframe' has no attribute {name!r}")

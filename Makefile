@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: help setup setup-lab demo test test-slow lint format lab bench clean
+.PHONY: help setup demo test test-slow lint format lab bench reliability clean
 
 help:
 	@echo "make demo    start the OMS simulator and show what it serves"
@@ -16,6 +16,7 @@ help:
 	@echo "make lab     open JupyterLab on notebooks/"
 	@echo "make bench   run the benchmarks (results go in BENCHMARKS.md by hand)"
 	@echo "make lint    ruff and mypy only"
+	@echo "make reliability  the fault campaign (figures for RELIABILITY.md)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -54,6 +55,9 @@ bench: setup
 	$(RUN) python -m bench.flatten_compare
 	$(RUN) python -m bench.sync_compare
 	$(RUN) python -m bench.analysis_revenue
+
+reliability: setup
+	$(RUN) python -m tests.reliability --runs 50
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -212,6 +212,7 @@ class Store:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
+        self._index: dict[int, str] | None = None
 
     # --- paths --------------------------------------------------------------------------------
     def table_dir(self, name: str) -> Path:
@@ -350,13 +351,91 @@ class Store:
         incoming = {name: flat.tables[name] for name in ORDER_GROUP}
         incoming["raw_orders"] = raw_table
         order_months = _months(orders, "date_placed")
+        stale = self._move_out(orders, order_months)
+        if stale:
+            counts.stale += len(stale)
+            skip = pa.array(sorted(stale), pa.int64())
+            incoming = {
+                name: table.filter(pc.invert(pc.is_in(table.column("order_id"), value_set=skip)))
+                for name, table in incoming.items()
+            }
+            order_months = _months(incoming["orders"], "date_placed")
         for month in pc.unique(order_months).to_pylist():
             in_month = {
                 name: table.filter(pc.equal(_months(table, PARTITION_DATE[name]), month))
                 for name, table in incoming.items()
             }
             counts.add(self._upsert_order_month(month, in_month, policy, observed_at))
+        index = self._order_months()
+        for order_id, month in zip(
+            incoming["orders"].column("order_id").to_pylist(), order_months.to_pylist(), strict=True
+        ):
+            index[order_id] = month
         return counts
+
+    def _order_months(self) -> dict[int, str]:
+        """The month partition of every stored order (read once per Store, then kept current)."""
+        if self._index is None:
+            index: dict[int, str] = {}
+            for month in self.months("orders"):
+                path = self.partition_path("orders", month)
+                ids = pq.read_table(path, columns=["order_id"]).column(0).to_pylist()
+                index.update(dict.fromkeys(ids, month))
+            self._index = index
+        return self._index
+
+    def _move_out(self, orders: pa.Table, months: pa.Array) -> set[int]:
+        """Take orders whose ``date_placed`` now falls in another month out of their old one.
+
+        Only when the incoming copy is newer; the ids of older incoming copies are returned
+        (to be skipped). The old rows go first: a sync killed in between has not stored the
+        order at all, and its resume stores it afresh — never twice.
+        """
+        index = self._order_months()
+        moving: dict[str, dict[int, Any]] = {}
+        for order_id, month, modified in zip(
+            orders.column("order_id").to_pylist(),
+            months.to_pylist(),
+            orders.column("modified_date").to_pylist(),
+            strict=True,
+        ):
+            old = index.get(order_id)
+            if old is not None and old != month:
+                moving.setdefault(old, {})[order_id] = modified
+        stale: set[int] = set()
+        for old, candidates in moving.items():
+            current = self.read_partition("orders", old)
+            stored = (
+                dict(
+                    zip(
+                        current.column("order_id").to_pylist(),
+                        current.column("modified_date").to_pylist(),
+                        strict=True,
+                    )
+                )
+                if current is not None
+                else {}
+            )
+            gone = [i for i, m in candidates.items() if i not in stored or _newer(m, stored[i])]
+            stale |= set(candidates) - set(gone)
+            if not gone:
+                continue
+            drop = pa.array(gone, pa.int64())
+            for name in ("orders", "order_items", "addresses", "raw_orders"):
+                part = self.read_partition(name, old)
+                if part is not None:
+                    kept = part.filter(pc.invert(pc.is_in(part.column("order_id"), value_set=drop)))
+                    self._write(
+                        name, old, kept, self._policy_of(part) if name in ORDER_GROUP else None
+                    )
+            for order_id in gone:
+                index.pop(order_id, None)
+        return stale
+
+    @staticmethod
+    def _policy_of(table: pa.Table) -> str | None:
+        value = (table.schema.metadata or {}).get(b"omsframe.pii_policy")
+        return value.decode() if value else None
 
     def _upsert_order_month(
         self, month: str, incoming: dict[str, pa.Table], policy: str, observed_at: dt.datetime

@@ -104,3 +104,36 @@ def test_a_full_disk_mid_write_leaves_no_debris_and_the_next_sync_completes(
         mine = got[name].drop_columns(personal).sort_by(keys)
         theirs = expected[name].drop_columns(personal).sort_by(keys)
         assert mine.equals(theirs), name
+
+
+def test_an_order_whose_date_placed_moves_is_stored_once_in_its_new_month(tmp_path: Path) -> None:
+    import copy
+    import datetime as dt
+
+    from omsframe.flatten import flatten_orders
+    from omsframe.privacy import Privacy
+    from omsframe.store import Store
+    from tests.test_flatten import example_copy
+
+    store = Store(tmp_path)
+    privacy = Privacy(key=b"k" * 32)
+    now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+    def upsert(placed: str, modified: str) -> None:
+        order = copy.deepcopy(example_copy()[0])
+        order.update(date_placed=placed, modified_date=modified)
+        flat = flatten_orders([order], privacy=privacy)
+        store.upsert_orders(flat, [order], policy="pseudonymize", observed_at=now)
+
+    upsert("2023-05-17T13:45:20.000000Z", "2023-05-17T13:45:55.000000Z")
+    assert store.months("orders") == ["2023-05"]
+    upsert("2023-06-02T10:00:00.000000Z", "2023-06-02T10:00:01.000000Z")  # newer: it moves
+    fresh = Store(tmp_path)  # a new reader sees the files only
+    for name in ("orders", "order_items", "addresses", "raw_orders"):
+        table = fresh.read_table(name)
+        assert set(table.column("order_id").to_pylist()) == {6998}, name
+        assert table.num_rows == (2 if name == "addresses" else 1), name
+    assert fresh.read_partition("orders", "2023-06") is not None
+    upsert("2023-04-01T10:00:00.000000Z", "2023-04-01T10:00:01.000000Z")  # older: ignored
+    placed = Store(tmp_path).read_table("orders").column("date_placed").to_pylist()
+    assert [p.month for p in placed] == [6]

@@ -253,6 +253,21 @@ def simulate(
             click.echo("stopped")
 
 
+@main.command(name="report")
+@_CACHE
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The HTML file to write (default: <cache>/report.html).",
+)
+@click.option("--tz", default="Europe/Istanbul", show_default=True, help="Business time zone.")
+def report_command(cache: Path | None, out: Path | None, tz: str) -> None:
+    """Write the self-contained HTML report of a cache (opens offline)."""
+    from omsframe.report import report
+
+    click.echo(str(report(cache or Path("data/demo"), out=out, tz=tz)))
+
+
 DEMO_CACHE = Path("data/demo")
 DEMO_PORT = 8765
 DEMO_WEEK = dt.timedelta(days=7)
@@ -294,6 +309,9 @@ def demo(orders: int, seed: int, cache: Path, port: int) -> None:
     click.echo(f"\n{report}\n")
     tables = load(cache)
     click.echo(_summary(tables))
+    from omsframe.report import report
+
+    click.echo(f"\nreport: {report(cache)}")
 
 
 def world_end(world: World) -> dt.datetime:

@@ -309,9 +309,9 @@ def demo(orders: int, seed: int, cache: Path, port: int) -> None:
     click.echo(f"\n{report}\n")
     tables = load(cache)
     click.echo(_summary(tables))
-    from omsframe.report import report
+    from omsframe.report import report as write_report
 
-    click.echo(f"\nreport: {report(cache)}")
+    click.echo(f"\nreport: {write_report(cache)}")
 
 
 def world_end(world: World) -> dt.datetime:

@@ -17,6 +17,7 @@ The public API (nothing runs at import):
   :func:`cache_info`, :func:`export`, :func:`rebuild`;
 - tables: :func:`flatten_orders`, :func:`flatten_events`, :func:`iter_flatten_orders`,
   :func:`expand_attributes`, :class:`Privacy`, :data:`TABLES`;
+- the built-in OMS simulator: :func:`simulate` (a shop served on loopback);
 - analyses: :func:`ledger`, :func:`revenue`, :func:`discounts`, :func:`discount_depth`,
   :func:`campaign_days`, :func:`top_discounted_products`, :func:`explain`; charts in
   ``omsframe.charts`` (loaded on first use: plotly is not imported with omsframe);
@@ -64,6 +65,7 @@ from omsframe.load import CacheInfo, Tables, cache_info, load
 from omsframe.paging import Listing, PagingStats, ProbeResult
 from omsframe.privacy import Privacy
 from omsframe.schema import TABLES
+from omsframe.simulator.server import simulate
 from omsframe.sync import SyncReport, sync
 
 __all__ = [

@@ -37,6 +37,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from omsframe.client import Client
+from omsframe.config import is_loopback
 from omsframe.errors import CacheError, ConfigError, sanitize_url
 from omsframe.flatten import flatten_events, flatten_orders
 from omsframe.lock import CacheLock
@@ -274,9 +275,27 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def source_identity(url: str) -> str:
+    """What makes two URLs the same OMS: the URL, without the port on loopback.
+
+    On loopback (the simulator, an SSH tunnel) the port changes from one run to the next,
+    while the OMS behind it stays the same.
+
+    Example:
+        >>> source_identity("http://127.0.0.1:8765") == source_identity("http://127.0.0.1:9000")
+        True
+        >>> source_identity("https://a-oms.akinon.net") == source_identity("https://b-oms.akinon.net")
+        False
+    """
+    parts = urlsplit(url)
+    if parts.hostname and is_loopback(parts.hostname):
+        return f"{parts.scheme}://{parts.hostname}{parts.path.rstrip('/')}"
+    return url.rstrip("/")
+
+
 def _check_cache(root: Path, manifest: Manifest, source: str) -> None:
     known = manifest.get("source_url")
-    if known and known != source:
+    if known and source_identity(known) != source_identity(source):
         raise CacheError(
             f"cache {root} holds data from {known}, not {source}; "
             "sync into another folder (cache=...) to keep the two apart"

@@ -177,8 +177,11 @@ def test_a_cache_refuses_another_source_and_another_pii_policy(
         sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False, pii="drop")
         with pytest.raises(ConfigError, match="uses PII policy 'drop'"):
             sync(oms.url, token=oms.token, cache=tmp_path, progress=False, pii="keep")
-    with serve(world) as other, pytest.raises(CacheError, match="holds data from"):
-        sync(other.url, token=other.token, cache=tmp_path, progress=False)
+    with serve(world) as other:  # the same simulator on another port: the same source
+        sync(other.url, token=other.token, cache=tmp_path, progress=False, events=False)
+        elsewhere = other.url.replace("127.0.0.1", "localhost")  # another host: refused
+        with pytest.raises(CacheError, match="holds data from"):
+            sync(elsewhere, token=other.token, cache=tmp_path, progress=False)
 
 
 def _checkpoint(root: Path) -> str:

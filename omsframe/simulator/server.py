@@ -432,3 +432,36 @@ def serve(
     )
     with server:
         yield server
+
+
+@contextmanager
+def simulate(
+    orders: int = 2_000,
+    seed: int = 0,
+    *,
+    start: dt.date = dt.date(2024, 1, 1),
+    end: dt.date = dt.date(2025, 12, 1),
+    **options: Any,
+) -> Iterator[SimulatorServer]:
+    """Generate a shop and serve it on loopback for the duration of a ``with`` block.
+
+    Args:
+        orders: Orders in the shop.
+        seed: Random seed: the same seed gives the same shop.
+        start: First day orders are placed.
+        end: Last day; the shop's clock stands at its end unless ``clock=`` says otherwise.
+        **options: Passed to :class:`SimulatorServer` (``faults=``, ``dialect=``, ``clock=``,
+            ``port=``...).
+
+    Yields:
+        The running server: ``.url``, ``.token``, ``.world`` (the ground truth).
+
+    Example:
+        >>> import omsframe as of
+        >>> with of.simulate(orders=100) as oms:
+        ...     of.Client(oms.url, token=oms.token).order(oms.world.order_id[0].item())["id"]
+        1001
+    """
+    world = World.generate(seed=seed, orders=orders, start=start, end=end)
+    with serve(world, **options) as server:
+        yield server

@@ -111,6 +111,7 @@ __all__ = [
     "load",
     "rebuild",
     "revenue",
+    "simulate",
     "sync",
     "top_discounted_products",
 ]

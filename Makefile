@@ -47,6 +47,7 @@ test-slow: setup
 	$(RUN) pytest -m slow
 
 lab: setup
+	@test -f data/demo/manifest.json || $(RUN) omsframe demo
 	$(RUN) jupyter lab notebooks/
 
 bench: setup

@@ -14,7 +14,7 @@ Example:
 The public API (nothing runs at import):
 
 - connect and read: :class:`Client` (the 11 endpoints), :func:`sync`, :func:`load`,
-  :func:`cache_info`, :func:`export`, :func:`rebuild`;
+  :func:`cache_info`, :func:`export`, :func:`rebuild`, :func:`write_report` (the HTML report);
 - tables: :func:`flatten_orders`, :func:`flatten_events`, :func:`iter_flatten_orders`,
   :func:`expand_attributes`, :class:`Privacy`, :data:`TABLES`;
 - the built-in OMS simulator: :func:`simulate` (a shop served on loopback);
@@ -64,6 +64,7 @@ from omsframe.flatten import (
 from omsframe.load import CacheInfo, Tables, cache_info, load
 from omsframe.paging import Listing, PagingStats, ProbeResult
 from omsframe.privacy import Privacy
+from omsframe.report import write_report
 from omsframe.schema import TABLES
 from omsframe.simulator.server import simulate
 from omsframe.sync import SyncReport, sync
@@ -114,6 +115,7 @@ __all__ = [
     "simulate",
     "sync",
     "top_discounted_products",
+    "write_report",
 ]
 
 

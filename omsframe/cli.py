@@ -263,9 +263,9 @@ def simulate(
 @click.option("--tz", default="Europe/Istanbul", show_default=True, help="Business time zone.")
 def report_command(cache: Path | None, out: Path | None, tz: str) -> None:
     """Write the self-contained HTML report of a cache (opens offline)."""
-    from omsframe.report import report
+    from omsframe.report import write_report
 
-    click.echo(str(report(cache or Path("data/demo"), out=out, tz=tz)))
+    click.echo(str(write_report(cache or Path("data/demo"), out=out, tz=tz)))
 
 
 DEMO_CACHE = Path("data/demo")
@@ -309,7 +309,7 @@ def demo(orders: int, seed: int, cache: Path, port: int) -> None:
     click.echo(f"\n{report}\n")
     tables = load(cache)
     click.echo(_summary(tables))
-    from omsframe.report import report as write_report
+    from omsframe.report import write_report
 
     click.echo(f"\nreport: {write_report(cache)}")
 

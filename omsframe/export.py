@@ -29,7 +29,7 @@ from omsframe.lock import CacheLock
 from omsframe.manifest import load_manifest, save_manifest
 from omsframe.privacy import Privacy
 from omsframe.schema import TABLES
-from omsframe.store import Store, write_parquet_atomic
+from omsframe.store import Store, write_atomic, write_parquet_atomic
 
 Format = Literal["parquet", "csv"]
 
@@ -99,7 +99,9 @@ def export(
         if format == "parquet":
             write_parquet_atomic(table, file)
         else:
-            pacsv.write_csv(_csv_ready(table), file)
+            sink = pa.BufferOutputStream()
+            pacsv.write_csv(_csv_ready(table), sink)
+            write_atomic(file, sink.getvalue().to_pybytes())
         written.append(file)
     return written
 

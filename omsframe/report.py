@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from omsframe.load import Tables, cache_info, load
+from omsframe.store import write_atomic
 
 _GUARD = """
 <script>
@@ -125,7 +126,7 @@ def render(tables: Tables, *, meta: dict[str, str], tz: str, title: str) -> str:
     )
 
 
-def report(
+def write_report(
     path: str | os.PathLike[str],
     *,
     out: str | os.PathLike[str] | None = None,
@@ -150,7 +151,7 @@ def report(
         >>> cache = tempfile.mkdtemp()
         >>> with serve() as oms:
         ...     _ = sync(oms.url, token=oms.token, cache=cache, progress=False)
-        >>> page = report(cache).read_text()
+        >>> page = write_report(cache).read_text()
         >>> page.count('class="omsframe-chart"') >= 6
         True
     """
@@ -168,6 +169,5 @@ def report(
         "made": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     target = Path(out) if out is not None else root / "report.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render(tables, meta=meta, tz=tz, title=title), encoding="utf-8")
+    write_atomic(target, render(tables, meta=meta, tz=tz, title=title).encode("utf-8"))
     return target

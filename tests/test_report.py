@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from omsframe.report import report
+from omsframe.report import write_report
 from omsframe.simulator.server import serve
 from omsframe.simulator.world import World
 from omsframe.sync import sync
@@ -31,7 +31,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("cache")
     with serve(World.generate(seed=5, orders=400)) as oms:
         sync(oms.url, token=oms.token, cache=cache, progress=False)
-    return report(cache, out=cache / "report.html")
+    return write_report(cache, out=cache / "report.html")
 
 
 def rendered_body(page: Path, profile: Path) -> dict[str, str]:

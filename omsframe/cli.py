@@ -269,7 +269,7 @@ def report_command(cache: Path | None, out: Path | None, tz: str) -> None:
 
 
 DEMO_CACHE = Path("data/demo")
-DEMO_PORT = 8765
+DEMO_PORT = 0  # any free port: on loopback the port is not part of the cache identity
 DEMO_WEEK = dt.timedelta(days=7)
 
 

@@ -67,3 +67,68 @@ def test_simulate_serves_until_stopped() -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_sync_status_export_rebuild_from_the_shell(tmp_path: Path) -> None:
+    import json
+
+    from omsframe.simulator.server import simulate
+
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    runner = CliRunner()
+    with simulate(orders=150, seed=2) as oms:
+        env = {"OMSFRAME_TOKEN": oms.token}
+        args = ["sync", "--url", oms.url, "--cache", str(cache), "--no-events", "--json"]
+        synced = runner.invoke(main, args, env=env)
+        assert synced.exit_code == 0, synced.output
+        report = json.loads(synced.output)
+        assert report["plan"] == "full" and report["orders_new"] == 150
+        assert oms.token not in synced.output
+        again = runner.invoke(main, args, env=env)
+        assert json.loads(again.output)["plan"] == "incremental"
+    status = runner.invoke(main, ["status", "--cache", str(cache), "--json"])
+    assert status.exit_code == 0 and json.loads(status.output)["rows"]["orders"] == 150
+    exported = runner.invoke(
+        main,
+        [
+            "export",
+            "--cache",
+            str(cache),
+            "--out",
+            str(out),
+            "--format",
+            "csv",
+            "--tables",
+            "orders,order_items",
+            "--json",
+        ],
+    )
+    assert exported.exit_code == 0, exported.output
+    assert sorted(Path(f).name for f in json.loads(exported.output)["files"]) == [
+        "order_items.csv",
+        "orders.csv",
+    ]
+    rebuilt = runner.invoke(main, ["rebuild", "--cache", str(cache), "--json"])
+    assert rebuilt.exit_code == 0 and json.loads(rebuilt.output)["orders"] == 150
+
+
+def test_errors_are_one_line_with_a_non_zero_exit_code(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(main, ["sync", "--cache", str(tmp_path)], env={"OMSFRAME_URL": ""})
+    assert missing.exit_code != 0
+    assert missing.output.count("\n") == 1 and "omsframe:" in missing.output
+    assert "Traceback" not in missing.output
+    remote = runner.invoke(
+        main,
+        ["sync", "--url", "http://acme-oms.example.com", "--cache", str(tmp_path)],
+        env={"OMSFRAME_TOKEN": "secret-token-123"},
+    )
+    assert remote.exit_code != 0 and "http://" in remote.output
+    assert "secret-token-123" not in remote.output
+
+
+def test_help_explains_each_command() -> None:
+    runner = CliRunner()
+    for command in ("sync", "status", "export", "rebuild", "report", "simulate", "demo"):
+        result = runner.invoke(main, [command, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, command

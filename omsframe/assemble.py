@@ -37,6 +37,15 @@ class Rows:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def drop_owners(self, owners: set[int]) -> None:
+        """Forget the rows of the given input records."""
+        keep = [owner not in owners for owner in self.owner]
+        self.rows = [row for row, kept in zip(self.rows, keep, strict=True) if kept]
+        self.owner = [owner for owner, kept in zip(self.owner, keep, strict=True) if kept]
+        for name, values in self.computed.items():
+            if values:
+                self.computed[name] = [v for v, kept in zip(values, keep, strict=True) if kept]
+
 
 def _columns(
     rows: Rows | tuple[Table, list[tuple[Any, ...]], dict[str, list[Any]]],

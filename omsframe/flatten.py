@@ -136,103 +136,20 @@ def flatten_orders(records: Iterable[Any], *, privacy: Privacy | None = None) ->
         >>> flatten_orders([{"id": 1, "orderitem_set": []}]).tables["orders"].num_rows
         1
     """
-    privacy = privacy or Privacy()
-    batch = list(records)
+    batch = _OrderBatch(privacy or Privacy())
     with _collector_paused():
-        return _flatten_orders(batch, privacy)
-
-
-def _latest_copies(batch: list[Any]) -> set[int]:
-    """Positions of records that lose to a later copy of the same order id."""
-    winner: dict[Any, tuple[str, int]] = {}
-    losers: set[int] = set()
-    for position, record in enumerate(batch):
-        if record.__class__ is not dict:
-            continue
-        order_id = record.get("id")
-        if order_id.__class__ is not int:
-            continue
-        stamp = record.get("modified_date")
-        stamp = stamp if isinstance(stamp, str) else ""
-        previous = winner.get(order_id)
-        if previous is None:
-            winner[order_id] = (stamp, position)
-        elif stamp >= previous[0]:
-            losers.add(previous[1])
-            winner[order_id] = (stamp, position)
-        else:
-            losers.add(position)
-    return losers
-
-
-def _flatten_orders(batch: list[Any], privacy: Privacy) -> Flattened:
-    drift = DriftReport()
-    quarantine: list[QuarantinedRecord] = []
-    orders, items, addresses = Rows("orders"), Rows("order_items"), Rows("addresses")
-    entities = _Entities()
-    duplicates = _latest_copies(batch)
-    item_order, item_placed = items.computed["order_id"], items.computed["date_placed"]
-    item_channel = items.computed["channel_id"]
-    for position, record in enumerate(batch):
-        if position in duplicates:
-            continue
-        try:
-            order_row, item_rows, address_rows, found = _order_rows(record, drift, entities)
-        except ShapeError as error:
-            quarantine.append(_quarantined("order", position, record, str(error), privacy))
-            continue
-        entities.keep(found)
-        orders.rows.append(order_row)
-        orders.owner.append(position)
-        orders.computed["item_count"].append(len(item_rows))
-        order_id, placed = record["id"], record.get("date_placed")
-        channel = record.get("channel")
-        channel_id = channel.get("id") if channel.__class__ is dict else None
-        for item_row in item_rows:
-            items.rows.append(item_row)
-            items.owner.append(position)
-            item_order.append(order_id)
-            item_placed.append(placed)
-            item_channel.append(channel_id)
-        for role, address_row in address_rows:
-            addresses.rows.append(address_row)
-            addresses.owner.append(position)
-            addresses.computed["order_id"].append(order_id)
-            addresses.computed["role"].append(role)
-            addresses.computed["date_placed"].append(placed)
-    (order_table, item_table, address_table), bad = owned_tables(
-        (orders, items, addresses), privacy, drift
-    )
-    for position in sorted(bad):
-        quarantine.append(_quarantined("order", position, batch[position], bad[position], privacy))
-    tables = {
-        "orders": with_totals(order_table, item_table),
-        "order_items": item_table,
-        "addresses": address_table,
-    }
-    images = {"image_urls": [entities.images[k] for k in entities.products]}
-    for name, store, computed in (
-        ("customers", entities.customers, {}),
-        ("products", entities.products, images),
-        ("channels", entities.channels, {}),
-        ("states", entities.states, {}),
-    ):
-        rows = [row for _, row in store.values()]
-        tables[name], bad_rows = entity_table(name, rows, computed, privacy, drift)
-        for row, reason in sorted(bad_rows.items()):
-            quarantine.append(QuarantinedRecord(name, row, rows[row][0], reason, None))
-    for code in tables["states"].column("code").to_pylist():
-        if code not in KNOWN_STATE_CODES:
-            drift.new_state_codes[str(code)] += 1
-    return Flattened(
-        stamp_policy(tables, privacy), quarantine, drift, privacy.describe(), len(duplicates)
-    )
+        for record in records:
+            batch.add(record)
+        return batch.finish()
 
 
 def iter_flatten_orders(
     records: Iterable[Any], *, privacy: Privacy | None = None, batch_size: int = 5_000
 ) -> Iterator[Flattened]:
     """Flatten in batches of ``batch_size`` orders, so memory stays bounded.
+
+    Each record is taken apart as soon as it arrives (while it is still in the processor's
+    cache, right after it was parsed); the batch becomes Arrow tables every ``batch_size``.
 
     Example:
         >>> batches = list(iter_flatten_orders(({"id": i} for i in range(5)), batch_size=2))
@@ -242,11 +159,112 @@ def iter_flatten_orders(
     privacy = privacy or Privacy()
     source = iter(records)
     while True:
+        batch = _OrderBatch(privacy)
         with _collector_paused():  # the records are usually parsed as we pull them
-            batch = list(itertools.islice(source, batch_size))
-        if not batch:
+            for record in itertools.islice(source, batch_size):
+                batch.add(record)
+            if not batch.records:
+                return
+            flattened = batch.finish()
+        yield flattened
+
+
+class _OrderBatch:
+    """Orders being flattened: rows are extracted as each record arrives."""
+
+    def __init__(self, privacy: Privacy) -> None:
+        self.privacy = privacy
+        self.records: list[Any] = []
+        self.drift = DriftReport()
+        self.quarantine: list[QuarantinedRecord] = []
+        self.orders, self.items = Rows("orders"), Rows("order_items")
+        self.addresses = Rows("addresses")
+        self.entities = _Entities()
+        self.winner: dict[int, tuple[str, int]] = {}  # order id -> (modified_date, position)
+        self.superseded: set[int] = set()  # positions that lost to a later copy
+
+    def add(self, record: Any) -> None:
+        """Take one order apart (or quarantine it, or note that a newer copy supersedes it)."""
+        position = len(self.records)
+        self.records.append(record)
+        if record.__class__ is dict and record.get("id").__class__ is int:
+            stamp = record.get("modified_date")
+            stamp = stamp if isinstance(stamp, str) else ""
+            previous = self.winner.get(record["id"])
+            if previous is not None:
+                if stamp < previous[0]:
+                    self.superseded.add(position)
+                    return
+                self.superseded.add(previous[1])
+            self.winner[record["id"]] = (stamp, position)
+        try:
+            order_row, item_rows, address_rows, found = _order_rows(
+                record, self.drift, self.entities
+            )
+        except ShapeError as error:
+            self.quarantine.append(
+                _quarantined("order", position, record, str(error), self.privacy)
+            )
             return
-        yield flatten_orders(batch, privacy=privacy)
+        self.entities.keep(found)
+        orders, items, addresses = self.orders, self.items, self.addresses
+        orders.rows.append(order_row)
+        orders.owner.append(position)
+        orders.computed["item_count"].append(len(item_rows))
+        order_id, placed = record["id"], record.get("date_placed")
+        channel = record.get("channel")
+        channel_id = channel.get("id") if channel.__class__ is dict else None
+        for item_row in item_rows:
+            items.rows.append(item_row)
+            items.owner.append(position)
+            items.computed["order_id"].append(order_id)
+            items.computed["date_placed"].append(placed)
+            items.computed["channel_id"].append(channel_id)
+        for role, address_row in address_rows:
+            addresses.rows.append(address_row)
+            addresses.owner.append(position)
+            addresses.computed["order_id"].append(order_id)
+            addresses.computed["role"].append(role)
+            addresses.computed["date_placed"].append(placed)
+
+    def finish(self) -> Flattened:
+        """Convert the rows to Arrow tables (an order with any bad value is quarantined)."""
+        parts = (self.orders, self.items, self.addresses)
+        if self.superseded:
+            for rows in parts:
+                rows.drop_owners(self.superseded)
+        privacy, drift, quarantine = self.privacy, self.drift, self.quarantine
+        (order_table, item_table, address_table), bad = owned_tables(parts, privacy, drift)
+        for position in sorted(bad):
+            record = self.records[position]
+            quarantine.append(_quarantined("order", position, record, bad[position], privacy))
+        tables = {
+            "orders": with_totals(order_table, item_table),
+            "order_items": item_table,
+            "addresses": address_table,
+        }
+        entities = self.entities
+        images = {"image_urls": [entities.images[k] for k in entities.products]}
+        for name, store, computed in (
+            ("customers", entities.customers, {}),
+            ("products", entities.products, images),
+            ("channels", entities.channels, {}),
+            ("states", entities.states, {}),
+        ):
+            kept = [row for _, row in store.values()]
+            tables[name], bad_rows = entity_table(name, kept, computed, privacy, drift)
+            for row, reason in sorted(bad_rows.items()):
+                quarantine.append(QuarantinedRecord(name, row, kept[row][0], reason, None))
+        for code in tables["states"].column("code").to_pylist():
+            if code not in KNOWN_STATE_CODES:
+                drift.new_state_codes[str(code)] += 1
+        return Flattened(
+            stamp_policy(tables, privacy),
+            quarantine,
+            drift,
+            privacy.describe(),
+            len(self.superseded),
+        )
 
 
 def _order_rows(record: Any, drift: DriftReport, seen: _Entities) -> tuple[Any, ...]:

@@ -58,7 +58,7 @@ class Client:
         username: Login user (``OMSFRAME_USERNAME``).
         password: Login password (``OMSFRAME_PASSWORD``).
         allow_http: Allow plain ``http://`` to a host that is not loopback.
-        concurrency: Requests in flight at most (``OMSFRAME_CONCURRENCY``, default 4).
+        concurrency: Requests in flight at most (``OMSFRAME_CONCURRENCY``, default 8).
         page_size: Records asked for per page (``OMSFRAME_PAGE_SIZE``, default 100).
         timeout: Seconds per request (``OMSFRAME_TIMEOUT``, default 30).
         max_passes: Whole passes over a list at most when records fall short of ``count``.

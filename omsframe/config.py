@@ -11,7 +11,7 @@ setting                      environment variable            default
 ``token``                    ``OMSFRAME_TOKEN``              none
 ``username``                 ``OMSFRAME_USERNAME``           none
 ``password``                 ``OMSFRAME_PASSWORD``           none
-``concurrency``              ``OMSFRAME_CONCURRENCY``        4 requests in flight
+``concurrency``              ``OMSFRAME_CONCURRENCY``        8 requests in flight
 ``page_size``                ``OMSFRAME_PAGE_SIZE``          100 records a page
 ``timeout``                  ``OMSFRAME_TIMEOUT``            30 seconds
 ``max_passes``               (argument only)                 2 passes over a list
@@ -44,7 +44,7 @@ __all__ = ["EndpointPaths", "RetryPolicy", "Settings"]
 _Number = TypeVar("_Number", int, float)
 
 ENV_PREFIX = "OMSFRAME_"
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 8  # from bench/client_paging.py: see BENCHMARKS.md, "Client"
 DEFAULT_PAGE_SIZE = 100
 DEFAULT_TIMEOUT = 30.0
 CREDENTIALS_HINT = (

@@ -53,6 +53,7 @@ lab: setup
 bench: setup
 	$(UV) sync --frozen --python $(PYTHON) --extra lab --group bench
 	$(RUN) python -m bench.simulator_throughput
+	$(RUN) python -m bench.client_paging
 	$(RUN) python -m bench.flatten_compare
 	$(RUN) python -m bench.sync_compare
 	$(RUN) python -m bench.analysis_revenue

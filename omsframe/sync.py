@@ -313,7 +313,7 @@ def _plan(
     """Choose the plan: (name, filters, notes, resumed)."""
     notes: list[str] = []
     checkpoint = manifest["checkpoint"].get(endpoint)
-    resumable = probe.honours("ordering") and probe.honours("id__gt")
+    resumable = _in_id_order(probe)
     if checkpoint:
         filters = dict(checkpoint["filters"])
         if checkpoint.get("last_id") is not None and resumable:
@@ -332,6 +332,13 @@ def _plan(
         "is read and only the changed ones are stored (slower, still exact)"
     )
     return "full scan", {"ordering": "id"}, notes, False
+
+
+def _in_id_order(probe: ProbeResult) -> bool:
+    """Whether records arrive in id order (sorted pages, or id windows), so a sync can resume."""
+    if not probe.honours("id__gt"):
+        return False
+    return probe.honours("ordering") or (probe.honours("id__gte") and probe.honours("id__lt"))
 
 
 def _high_water(client: Client, endpoint: Endpoint, probe: ProbeResult) -> str | None:
@@ -378,8 +385,12 @@ def _sync_endpoint(
     report.notes.extend(notes)
     if not probe.honours("ordering"):
         report.notes.append(
-            f"{endpoint}: the server ignores `ordering`; pages were reconciled "
-            "by id and a sync cannot resume midway"
+            f"{endpoint}: the server ignores `ordering`; "
+            + (
+                "read by id windows instead (slower, still exact)"
+                if _in_id_order(probe)
+                else "pages were reconciled by id and a sync cannot resume midway"
+            )
         )
     base_filters = dict(checkpoint.get("filters") or filters) if resumed else dict(filters)
     listing_filters = {k: v for k, v in filters.items()}

@@ -313,3 +313,32 @@ def test_report_renders_for_terminals_and_notebooks(world: World, tmp_path: Path
     assert "plan" in text and "full" in text and f"{report.orders_new:,} new" in text
     assert report._repr_html_().startswith("<table>")
     assert json.loads(json.dumps(report.to_dict()))["orders_new"] == report.orders_new
+
+
+def test_an_interrupted_sync_resumes_by_id_where_the_server_ignores_ordering(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omsframe.store import Store
+
+    real = Store.upsert_orders
+    calls = {"n": 0}
+
+    def fail_on_the_third_batch(self: Store, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # as Ctrl-C or a kernel restart would
+        return real(self, *args, **kwargs)
+
+    dialect = Dialect(honour_ordering=False, default_ordering="-modified_date")
+    with serve(world, dialect=dialect) as oms:
+        monkeypatch.setattr(Store, "upsert_orders", fail_on_the_third_batch)
+        with pytest.raises(KeyboardInterrupt):
+            sync(oms.url, token=oms.token, cache=tmp_path, progress=False, batch_size=100)
+        monkeypatch.undo()
+        assert cache_info(tmp_path).unfinished_sync
+        report = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, batch_size=100)
+        assert report.resumed
+        assert any("id windows" in note for note in report.notes)
+        total = len(truth(world, oms.now_us)["order_ids"])
+        assert report.orders_seen <= total - 200  # the two stored batches were not read again
+        check_cache(tmp_path, truth(world, oms.now_us))

@@ -9,10 +9,16 @@ Requests go only to URLs built from the base URL and the configured paths (never
 link, never through a redirect), so the token goes nowhere else. Request headers are never
 logged; URLs in logs and errors are sanitized.
 
+For a real OMS, pass its base URL and an API key (or a login):
+``Client("https://acme-oms.akinon.net", token="...")``. The examples read the built-in
+simulator instead (:func:`omsframe.simulate`), a small seeded shop served on loopback.
+
 Example:
-    >>> with Client("https://acme-oms.akinon.net", token="...") as oms:  # doctest: +SKIP
-    ...     for order in oms.orders(modified_date__gte="2025-01-01", progress=True):
-    ...         print(order["number"])
+    >>> import omsframe as of
+    >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+    ...     numbers = [order["number"] for order in client.orders(modified_date__gte="2025-01-01")]
+    >>> len(numbers), numbers[0]
+    (11, '2291001010003030')
 """
 
 from __future__ import annotations
@@ -73,9 +79,14 @@ class Client:
         ConfigError: A setting is missing or refused (message says which and what to do).
 
     Example:
-        >>> oms = Client("https://acme-oms.akinon.net", token="...")  # doctest: +SKIP
-        >>> oms.order(4321)["number"]  # doctest: +SKIP
-        '2291000004321013'
+        Logging in with a username and password (the simulator's), then reading one order:
+
+        >>> import omsframe as of
+        >>> with of.simulate(orders=20) as oms:
+        ...     with of.Client(oms.url, username=oms.username, password=oms.password) as client:
+        ...         number = client.order(1001)["number"]
+        >>> number, client.stats.logins
+        ('2291001001003003', 1)
     """
 
     def __init__(
@@ -190,8 +201,11 @@ class Client:
             order), or call ``.pages()``; ``.stats`` says what the read did.
 
         Example:
-            >>> for order in oms.orders(date_placed__gte="2025-06-01"):  # doctest: +SKIP
-            ...     print(order["id"], order["state"]["enum_value"])
+            >>> import omsframe as of
+            >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+            ...     recent = list(client.orders(date_placed__gte="2025-06-01"))
+            >>> len(recent), recent[0]["id"], recent[0]["state"]["enum_value"]
+            (6, 1015, '550')
         """
         return self._listing("orders", ORDER_FILTERS, filters, page_size, progress, probed)
 
@@ -206,7 +220,11 @@ class Client:
         """Order List - Short: order fields without items and addresses; as :meth:`orders`.
 
         Example:
-            >>> numbers = [o["number"] for o in oms.orders_short(channel=1)]  # doctest: +SKIP
+            >>> import omsframe as of
+            >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+            ...     numbers = [o["number"] for o in client.orders_short(channel=1)]
+            >>> len(numbers), numbers[0]
+            (9, '2291001002003006')
         """
         return self._listing("orders_short", ORDER_FILTERS, filters, page_size, progress, probed)
 
@@ -221,7 +239,10 @@ class Client:
         """Order List - Simple: flat orders with ids for nested objects; as :meth:`orders`.
 
         Example:
-            >>> ids = [o["id"] for o in oms.orders_simple(id__gt=1000)]  # doctest: +SKIP
+            >>> import omsframe as of
+            >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+            ...     [o["id"] for o in client.orders_simple(id__gt=1015)]
+            [1016, 1017, 1018, 1019, 1020]
         """
         return self._listing("orders_simple", ORDER_FILTERS, filters, page_size, progress, probed)
 
@@ -232,8 +253,10 @@ class Client:
             NotFoundError: No order with this id.
 
         Example:
-            >>> oms.order(4321)["orderitem_set"][0]["price"]  # doctest: +SKIP
-            '249.90'
+            >>> import omsframe as of
+            >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+            ...     client.order(1001)["orderitem_set"][0]["price"]
+            '788.99'
         """
         return self._detail("order", order_id)
 
@@ -241,7 +264,9 @@ class Client:
         """Order Detail - Short: one order by id, short shape.
 
         Example:
-            >>> oms.order_short(4321)["state"]["enum_value"]  # doctest: +SKIP
+            >>> import omsframe as of
+            >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+            ...     client.order_short(1001)["state"]["enum_value"]
             '550'
         """
         return self._detail("order_short", order_id)
@@ -260,7 +285,11 @@ class Client:
         :class:`~omsframe.paging.EventFilters`).
 
         Example:
-            >>> failed = list(oms.webhook_events(delivered=False))  # doctest: +SKIP
+            >>> import omsframe as of
+            >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+            ...     failed = list(client.webhook_events(delivered=False))
+            >>> [(e["id"], e["event_type"], e["delivered"]) for e in failed]
+            [(68, 'order.status.changed', False)]
         """
         return self._listing("webhook_events", EVENT_FILTERS, filters, page_size, progress, probed)
 
@@ -275,7 +304,11 @@ class Client:
         """Order Webhook Event List - Short: events without ``request_payload``.
 
         Example:
-            >>> kinds = {e["event_type"] for e in oms.webhook_events_short()}  # doctest: +SKIP
+            >>> import omsframe as of
+            >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+            ...     kinds = {e["event_type"] for e in client.webhook_events_short()}
+            >>> sorted(kinds)
+            ['order.created', 'order.status.changed', 'order.updated']
         """
         return self._listing(
             "webhook_events_short", EVENT_FILTERS, filters, page_size, progress, probed
@@ -285,7 +318,9 @@ class Client:
         """Order Webhook Event Details: one event by id.
 
         Example:
-            >>> oms.webhook_event(17)["event_type"]  # doctest: +SKIP
+            >>> import omsframe as of
+            >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+            ...     client.webhook_event(68)["event_type"]
             'order.status.changed'
         """
         return self._detail("webhook_event", event_id)
@@ -294,7 +329,9 @@ class Client:
         """Order Delivery Type Enums: ``[{"value": ..., "label": ...}, ...]``.
 
         Example:
-            >>> oms.delivery_types()[0]  # doctest: +SKIP
+            >>> import omsframe as of
+            >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+            ...     client.delivery_types()[0]
             {'value': 'standard', 'label': 'Standard'}
         """
         return self._enum("delivery_types")
@@ -303,8 +340,10 @@ class Client:
         """Order Payment Type Enums: ``[{"value": ..., "label": ...}, ...]``.
 
         Example:
-            >>> [c["value"] for c in oms.payment_types()]  # doctest: +SKIP
-            ['credit_card', 'funds_transfer', ...]
+            >>> import omsframe as of
+            >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+            ...     [c["value"] for c in client.payment_types()]
+            ['credit_card', 'funds_transfer', 'pay_on_delivery', 'masterpass', 'loyalty_money']
         """
         return self._enum("payment_types")
 
@@ -322,7 +361,13 @@ class Client:
             The server's JSON answer (``{}`` when the body is empty).
 
         Example:
-            >>> oms.pull_from_omnitron("2291000004321013")  # doctest: +SKIP
+            The simulator queues the pull and records it in ``oms.pulls``:
+
+            >>> import omsframe as of
+            >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+            ...     answer = client.pull_from_omnitron("2291001001003003")
+            >>> answer["detail"], oms.pulls
+            ('Order pull from Omnitron queued.', ['2291001001003003'])
         """
         path = self.settings.paths.pull_from_omnitron
         body = self._session.request(
@@ -348,9 +393,16 @@ class Client:
             A frozen :class:`~omsframe.paging.ProbeResult` (``.to_dict()`` for a manifest).
 
         Example:
-            >>> result = oms.probe()  # doctest: +SKIP
-            >>> result.honours("ordering"), result.honours("modified_date__gte")  # doctest: +SKIP
-            (True, True)
+            A simulated server that ignores ``ordering`` (see
+            :class:`~omsframe.simulator.query.Dialect`):
+
+            >>> import omsframe as of
+            >>> from omsframe.simulator.server import Dialect
+            >>> with of.simulate(orders=20, dialect=Dialect(honour_ordering=False)) as oms:
+            ...     with of.Client(oms.url, token=oms.token) as client:
+            ...         result = client.probe()
+            >>> result.honours("ordering"), result.honours("modified_date__gte")
+            (False, True)
         """
         known = ORDER_FILTERS if endpoint.startswith("orders") else EVENT_FILTERS
         return probe_filters(

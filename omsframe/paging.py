@@ -141,9 +141,16 @@ class Listing:
         progress: Show a ``tqdm`` progress bar sized from ``count``.
 
     Example:
-        >>> listing = client.orders(created_date__gte="2025-01-01")  # doctest: +SKIP
-        >>> for page in listing.pages():  # doctest: +SKIP
-        ...     print(page.number, len(page.records))
+        >>> import omsframe as of
+        >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+        ...     listing = client.orders(created_date__gte="2025-01-01", page_size=5)
+        ...     for page in listing.pages():
+        ...         print(page.number, len(page.records))
+        1 5
+        2 5
+        3 1
+        >>> listing.stats.complete
+        True
     """
 
     def __init__(

@@ -10,10 +10,17 @@ through a redirect), so the token goes nowhere else. Request headers are never l
 logs and errors are sanitized.
 
 Example:
+    Against the built-in simulator (for a real OMS: ``Settings(url=..., token=...)`` with its
+    base URL and API key):
+
     >>> from omsframe.config import Settings
-    >>> session = Session(Settings(url="https://acme-oms.akinon.net", token="..."))
-    >>> session.request("orders", "GET", "/api/v1/oms/orders/")  # doctest: +SKIP
-    {'count': 4321, 'next': ..., 'previous': None, 'results': [...]}
+    >>> from omsframe.simulator.server import simulate
+    >>> with simulate(orders=20) as oms:
+    ...     session = Session(Settings(url=oms.url, token=oms.token))
+    ...     page = session.request("orders", "GET", "/api/v1/oms/orders/", params={"limit": "5"})
+    ...     session.close()
+    >>> page["count"], len(page["results"]), page["previous"]
+    (20, 5, None)
 """
 
 from __future__ import annotations

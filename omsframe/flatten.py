@@ -159,13 +159,16 @@ def iter_flatten_orders(
     privacy = privacy or Privacy()
     source = iter(records)
     while True:
-        batch = _OrderBatch(privacy)
         with _collector_paused():  # the records are usually parsed as we pull them
+            batch = _OrderBatch(privacy)
             for record in itertools.islice(source, batch_size):
                 batch.add(record)
             if not batch.records:
                 return
             flattened = batch.finish()
+            # free the parsed records while the collector still sleeps: waking it with them
+            # alive would have it scan every one of them once more
+            del batch, record
         yield flattened
 
 

@@ -6,6 +6,12 @@ frames keep exact decimals), and amounts in different currencies are never drawn
 axis: each currency gets its own panel, its axis labelled with the currency, unless the
 frame was converted with ``fx`` (then the label says so).
 
+The order lifecycle charts (:func:`funnel_chart`, :func:`transition_heatmap`,
+:func:`time_in_state_chart`, :func:`lead_time_chart`, :func:`webhook_health_chart`) live in
+:mod:`omsframe.charts_states`, the customer and product charts (:func:`cohort_heatmap`,
+:func:`rfm_chart`, :func:`new_vs_returning_chart`, :func:`top_products_chart`,
+:func:`abc_chart`) in :mod:`omsframe.charts_customers`; all are importable from here.
+
 Shared arguments:
     title: The figure title (each chart has a sensible default).
 
@@ -22,56 +28,46 @@ from typing import Any
 
 import narwhals as nw
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from omsframe.analysis._frames import Frame, as_frame, require
+from omsframe._figures import TEMPLATE as _TEMPLATE
+from omsframe._figures import currencies as _currencies
+from omsframe._figures import floats as _floats
+from omsframe._figures import label
+from omsframe._figures import panels as _panels
+from omsframe._figures import unit as _unit
+from omsframe.analysis._frames import as_frame, require
+from omsframe.charts_customers import (
+    abc_chart,
+    cohort_heatmap,
+    new_vs_returning_chart,
+    rfm_chart,
+    top_products_chart,
+)
+from omsframe.charts_states import (
+    funnel_chart,
+    lead_time_chart,
+    time_in_state_chart,
+    transition_heatmap,
+    webhook_health_chart,
+)
 
 __all__ = [
+    "abc_chart",
     "aov_chart",
     "campaign_days_chart",
+    "cohort_heatmap",
     "discount_depth_chart",
+    "funnel_chart",
+    "lead_time_chart",
+    "new_vs_returning_chart",
     "revenue_chart",
+    "rfm_chart",
+    "time_in_state_chart",
     "top_discounted_products_chart",
+    "top_products_chart",
+    "transition_heatmap",
+    "webhook_health_chart",
 ]
-
-_TEMPLATE = "plotly_white"
-
-
-def label(name: str) -> str:
-    """A column name as an axis label: ``net_sales`` -> ``Net sales``.
-
-    Example:
-        >>> label("average_order_value")
-        'Average order value'
-    """
-    return name.replace("_", " ").capitalize()
-
-
-def _currencies(frame: Frame) -> list[str]:
-    values = frame.get_column("currency").unique().to_list()
-    return sorted((str(v) for v in values if v is not None), key=str)
-
-
-def _unit(frame: Frame, currency: str) -> str:
-    """``TRY``, or ``TRY, converted`` when the frame was converted with ``fx``."""
-    converted = "converted" in frame.columns and bool(frame.filter(nw.col("converted")).shape[0])
-    return f"{currency.upper()}, converted" if converted else currency.upper()
-
-
-def _floats(frame: Frame, column: str) -> list[Any]:
-    return frame.get_column(column).cast(nw.Float64).to_list()
-
-
-def _panels(currencies: list[str], shared_x: bool = True) -> Any:
-    rows = max(len(currencies), 1)
-    titles = [c.upper() for c in currencies] if len(currencies) > 1 else None
-    return make_subplots(
-        rows=rows,
-        cols=1,
-        shared_xaxes=shared_x,
-        vertical_spacing=0.08 if rows > 1 else 0.0,
-        subplot_titles=titles,
-    )
 
 
 def revenue_chart(

@@ -1,0 +1,268 @@
+"""Plotly figures for customers and products: cohorts, RFM segments, new vs returning, top sellers.
+
+Each takes a helper's output (pandas or polars) and returns a ``go.Figure``; nothing is shown
+or written. Counts of customers may share an axis across currencies; money never does (a
+panel per currency). Re-exported by :mod:`omsframe.charts`.
+
+Example:
+    >>> import omsframe as of
+    >>> t = of.load("data/demo")  # doctest: +SKIP
+    >>> fig = of.charts.cohort_heatmap(of.cohorts(t))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import narwhals as nw
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from omsframe._figures import TEMPLATE, currencies, floats, label, panels, rows
+from omsframe.analysis._frames import as_frame, require
+from omsframe.analysis.rfm import RFM_SEGMENTS
+
+__all__ = [
+    "abc_chart",
+    "cohort_heatmap",
+    "new_vs_returning_chart",
+    "rfm_chart",
+    "top_products_chart",
+]
+
+_COUNTS = ("customers", "cohort_customers", "orders")
+
+
+def cohort_heatmap(cohorts: Any, value: str = "retention", title: str | None = None) -> go.Figure:
+    """The cohort matrix of :func:`omsframe.cohorts`: cohorts down, ages across.
+
+    Args:
+        cohorts: The output of :func:`omsframe.cohorts`.
+        value: ``"retention"`` (share of the cohort ordering again, in %; all currencies
+            together), ``"customers"``, or a money column (``"net_sales"``,
+            ``"net_sales_per_customer"``: a panel per currency).
+        title: The figure title (default: "Cohort retention" or the value's name).
+
+    Example:
+        >>> fig = cohort_heatmap(of.cohorts(t), value="net_sales")  # doctest: +SKIP
+    """
+    frame = as_frame(cohorts, "cohorts")
+    needed = ["cohort", "age", "currency", "customers", "cohort_customers"]
+    require(frame, [*needed, *([] if value == "retention" else [value])], "cohorts")
+    if value in ("retention", "customers"):
+        groups = [("", _pooled(frame, value))]
+    else:
+        groups = []
+        for currency in currencies(frame):
+            part = frame.filter(nw.col("currency") == currency)
+            cells = {(c, a): v for c, a, v in rows(part, "cohort", "age", value)}
+            groups.append(
+                (currency, {k: None if v is None else float(v) for k, v in cells.items()})
+            )
+    fig = make_subplots(
+        rows=max(len(groups), 1),
+        cols=1,
+        subplot_titles=[g[0].upper() for g in groups] if len(groups) > 1 else None,
+        vertical_spacing=0.1,
+    )
+    for row, (currency, cells) in enumerate(groups, start=1):
+        starts = sorted({c for c, _ in cells})
+        ages = list(range(max((a for _, a in cells), default=-1) + 1))
+        unit = "%" if value == "retention" else f" {currency.upper()}" if currency else ""
+        fig.add_trace(
+            go.Heatmap(
+                z=[[cells.get((c, a)) for a in ages] for c in starts],
+                x=ages,
+                y=[f"{c:%Y-%m-%d}" for c in starts],
+                colorscale="Blues",
+                texttemplate="%{z:.1f}" if value == "retention" else "%{z:,.0f}",
+                hovertemplate=f"cohort %{{y}}, age %{{x}}: %{{z:,.2f}}{unit}<extra></extra>",
+                showscale=row == 1,
+            ),
+            row=row,
+            col=1,
+        )
+        fig.update_yaxes(title_text="Cohort (first order)", autorange="reversed", row=row, col=1)
+    fig.update_xaxes(title_text="Periods since the first order", row=max(len(groups), 1), col=1)
+    default = "Cohort retention (%)" if value == "retention" else f"{label(value)} by cohort"
+    fig.update_layout(title=title or default, template=TEMPLATE)
+    return fig
+
+
+def _pooled(frame: Any, value: str) -> dict[tuple[Any, int], float | None]:
+    """Customers (or retention in %) per cohort and age, all currencies together."""
+    sizes: dict[Any, int] = defaultdict(int)
+    active: dict[tuple[Any, int], int] = defaultdict(int)
+    for cohort, age, customers, size in rows(
+        frame, "cohort", "age", "customers", "cohort_customers"
+    ):
+        active[cohort, age] += customers
+        if age == 0:
+            sizes[cohort] += size
+    if value == "customers":
+        return {k: float(v) for k, v in active.items()}
+    return {(c, a): 100 * n / sizes[c] if sizes[c] else None for (c, a), n in active.items()}
+
+
+def rfm_chart(rfm: Any, title: str | None = None) -> go.Figure:
+    """Customers per RFM segment, a bar per currency, from :func:`omsframe.rfm`.
+
+    Segments in :data:`~omsframe.analysis.RFM_SEGMENTS` order (best first); the hover gives
+    the segment's net sales in its currency.
+
+    Example:
+        >>> fig = rfm_chart(of.rfm(t))  # doctest: +SKIP
+    """
+    frame = as_frame(rfm, "rfm")
+    require(frame, ["segment", "currency", "monetary"], "rfm")
+    counts = (
+        frame.group_by("currency", "segment")
+        .agg(nw.len().alias("customers"), nw.col("monetary").sum())
+        .with_columns(nw.col("monetary").cast(nw.Float64))
+    )
+    order = [s for s in RFM_SEGMENTS if s in set(counts.get_column("segment").to_list())]
+    fig = go.Figure()
+    for currency in currencies(counts):
+        cells = {
+            s: (n, m)
+            for s, n, m in rows(
+                counts.filter(nw.col("currency") == currency), "segment", "customers", "monetary"
+            )
+        }
+        fig.add_trace(
+            go.Bar(
+                y=order[::-1],
+                x=[cells.get(s, (0, 0.0))[0] for s in order[::-1]],
+                orientation="h",
+                name=currency.upper(),
+                customdata=[cells.get(s, (0, 0.0))[1] for s in order[::-1]],
+                hovertemplate=(
+                    "%{y}: %{x} customers, net sales "
+                    f"%{{customdata:,.2f}} {currency.upper()}<extra></extra>"
+                ),
+            )
+        )
+    fig.update_layout(
+        title=title or "Customers by RFM segment",
+        xaxis_title="Customers",
+        barmode="group",
+        template=TEMPLATE,
+    )
+    return fig
+
+
+def new_vs_returning_chart(
+    mix: Any, measure: str = "customers", title: str | None = None
+) -> go.Figure:
+    """New and returning customers (or net sales) per period (:func:`omsframe.new_vs_returning`).
+
+    Stacked bars per customer type; counts add currencies together, ``net_sales`` gets a
+    panel per currency.
+
+    Example:
+        >>> fig = new_vs_returning_chart(of.new_vs_returning(t), "net_sales")  # doctest: +SKIP
+    """
+    frame = as_frame(mix, "new_vs_returning")
+    require(frame, ["period", "customer_type", "currency", measure], "new_vs_returning")
+    money = measure not in _COUNTS
+    names = currencies(frame) if money else [""]
+    fig = panels(names)
+    for row, currency in enumerate(names, start=1):
+        part = frame.filter(nw.col("currency") == currency) if money else frame
+        per = (
+            part.group_by("period", "customer_type")
+            .agg(nw.col(measure).sum())
+            .with_columns(nw.col(measure).cast(nw.Float64))
+            .sort("period")
+        )
+        for kind in ("new", "returning", "unknown"):
+            cells = per.filter(nw.col("customer_type") == kind)
+            if not cells.shape[0]:
+                continue
+            fig.add_trace(
+                go.Bar(
+                    x=cells.get_column("period").to_list(),
+                    y=floats(cells, measure),
+                    name=f"{kind.capitalize()}{f' ({currency.upper()})' if money else ''}",
+                ),
+                row=row,
+                col=1,
+            )
+        unit = f" ({currency.upper()})" if money else ""
+        fig.update_yaxes(title_text=f"{label(measure)}{unit}", row=row, col=1)
+    fig.update_layout(
+        title=title or f"New and returning customers: {label(measure).lower()}",
+        barmode="stack",
+        template=TEMPLATE,
+    )
+    return fig
+
+
+def top_products_chart(top: Any, measure: str = "net_sales", title: str | None = None) -> go.Figure:
+    """The best sellers of :func:`omsframe.top_products` as bars, a panel per currency.
+
+    Example:
+        >>> fig = top_products_chart(of.top_products(t, n=10))  # doctest: +SKIP
+    """
+    frame = as_frame(top, "top_products")
+    require(frame, ["currency", measure], "top_products")
+    names = currencies(frame)
+    fig = panels(names, shared_x=False)
+    for row, currency in enumerate(names, start=1):
+        part = frame.filter(nw.col("currency") == currency)
+        if "rank" in part.columns:
+            part = part.sort("rank")
+        labels = _product_labels(part)
+        fig.add_trace(
+            go.Bar(
+                x=floats(part, measure)[::-1],
+                y=labels[::-1],  # the best seller on top
+                orientation="h",
+                name=currency.upper(),
+            ),
+            row=row,
+            col=1,
+        )
+        unit = "" if measure.startswith("units") else f" ({currency.upper()})"
+        fig.update_xaxes(title_text=f"{label(measure)}{unit}", row=row, col=1)
+    fig.update_layout(title=title or "Top products", template=TEMPLATE, showlegend=False)
+    return fig
+
+
+def abc_chart(abc: Any, title: str | None = None) -> go.Figure:
+    """The Pareto curve of :func:`omsframe.abc_classes`: cumulative share by rank, per currency.
+
+    Example:
+        >>> fig = abc_chart(of.abc_classes(t))  # doctest: +SKIP
+    """
+    frame = as_frame(abc, "abc_classes")
+    require(frame, ["rank", "currency", "cumulative_share", "abc_class"], "abc_classes")
+    fig = go.Figure()
+    for currency in currencies(frame):
+        part = frame.filter(nw.col("currency") == currency).sort("rank")
+        fig.add_trace(
+            go.Scatter(
+                x=part.get_column("rank").to_list(),
+                y=[100 * v for v in floats(part, "cumulative_share")],
+                mode="lines",
+                name=currency.upper(),
+                text=part.get_column("abc_class").to_list(),
+                hovertemplate="rank %{x}: %{y:.1f}% (class %{text})<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=title or "ABC: cumulative share of sales by product rank",
+        xaxis_title="Product rank",
+        yaxis_title="Cumulative share (%)",
+        template=TEMPLATE,
+    )
+    return fig
+
+
+def _product_labels(frame: Any) -> list[str]:
+    if {"product_name", "sku"} <= set(frame.columns):
+        return [f"{n} ({s})" for n, s in rows(frame, "product_name", "sku")]
+    if "base_code" in frame.columns:
+        return [str(b) for (b,) in rows(frame, "base_code")]
+    return [str(p) for (p,) in rows(frame, "product_id")]

@@ -1,0 +1,258 @@
+"""Plotly figures for the order lifecycle: funnel, transitions, time in state, lead times, webhooks.
+
+Each takes a helper's output (pandas or polars) and returns a ``go.Figure``; nothing is shown
+or written. Re-exported by :mod:`omsframe.charts`.
+
+Example:
+    >>> import omsframe as of
+    >>> t = of.load("data/demo")  # doctest: +SKIP
+    >>> fig = of.charts.funnel_chart(of.funnel(t))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import narwhals as nw
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from omsframe._figures import TEMPLATE, column, floats, label, rows
+from omsframe.analysis._frames import as_frame, require
+
+__all__ = [
+    "funnel_chart",
+    "lead_time_chart",
+    "time_in_state_chart",
+    "transition_heatmap",
+    "webhook_health_chart",
+]
+
+_STAGES = {"orders": "Placed", "approved": "Approved", "shipped": "Shipped"}
+_STAGES["delivered"] = "Delivered"
+_FIRST = "(first state)"
+
+
+def funnel_chart(funnel: Any, color: str | None = None, title: str | None = None) -> go.Figure:
+    """Placed → approved → shipped → delivered, from :func:`omsframe.funnel`.
+
+    Sums the frame's rows (periods and dims), or one funnel per value of ``color``; the
+    cancelled and refunded orders are given under the title.
+
+    Args:
+        funnel: The output of :func:`omsframe.funnel`.
+        color: A dimension of ``funnel`` to draw one funnel per value of (e.g. ``"channel"``).
+        title: The figure title (default: "Order funnel").
+
+    Example:
+        >>> import polars as pl
+        >>> frame = pl.DataFrame({"orders": [10], "approved": [9], "shipped": [8],
+        ...     "delivered": [7], "cancelled": [1], "refunded": [1]})
+        >>> funnel_chart(frame).to_dict()["data"][0]["x"]
+        [10, 9, 8, 7]
+    """
+    frame = as_frame(funnel, "funnel")
+    counts = [*_STAGES, "cancelled", "refunded"]
+    require(frame, [*counts, *([color] if color else [])], "funnel")
+    groups = [(None, frame)]
+    if color is not None:
+        values = sorted({v for v in column(frame, color) if v is not None}, key=str)
+        groups = [(v, frame.filter(nw.col(color) == v)) for v in values]
+    fig = go.Figure()
+    for value, part in groups:
+        totals = part.select(*[nw.col(c).sum() for c in counts]).row(0)
+        fig.add_trace(
+            go.Funnel(
+                y=list(_STAGES.values()),
+                x=[int(v or 0) for v in totals[:4]],
+                name="All orders" if value is None else str(value),
+                textinfo="value+percent initial",
+            )
+        )
+    placed, cancelled, refunded = (
+        int(frame.select(nw.col(c).sum()).item() or 0) for c in ("orders", "cancelled", "refunded")
+    )
+    note = f"Cancelled {cancelled} ({_percent(cancelled, placed)}), "
+    note += f"refunded {refunded} ({_percent(refunded, placed)})"
+    fig.update_layout(
+        title={"text": f"{title or 'Order funnel'}<br><sup>{note}</sup>"},
+        template=TEMPLATE,
+        showlegend=color is not None,
+    )
+    return fig
+
+
+def transition_heatmap(
+    transitions: Any, value: str = "changes", title: str | None = None
+) -> go.Figure:
+    """The from→to matrix of :func:`omsframe.transitions` as a heatmap.
+
+    Rows are the states left (the order's first known state on top), columns the states
+    entered, both in code order and labelled with code and name; empty cells stay blank.
+
+    Args:
+        transitions: The output of :func:`omsframe.transitions`.
+        value: ``"changes"`` or ``"orders"``.
+        title: The figure title (default: "State transitions").
+
+    Example:
+        >>> fig = transition_heatmap(of.transitions(t))  # doctest: +SKIP
+    """
+    frame = as_frame(transitions, "transitions")
+    require(frame, ["from_state_code", "to_state_code", value], "transitions")
+    named = {"from_state_name", "to_state_name"} <= set(frame.columns)
+    pairs = rows(
+        frame,
+        "from_state_code",
+        "to_state_code",
+        value,
+        *(["from_state_name", "to_state_name"] if named else []),
+    )
+    names: dict[str | None, str] = {None: _FIRST}
+    for pair in pairs:
+        for code, name in zip(pair[:2], pair[3:] if named else (None, None), strict=True):
+            if code is not None:
+                names[code] = f"{code} {name}" if name else str(code)
+    sources = sorted({p[0] for p in pairs}, key=_code_order)
+    targets = sorted({p[1] for p in pairs if p[1] is not None}, key=_code_order)
+    cells = {(p[0], p[1]): p[2] for p in pairs}
+    fig = go.Figure(
+        go.Heatmap(
+            z=[[cells.get((f, t)) for t in targets] for f in sources],
+            x=[names[t] for t in targets],
+            y=[names[f] for f in sources],
+            colorscale="Blues",
+            texttemplate="%{z}",
+            hovertemplate=f"%{{y}} → %{{x}}: %{{z}} {value}<extra></extra>",
+            colorbar={"title": label(value)},
+        )
+    )
+    fig.update_layout(
+        title=title or "State transitions",
+        xaxis_title="To state",
+        yaxis_title="From state",
+        yaxis_autorange="reversed",
+        template=TEMPLATE,
+    )
+    return fig
+
+
+def time_in_state_chart(time_in_state: Any, title: str | None = None) -> go.Figure:
+    """Median and p90 hours in each state, from :func:`omsframe.time_in_state`.
+
+    Example:
+        >>> fig = time_in_state_chart(of.time_in_state(t))  # doctest: +SKIP
+    """
+    frame = as_frame(time_in_state, "time_in_state")
+    require(frame, ["state_code", "stays"], "time_in_state")
+    frame = frame.filter(nw.col("stays") > 0)
+    named = "state_name" in frame.columns
+    states = rows(frame, "state_code", *(["state_name"] if named else []))
+    labels = [f"{s[0]} {s[1]}" if named and s[1] else str(s[0]) for s in states]
+    fig = go.Figure()
+    for p in ("p50", "p90", "p99"):
+        if f"{p}_hours" in frame.columns:
+            fig.add_trace(
+                go.Bar(
+                    x=labels,
+                    y=floats(frame, f"{p}_hours"),
+                    name=p,
+                    customdata=frame.get_column("stays").to_list(),
+                    hovertemplate=f"%{{x}}: {p} %{{y:.1f}} h"
+                    " (%{customdata} stays)<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        title=title or "Time in state",
+        xaxis_title="State",
+        yaxis_title="Hours in state",
+        barmode="group",
+        template=TEMPLATE,
+    )
+    return fig
+
+
+def lead_time_chart(
+    lead_times: Any,
+    leg: str = "placed_to_shipped",
+    by: str | None = "channel",
+    title: str | None = None,
+) -> go.Figure:
+    """Box plots of a lead time in hours, from :func:`omsframe.lead_times`: a box per ``by``.
+
+    Args:
+        lead_times: The per-order output of :func:`omsframe.lead_times`.
+        leg: ``"placed_to_shipped"``, ``"shipped_to_delivered"`` or ``"placed_to_delivered"``.
+        by: A column to draw one box per value of (``channel``, ``delivery_type``,
+            ``cargo_company``, ``city``...), or ``None`` for one box.
+        title: The figure title (default: the leg's name).
+
+    Example:
+        >>> fig = lead_time_chart(of.lead_times(t), by="cargo_company")  # doctest: +SKIP
+    """
+    frame = as_frame(lead_times, "lead_times")
+    hours = f"{leg}_hours"
+    require(frame, [hours, *([by] if by else [])], "lead_times")
+    frame = frame.filter(~nw.col(hours).is_null())
+    groups = [("All orders", frame)]
+    if by is not None:
+        values = sorted({v for v in column(frame, by) if v is not None}, key=str)
+        groups = [(str(v), frame.filter(nw.col(by) == v)) for v in values]
+    fig = go.Figure()
+    for name, part in groups:
+        fig.add_trace(go.Box(y=floats(part, hours), name=name, boxpoints="outliers"))
+    fig.update_layout(
+        title=title or f"{label(leg)} (hours)",
+        xaxis_title=label(by) if by else None,
+        yaxis_title=f"{label(leg)} (hours)",
+        showlegend=False,
+        template=TEMPLATE,
+    )
+    return fig
+
+
+def webhook_health_chart(health: Any, title: str | None = None) -> go.Figure:
+    """Delivered and failed webhook events and retries per period (:func:`omsframe.webhook_health`).
+
+    Sums the frame's dims per period: stacked bars of delivered and failed events, a line
+    of retries on a second axis.
+
+    Example:
+        >>> fig = webhook_health_chart(of.webhook_health(t, by="day"))  # doctest: +SKIP
+    """
+    frame = as_frame(health, "webhook_health")
+    require(frame, ["period", "delivered", "failed", "retries"], "webhook_health")
+    per = (
+        frame.group_by("period")
+        .agg(nw.col("delivered").sum(), nw.col("failed").sum(), nw.col("retries").sum())
+        .sort("period")
+    )
+    periods = per.get_column("period").to_list()
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for name, colour in (("delivered", "#2ca02c"), ("failed", "#d62728")):
+        fig.add_trace(
+            go.Bar(
+                x=periods, y=per.get_column(name).to_list(), name=label(name), marker_color=colour
+            ),
+            secondary_y=False,
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=periods, y=per.get_column("retries").to_list(), name="Retries", mode="lines+markers"
+        ),
+        secondary_y=True,
+    )
+    fig.update_layout(title=title or "Webhook deliveries", barmode="stack", template=TEMPLATE)
+    fig.update_yaxes(title_text="Events", secondary_y=False)
+    fig.update_yaxes(title_text="Retries", secondary_y=True)
+    fig.update_xaxes(title_text="Period (business time)")
+    return fig
+
+
+def _code_order(code: str | None) -> tuple[int, str]:
+    """State codes in numeric order (digit strings: shorter is smaller); none first."""
+    return (-1, "") if code is None else (len(code), code)
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"

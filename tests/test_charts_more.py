@@ -1,0 +1,228 @@
+"""The lifecycle, customer and product charts, tested through their figure data."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import pytest
+
+from omsframe import charts
+from omsframe.analysis import (
+    RFM_SEGMENTS,
+    abc_classes,
+    cohorts,
+    funnel,
+    lead_times,
+    new_vs_returning,
+    rfm,
+    time_in_state,
+    top_products,
+    transitions,
+    webhook_health,
+)
+from omsframe.simulator import catalogue as cat
+from tests.test_analysis_shop import ENGINES, Shop, build_shop, records
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
+    return build_shop(tmp_path_factory.mktemp("charts-more"))
+
+
+@pytest.fixture(autouse=True)
+def never_shown_or_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a chart function showed or wrote a figure")
+
+    for method in ("show", "write_html", "write_image"):
+        monkeypatch.setattr(go.Figure, method, refuse)
+
+
+def data(fig: go.Figure) -> list[dict[str, Any]]:
+    assert isinstance(fig, go.Figure)
+    traces: list[dict[str, Any]] = fig.to_dict()["data"]
+    return traces
+
+
+def layout(fig: go.Figure) -> dict[str, Any]:
+    result: dict[str, Any] = fig.to_dict()["layout"]
+    return result
+
+
+# --- the order lifecycle ----------------------------------------------------------------------
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_funnel_chart_draws_the_worlds_stages(shop: Shop, engine: str) -> None:
+    world, now = shop.world, shop.now_us
+    reached: Counter[str] = Counter()
+    for i in range(world.visible_orders(now)):
+        states = {s for _, s in world.order_transitions(i, now)}
+        reached["Placed"] += 1
+        reached["Approved"] += 400 in states
+        reached["Shipped"] += bool({500, 520} & states)
+        reached["Delivered"] += 550 in states
+        reached["cancelled"] += 100 in states
+    fig = charts.funnel_chart(funnel(shop.tables[engine], by="month"))
+    (trace,) = data(fig)
+    assert trace["type"] == "funnel"
+    assert trace["y"] == ["Placed", "Approved", "Shipped", "Delivered"]
+    assert trace["x"] == [reached[s] for s in trace["y"]]
+    assert f"Cancelled {reached['cancelled']} " in layout(fig)["title"]["text"]
+
+
+def test_the_funnel_chart_draws_a_funnel_per_channel(shop: Shop) -> None:
+    frame = funnel(shop.tables["polars"], by=None, dims=["channel"])
+    traces = data(charts.funnel_chart(frame, color="channel", title="By channel"))
+    assert [t["name"] for t in traces] == sorted(c.name for c in cat.CHANNELS)
+    assert sum(t["x"][0] for t in traces) == shop.world.visible_orders(shop.now_us)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_transition_heatmap_holds_every_change(shop: Shop, engine: str) -> None:
+    frame = transitions(shop.tables[engine])
+    (trace,) = data(charts.transition_heatmap(frame))
+    assert trace["type"] == "heatmap"
+    cells = [v for row in trace["z"] for v in row if v is not None]
+    assert sum(cells) == sum(r["changes"] for r in records(frame))
+    assert trace["y"][0] == "(first state)"
+    assert "450 Preparing" in trace["y"] and "550 Delivered" in trace["x"]
+    codes = [label.split()[0] for label in trace["x"]]
+    assert codes == sorted(codes, key=int)
+    shipped = trace["z"][trace["y"].index("450 Preparing")][trace["x"].index("500 Shipped")]
+    assert shipped == next(
+        r["changes"]
+        for r in records(frame)
+        if (r["from_state_code"], r["to_state_code"]) == ("450", "500")
+    )
+    assert None in trace["z"][0]  # impossible changes stay blank
+
+
+def test_the_time_in_state_chart_draws_percentiles_of_finished_stays(shop: Shop) -> None:
+    frame = records(time_in_state(shop.tables["pandas"]))
+    traces = data(charts.time_in_state_chart(time_in_state(shop.tables["pandas"])))
+    assert [t["name"] for t in traces] == ["p50", "p90", "p99"]
+    finished = [r for r in frame if r["stays"] > 0]
+    assert traces[0]["y"] == [r["p50_hours"] for r in finished]
+    assert "400 Approved" in traces[0]["x"] and not any("100" in x for x in traces[0]["x"])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_lead_time_chart_draws_a_box_per_value(shop: Shop, engine: str) -> None:
+    per_order = lead_times(shop.tables[engine])
+    rows = records(per_order)
+    fig = charts.lead_time_chart(per_order, leg="shipped_to_delivered", by="delivery_type")
+    traces = data(fig)
+    assert [t["name"] for t in traces] == sorted(d[0] for d in cat.DELIVERY_TYPES)
+    assert all(t["type"] == "box" for t in traces)
+    for t in traces:
+        expected = [
+            r["shipped_to_delivered_hours"]
+            for r in rows
+            if r["delivery_type"] == t["name"] and r["shipped_to_delivered_hours"] is not None
+        ]
+        assert list(t["y"]) == expected
+    assert layout(fig)["yaxis"]["title"]["text"] == "Shipped to delivered (hours)"
+    (single,) = data(charts.lead_time_chart(per_order, by=None))
+    assert len(single["y"]) == sum(r["placed_to_shipped_hours"] is not None for r in rows)
+
+
+def test_the_webhook_chart_stacks_delivered_and_failed_events(shop: Shop) -> None:
+    _, retries, delivered = shop.world.event_status(shop.now_us)
+    fig = charts.webhook_health_chart(webhook_health(shop.tables["polars"], dims=["event_type"]))
+    bars, line = data(fig)[:2], data(fig)[2]
+    assert [b["name"] for b in bars] == ["Delivered", "Failed"]
+    assert sum(bars[0]["y"]) == int(delivered.sum())
+    assert sum(bars[1]["y"]) == len(delivered) - int(delivered.sum())
+    assert sum(line["y"]) == int(retries.sum())
+    assert layout(fig)["barmode"] == "stack"
+
+
+# --- customers and products -------------------------------------------------------------------
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_cohort_heatmap_pools_currencies_for_retention(shop: Shop, engine: str) -> None:
+    frame = cohorts(shop.tables[engine])
+    (trace,) = data(charts.cohort_heatmap(frame))
+    assert [row[0] for row in trace["z"]] == [100.0] * len(trace["y"])  # age 0: everyone
+    rows = records(frame)
+    first = rows[0]["cohort"]
+    size = sum(r["cohort_customers"] for r in rows if r["cohort"] == first and r["age"] == 0)
+    back = sum(r["customers"] for r in rows if r["cohort"] == first and r["age"] == 1)
+    assert trace["z"][0][1] == pytest.approx(100 * back / size)
+
+
+def test_the_cohort_heatmap_keeps_money_apart_by_currency(shop: Shop) -> None:
+    fig = charts.cohort_heatmap(cohorts(shop.tables["polars"]), value="net_sales")
+    traces = data(fig)
+    assert len(traces) == 3 and len({t["yaxis"] for t in traces}) == 3
+    titles = [a["text"] for a in layout(fig)["annotations"]]
+    assert titles == ["EUR", "TRY", "USD"]
+    eur = sum(
+        r["net_sales"] for r in records(cohorts(shop.tables["polars"])) if r["currency"] == "eur"
+    )
+    assert sum(v for row in traces[0]["z"] for v in row if v is not None) == pytest.approx(
+        float(eur)
+    )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_rfm_chart_counts_customers_per_segment(shop: Shop, engine: str) -> None:
+    frame = rfm(shop.tables[engine])
+    rows = records(frame)
+    traces = data(charts.rfm_chart(frame))
+    assert [t["name"] for t in traces] == ["EUR", "TRY", "USD"]
+    for t in traces:
+        counts = Counter(r["segment"] for r in rows if r["currency"] == t["name"].lower())
+        assert dict(zip(t["y"], t["x"], strict=True)) == {s: counts.get(s, 0) for s in t["y"]}
+    order = list(RFM_SEGMENTS)
+    assert list(traces[0]["y"]) == sorted(traces[0]["y"], key=order.index, reverse=True)
+
+
+def test_the_new_vs_returning_chart(shop: Shop) -> None:
+    frame = new_vs_returning(shop.tables["pandas"])
+    rows = records(frame)
+    traces = data(charts.new_vs_returning_chart(frame))
+    assert [t["name"] for t in traces] == ["New", "Returning"]
+    assert sum(traces[0]["y"]) == sum(r["customers"] for r in rows if r["customer_type"] == "new")
+    money = charts.new_vs_returning_chart(frame, measure="net_sales")
+    assert len({t["yaxis"] for t in data(money)}) == 3
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_top_products_chart_puts_the_best_seller_on_top(shop: Shop, engine: str) -> None:
+    top = top_products(shop.tables[engine], n=5)
+    rows = records(top)
+    fig = charts.top_products_chart(top)
+    traces = data(fig)
+    assert [t["name"] for t in traces] == ["EUR", "TRY", "USD"]
+    for t in traces:
+        best = next(r for r in rows if r["currency"] == t["name"].lower() and r["rank"] == 1)
+        assert t["y"][-1] == f"{best['product_name']} ({best['sku']})"
+        assert t["x"][-1] == pytest.approx(float(best["net_sales"]))
+    assert layout(fig)["xaxis"]["title"]["text"] == "Net sales (EUR)"
+
+
+def test_the_abc_chart_climbs_to_the_whole(shop: Shop) -> None:
+    traces = data(charts.abc_chart(abc_classes(shop.tables["polars"])))
+    assert [t["name"] for t in traces] == ["EUR", "TRY", "USD"]
+    for t in traces:
+        assert list(t["y"]) == sorted(t["y"]) and t["y"][-1] == pytest.approx(100.0)
+        assert {"A", "B", "C"} <= set(t["text"])
+
+
+def test_the_charts_are_importable_from_omsframe_charts(tmp_path: Path) -> None:
+    for name in (
+        "funnel_chart",
+        "transition_heatmap",
+        "time_in_state_chart",
+        "lead_time_chart",
+        "webhook_health_chart",
+        "cohort_heatmap",
+        "rfm_chart",
+        "new_vs_returning_chart",
+        "top_products_chart",
+        "abc_chart",
+    ):
+        assert name in charts.__all__ and callable(getattr(charts, name))
+    assert list(tmp_path.iterdir()) == []

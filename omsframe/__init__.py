@@ -19,7 +19,11 @@ The public API (nothing runs at import):
   :func:`expand_attributes`, :class:`Privacy`, :data:`TABLES`;
 - the built-in OMS simulator: :func:`simulate` (a shop served on loopback);
 - analyses: :func:`ledger`, :func:`revenue`, :func:`discounts`, :func:`discount_depth`,
-  :func:`campaign_days`, :func:`top_discounted_products`, :func:`explain`; charts in
+  :func:`campaign_days`, :func:`top_discounted_products`, :func:`explain`;
+  :func:`state_counts`, :func:`funnel`, :func:`state_changes`, :func:`transitions`,
+  :func:`time_in_state`, :func:`lead_times`, :func:`lead_time_summary`, :func:`return_rates`,
+  :func:`webhook_health`, :func:`new_vs_returning`, :func:`cohorts`, :func:`transactions`,
+  :func:`rfm`, :func:`product_sales`, :func:`top_products`, :func:`abc_classes`; charts in
   ``omsframe.charts`` (loaded on first use: plotly is not imported with omsframe);
 - errors: :class:`OmsframeError` and its subclasses.
 """
@@ -28,15 +32,34 @@ from typing import Any
 
 from omsframe._version import __version__
 from omsframe.analysis import (
+    FUNNEL_STAGES,
+    ORDER_DIMENSIONS,
+    RFM_SEGMENTS,
     AnalysisError,
     CurrencyError,
+    abc_classes,
     campaign_days,
+    cohorts,
     discount_depth,
     discounts,
     explain,
+    funnel,
+    lead_time_summary,
+    lead_times,
     ledger,
+    new_vs_returning,
+    product_sales,
+    return_rates,
     revenue,
+    rfm,
+    state_changes,
+    state_counts,
+    time_in_state,
     top_discounted_products,
+    top_products,
+    transactions,
+    transitions,
+    webhook_health,
 )
 from omsframe.attributes import expand_attributes
 from omsframe.client import Client
@@ -70,6 +93,9 @@ from omsframe.simulator.server import simulate
 from omsframe.sync import SyncReport, sync
 
 __all__ = [
+    "FUNNEL_STAGES",
+    "ORDER_DIMENSIONS",
+    "RFM_SEGMENTS",
     "TABLES",
     "AnalysisError",
     "ApiError",
@@ -97,9 +123,11 @@ __all__ = [
     "SyncReport",
     "Tables",
     "__version__",
+    "abc_classes",
     "cache_info",
     "campaign_days",
     "charts",
+    "cohorts",
     "discount_depth",
     "discounts",
     "expand_attributes",
@@ -107,14 +135,28 @@ __all__ = [
     "export",
     "flatten_events",
     "flatten_orders",
+    "funnel",
     "iter_flatten_orders",
+    "lead_time_summary",
+    "lead_times",
     "ledger",
     "load",
+    "new_vs_returning",
+    "product_sales",
     "rebuild",
+    "return_rates",
     "revenue",
+    "rfm",
     "simulate",
+    "state_changes",
+    "state_counts",
     "sync",
+    "time_in_state",
     "top_discounted_products",
+    "top_products",
+    "transactions",
+    "transitions",
+    "webhook_health",
     "write_report",
 ]
 

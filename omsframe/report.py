@@ -70,7 +70,21 @@ def _figure_html(figure: Any, index: int) -> str:
 
 def _sections(tables: Tables, tz: str) -> list[Section]:
     from omsframe import charts
-    from omsframe.analysis import campaign_days, discount_depth, ledger, revenue
+    from omsframe.analysis import (
+        abc_classes,
+        campaign_days,
+        cohorts,
+        discount_depth,
+        funnel,
+        lead_times,
+        ledger,
+        new_vs_returning,
+        revenue,
+        rfm,
+        top_products,
+        transitions,
+        webhook_health,
+    )
     from omsframe.analysis import top_discounted_products as top_discounted
 
     book = ledger(tables, tz=tz)
@@ -95,6 +109,35 @@ def _sections(tables: Tables, tz: str) -> list[Section]:
                 charts.discount_depth_chart(discount_depth(book, by="month", tz=tz)),
                 charts.campaign_days_chart(campaign_days(book, tz=tz)),
                 charts.top_discounted_products_chart(top_discounted(book)),
+            ],
+        ),
+        Section(
+            "Order states",
+            "Where the orders are, how far the orders placed each month got, how they move "
+            "between states and how long each step takes (from the webhook events, else from "
+            "the state changes the syncs observed).",
+            [
+                charts.funnel_chart(funnel(tables, by="month", tz=tz)),
+                charts.transition_heatmap(transitions(tables)),
+                charts.lead_time_chart(lead_times(tables), by="delivery_type"),
+                charts.webhook_health_chart(webhook_health(tables, by="week", tz=tz)),
+            ],
+        ),
+        Section(
+            "Customers",
+            "New and returning customers, how cohorts come back, and RFM segments (per currency).",
+            [
+                charts.new_vs_returning_chart(new_vs_returning(book, by="month", tz=tz)),
+                charts.cohort_heatmap(cohorts(book, tz=tz)),
+                charts.rfm_chart(rfm(book, tz=tz)),
+            ],
+        ),
+        Section(
+            "Products",
+            "The products that sell most, and their ABC classes by net sales (per currency).",
+            [
+                charts.top_products_chart(top_products(book, n=10)),
+                charts.abc_chart(abc_classes(book)),
             ],
         ),
     ]

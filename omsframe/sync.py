@@ -25,10 +25,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -148,8 +151,35 @@ def default_cache(url: str) -> Path:
 
 
 def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    while batch := list(itertools.islice(records, size)):
-        yield batch
+    """Batches of ``size`` records, the next one read while the caller stores this one.
+
+    A reader thread fills at most one batch ahead (memory: two batches), so the OMS works on
+    the next pages while this process flattens and writes. Errors of the reader are raised
+    here, in the caller's thread.
+    """
+    ahead: queue.Queue[list[dict[str, Any]] | BaseException | None] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set() and (batch := list(itertools.islice(records, size))):
+                ahead.put(batch)
+            ahead.put(None)
+        except BaseException as error:  # handed to the caller's thread, raised there
+            ahead.put(error)
+
+    reader = threading.Thread(target=read, name="omsframe-sync-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := ahead.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # let a blocked reader finish its put and see `stop`
+            with contextlib.suppress(queue.Empty):
+                ahead.get(timeout=0.05)
 
 
 def sync(

@@ -41,6 +41,7 @@ format: setup
 	$(RUN) ruff check --fix .
 
 test: lint
+	@bash .ci/ensure-chromium
 	$(RUN) pytest -n 2
 
 test-slow: setup

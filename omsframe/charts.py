@@ -16,10 +16,13 @@ Shared arguments:
     title: The figure title (each chart has a sensible default).
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop); ``fig.show()`` would draw the figure:
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> fig = revenue_chart(of.revenue(t, by="week"))  # doctest: +SKIP
-    >>> fig.show()  # doctest: +SKIP
+    >>> fig = of.charts.revenue_chart(of.revenue(tables, by="week"))
+    >>> type(fig).__name__, fig.layout.title.text
+    ('Figure', 'Net sales over time')
 """
 
 from __future__ import annotations
@@ -85,8 +88,12 @@ def revenue_chart(
         The figure: one panel per currency, its y axis labelled with the currency.
 
     Example:
-        >>> weekly = of.revenue(t, by="week", dims=["channel"])  # doctest: +SKIP
-        >>> fig = revenue_chart(weekly, color="channel")  # doctest: +SKIP
+        >>> weekly = of.revenue(tables, by="week", dims=["channel"])
+        >>> fig = revenue_chart(weekly, color="channel")
+        >>> [a.text for a in fig.layout.annotations]  # a panel per currency
+        ['EUR', 'TRY', 'USD']
+        >>> [trace.name for trace in fig.data]
+        ['EU Shop (EUR)', 'Mobile App TR (TRY)', 'Web Shop TR (TRY)', 'US Shop (USD)']
     """
     return _over_time(revenue, measure, color, title or f"{label(measure)} over time")
 
@@ -95,7 +102,11 @@ def aov_chart(revenue: Any, color: str | None = None, title: str | None = None) 
     """Average order value over time, from :func:`omsframe.revenue`, a panel per currency.
 
     Example:
-        >>> fig = aov_chart(of.revenue(t, by="month"))  # doctest: +SKIP
+        >>> fig = aov_chart(of.revenue(tables, by="month"))
+        >>> fig.layout.title.text, len(fig.data)
+        ('Average order value', 3)
+        >>> fig.layout.yaxis.title.text
+        'Average order value (EUR)'
     """
     return _over_time(revenue, "average_order_value", color, title or "Average order value")
 
@@ -143,7 +154,11 @@ def discount_depth_chart(depth: Any, title: str | None = None) -> go.Figure:
     Sums the frame's periods and dims; one bar series per depth (basket discount, markdown).
 
     Example:
-        >>> fig = discount_depth_chart(of.discount_depth(t))  # doctest: +SKIP
+        >>> fig = discount_depth_chart(of.discount_depth(tables, by="month"))
+        >>> [trace.name for trace in fig.data]
+        ['Basket discount (of sale price)', 'Markdown (of list price)']
+        >>> list(fig.data[0].x)
+        ['0%', '0-10%', '10-20%', '20-30%', '30-40%', '40-50%']
     """
     frame = as_frame(depth, "discount_depth")
     require(frame, ["depth", "bucket", "bucket_order", "items"], "discount_depth")
@@ -184,7 +199,9 @@ def campaign_days_chart(days: Any, title: str | None = None) -> go.Figure:
     money, so currencies share the axes; the hover shows gross sales in their currency.
 
     Example:
-        >>> fig = campaign_days_chart(of.campaign_days(t))  # doctest: +SKIP
+        >>> fig = campaign_days_chart(of.campaign_days(tables))
+        >>> [trace.name for trace in fig.data]
+        ['EUR', 'EUR campaign days', 'TRY', 'TRY campaign days', 'USD', 'USD campaign days']
     """
     frame = as_frame(days, "campaign_days")
     require(frame, ["day", "currency", "units", "discount_rate", "gross_sales"], "campaign_days")
@@ -228,7 +245,9 @@ def top_discounted_products_chart(top: Any, title: str | None = None) -> go.Figu
     Horizontal bars, one panel per currency (the same product can sell in several).
 
     Example:
-        >>> fig = top_discounted_products_chart(of.top_discounted_products(t))  # doctest: +SKIP
+        >>> fig = top_discounted_products_chart(of.top_discounted_products(tables, n=5))
+        >>> fig.layout.title.text, [len(trace.y) for trace in fig.data]
+        ('Products most sold on discount', [5, 5, 5])
     """
     frame = as_frame(top, "top_discounted_products")
     columns = ["sku", "product_name", "currency", "units_on_discount", "discounts"]

@@ -5,9 +5,15 @@ or written. Counts of customers may share an axis across currencies; money never
 panel per currency). Re-exported by :mod:`omsframe.charts`.
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop):
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> fig = of.charts.cohort_heatmap(of.cohorts(t))  # doctest: +SKIP
+    >>> fig = of.charts.cohort_heatmap(of.cohorts(tables))
+    >>> type(fig).__name__, fig.layout.title.text
+    ('Figure', 'Cohort retention (%)')
+    >>> fig.data[0].y
+    ('2024-10-01', '2024-11-01', '2024-12-01', '2025-01-01')
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ def cohort_heatmap(cohorts: Any, value: str = "retention", title: str | None = N
         title: The figure title (default: "Cohort retention" or the value's name).
 
     Example:
-        >>> fig = cohort_heatmap(of.cohorts(t), value="net_sales")  # doctest: +SKIP
+        >>> fig = cohort_heatmap(of.cohorts(tables), value="net_sales")
+        >>> fig.layout.title.text, [a.text for a in fig.layout.annotations]
+        ('Net sales by cohort', ['EUR', 'TRY', 'USD'])
     """
     frame = as_frame(cohorts, "cohorts")
     needed = ["cohort", "age", "currency", "customers", "cohort_customers"]
@@ -112,7 +120,12 @@ def rfm_chart(rfm: Any, title: str | None = None) -> go.Figure:
     the segment's net sales in its currency.
 
     Example:
-        >>> fig = rfm_chart(of.rfm(t))  # doctest: +SKIP
+        >>> fig = rfm_chart(of.rfm(tables, as_of="2025-01-15"))
+        >>> [trace.name for trace in fig.data]
+        ['EUR', 'TRY', 'USD']
+        >>> trace = fig.data[1]  # the best segment is drawn on top
+        >>> trace.name, trace.y[-1], trace.x[-1]
+        ('TRY', 'Champions', 15)
     """
     frame = as_frame(rfm, "rfm")
     require(frame, ["segment", "currency", "monetary"], "rfm")
@@ -161,7 +174,11 @@ def new_vs_returning_chart(
     panel per currency.
 
     Example:
-        >>> fig = new_vs_returning_chart(of.new_vs_returning(t), "net_sales")  # doctest: +SKIP
+        >>> fig = new_vs_returning_chart(of.new_vs_returning(tables), "net_sales")
+        >>> [trace.name for trace in fig.data if "TRY" in trace.name]
+        ['New (TRY)', 'Returning (TRY)']
+        >>> [a.text for a in fig.layout.annotations]
+        ['EUR', 'TRY', 'USD']
     """
     frame = as_frame(mix, "new_vs_returning")
     require(frame, ["period", "customer_type", "currency", measure], "new_vs_returning")
@@ -203,7 +220,9 @@ def top_products_chart(top: Any, measure: str = "net_sales", title: str | None =
     """The best sellers of :func:`omsframe.top_products` as bars, a panel per currency.
 
     Example:
-        >>> fig = top_products_chart(of.top_products(t, n=10))  # doctest: +SKIP
+        >>> fig = top_products_chart(of.top_products(tables, n=10))
+        >>> fig.layout.title.text, [len(trace.y) for trace in fig.data]
+        ('Top products', [10, 10, 10])
     """
     frame = as_frame(top, "top_products")
     require(frame, ["currency", measure], "top_products")
@@ -234,7 +253,11 @@ def abc_chart(abc: Any, title: str | None = None) -> go.Figure:
     """The Pareto curve of :func:`omsframe.abc_classes`: cumulative share by rank, per currency.
 
     Example:
-        >>> fig = abc_chart(of.abc_classes(t))  # doctest: +SKIP
+        >>> fig = abc_chart(of.abc_classes(tables))
+        >>> fig.layout.title.text
+        'ABC: cumulative share of sales by product rank'
+        >>> [trace.name for trace in fig.data]
+        ['EUR', 'TRY', 'USD']
     """
     frame = as_frame(abc, "abc_classes")
     require(frame, ["rank", "currency", "cumulative_share", "abc_class"], "abc_classes")

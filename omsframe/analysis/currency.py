@@ -92,8 +92,12 @@ def convert(book: Frame, fx: Any, reporting_currency: str, tz: str) -> Frame:
             currency.
 
     Example:
-        >>> book = of.ledger(of.load("data/demo"))  # doctest: +SKIP
-        >>> in_try = convert(nw.from_native(book), rates, "try", "UTC")  # doctest: +SKIP
+        >>> import polars as pl
+        >>> rates = pl.DataFrame({"date": ["2024-09-30"] * 2, "currency": ["eur", "usd"],
+        ...     "rate": [36.95, 34.12]})
+        >>> in_try = convert(nw.from_native(of.ledger(tables)), rates, "try", "UTC")
+        >>> in_try.get_column("currency").unique().to_list(), in_try.shape
+        (['try'], (754, 36))
     """
     to = reporting_currency.lower()
     rates = rate_table(fx, to)

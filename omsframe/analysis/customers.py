@@ -8,11 +8,17 @@ placed, a cancellation or refund when it happened), so they agree with
 apart as ``"unknown"`` where money is summed, and left out of cohorts.
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop):
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> of.new_vs_returning(t, by="month")  # doctest: +SKIP
-    >>> of.cohorts(t)  # doctest: +SKIP
-    >>> of.transactions(t)  # doctest: +SKIP
+    >>> of.new_vs_returning(tables, by="month").groupby("customer_type")["orders"].sum()
+    customer_type
+    new          255
+    returning     45
+    Name: orders, dtype: int64
+    >>> of.cohorts(tables).shape, of.transactions(tables).shape
+    ((23, 10), (260, 5))
 """
 
 from __future__ import annotations
@@ -65,9 +71,15 @@ def new_vs_returning(data: Any, by: Period = "month", tz: str | None = None) -> 
         AnalysisError: An unknown period.
 
     Example:
-        >>> mix = new_vs_returning(t, by="month")  # doctest: +SKIP
-        >>> mix.pivot_table(index="period", columns="customer_type",  # doctest: +SKIP
-        ...     values="customers", aggfunc="sum")
+        >>> mix = new_vs_returning(tables, by="month")
+        >>> mix.pivot_table(index="period", columns="customer_type", values="customers",
+        ...     aggfunc="sum", fill_value=0)  # doctest: +NORMALIZE_WHITESPACE
+        customer_type  new  returning
+        period
+        2024-10-01      47          0
+        2024-11-01      53          4
+        2024-12-01      69         12
+        2025-01-01      26         15
     """
     check_period(by)
     book, zone = ledger_frame(data, tz)
@@ -127,8 +139,15 @@ def cohorts(data: Any, by: Period = "month", tz: str | None = None) -> Any:
         AnalysisError: An unknown period.
 
     Example:
-        >>> matrix = cohorts(t)  # doctest: +SKIP
-        >>> matrix.pivot_table(index="cohort", columns="age", values="retention")  # doctest: +SKIP
+        >>> matrix = cohorts(tables).query("currency == 'try'")
+        >>> retention = matrix.pivot(index="cohort", columns="age", values="retention")
+        >>> retention.round(2)  # doctest: +NORMALIZE_WHITESPACE
+        age           0     1     2     3
+        cohort
+        2024-10-01  1.0  0.08  0.11  0.06
+        2024-11-01  1.0  0.16  0.09   NaN
+        2024-12-01  1.0  0.12   NaN   NaN
+        2025-01-01  1.0   NaN   NaN   NaN
     """
     check_period(by)
     book, zone = ledger_frame(data, tz)
@@ -199,10 +218,12 @@ def transactions(data: Any, tz: str | None = None, keep_zero: bool = False) -> A
         without a customer are left out.
 
     Example:
-        >>> tx = transactions(t).query("currency == 'try'")  # doctest: +SKIP
-        >>> from lifetimes.utils import summary_data_from_transaction_data  # doctest: +SKIP
-        >>> summary_data_from_transaction_data(tx.astype({"monetary_value": float}),
-        ...     "customer_id", "date", "monetary_value")  # doctest: +SKIP
+        >>> tx = transactions(tables).query("currency == 'try'")
+        >>> tx = tx.astype({"monetary_value": float})  # as lifetimes and PyMC-Marketing take it
+        >>> tx.columns.tolist()
+        ['customer_id', 'date', 'monetary_value', 'order_id', 'currency']
+        >>> tx.groupby("customer_id").size().value_counts().sort_index().to_dict()  # orders
+        {1: 104, 2: 28, 3: 10, 4: 1, 5: 1, 6: 2, 7: 1}
     """
     return to_native(transaction_frame(data, tz, keep_zero))
 

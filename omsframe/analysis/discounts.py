@@ -4,10 +4,17 @@ Both functions look at what was *offered*: the sale rows of the ledger (units as
 cancelled and refunded ones included), never the return rows.
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop):
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> of.discounts(t, by="month")  # doctest: +SKIP
-    >>> of.discount_depth(t, by="month")  # doctest: +SKIP
+    >>> monthly = of.discounts(tables, by="month")
+    >>> monthly[monthly.currency == "try"][["period", "items_discounted", "discount_rate"]]
+           period  items_discounted  discount_rate
+    1  2024-10-01                14       0.023609
+    4  2024-11-01                54       0.123788
+    7  2024-12-01                59       0.037334
+    10 2025-01-01                14        0.01167
 """
 
 from __future__ import annotations
@@ -79,7 +86,11 @@ def discounts(
         :func:`omsframe.explain`).
 
     Example:
-        >>> discounts(t, by="week", dims=["channel"])  # doctest: +SKIP
+        >>> weekly = discounts(tables, by="week", dims=["channel"])
+        >>> weekly.shape
+        (54, 16)
+        >>> weekly.columns[:4].tolist()
+        ['period', 'channel', 'currency', 'orders']
     """
     sales, dims = _sales(data, by, dims, tz)
     sales = sales.with_columns(
@@ -166,7 +177,14 @@ def discount_depth(
         AnalysisError: ``edges`` are not increasing whole percents between 1 and 99.
 
     Example:
-        >>> discount_depth(t, by="month", edges=(10, 25, 50))  # doctest: +SKIP
+        >>> depth = discount_depth(tables, by="month", edges=(10, 25, 50))
+        >>> november = depth[(depth.period == "2024-11-01") & (depth.depth == "discount")]
+        >>> november[["bucket", "items", "share"]]
+            bucket  items     share
+        7       0%     95  0.582822
+        8    0-10%     12  0.073620
+        9   10-25%     17  0.104294
+        10  25-50%     39  0.239264
     """
     edges = list(edges)
     if not edges or edges != sorted(set(edges)) or not 0 < edges[0] <= edges[-1] < 100:

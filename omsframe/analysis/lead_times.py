@@ -5,10 +5,18 @@ it first enters one of :data:`DELIVERED_STATES`, as its state changes tell
 (:func:`omsframe.state_changes`: webhook events, else the cache's state history).
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop):
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> per_order = of.lead_times(t)  # doctest: +SKIP
-    >>> of.lead_time_summary(per_order, dims=["cargo_company"])  # doctest: +SKIP
+    >>> per_order = of.lead_times(tables)
+    >>> per_order.shape
+    (300, 11)
+    >>> of.lead_time_summary(per_order, dims=[])[["leg", "orders", "p50_hours"]].round(1)
+                        leg  orders  p50_hours
+    0     placed_to_shipped     276       21.4
+    1  shipped_to_delivered     268       25.4
+    2   placed_to_delivered     268       55.7
 """
 
 from __future__ import annotations
@@ -123,7 +131,14 @@ def lead_time_summary(
         AnalysisError: Unknown percentiles, or a dimension the frame does not have.
 
     Example:
-        >>> lead_time_summary(of.lead_times(t), dims=["delivery_type"])  # doctest: +SKIP
+        >>> summary = lead_time_summary(of.lead_times(tables), dims=["delivery_type"])
+        >>> summary = summary[summary.leg == "placed_to_delivered"]
+        >>> summary[["delivery_type", "orders", "p50_hours", "p90_hours"]].round(1)
+                delivery_type  orders  p50_hours  p90_hours
+        2   click_and_collect      22       56.6      123.1
+        5             express      40       25.0       39.0
+        8            same_day      10        9.8       20.7
+        11           standard     196       65.2      111.8
     """
     wanted = check_percentiles(percentiles)
     dims = list(dict.fromkeys(dims))

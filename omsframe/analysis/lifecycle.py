@@ -15,10 +15,22 @@ Two sources tell when an order changed state:
 so transitions exist even for orders the webhook never announced.
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop):
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> of.transitions(t)  # doctest: +SKIP
-    >>> of.time_in_state(t, dims=["delivery_type"])  # doctest: +SKIP
+    >>> moves = of.transitions(tables)
+    >>> moves.nlargest(3, "changes")[["from_state_code", "to_state_code", "changes"]]
+      from_state_code to_state_code  changes
+    8             400           450      284
+    0             NaN           200      280
+    3             200           400      280
+    >>> stays = of.time_in_state(tables, dims=["delivery_type"])
+    >>> stays.query("state_code == '500'")[["delivery_type", "stays", "p50_hours"]].round(1)
+       delivery_type  stays  p50_hours
+    19       express     40       13.9
+    20      same_day     10        3.8
+    21      standard    196       32.7
 """
 
 from __future__ import annotations

@@ -4,10 +4,19 @@ Like :mod:`omsframe.analysis.discounts`, both look at the ledger's sale rows (wh
 ordered, cancelled and refunded units included).
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop):
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> of.campaign_days(t).query("campaign")  # doctest: +SKIP
-    >>> of.top_discounted_products(t, n=5)  # doctest: +SKIP
+    >>> days = of.campaign_days(tables).query("campaign and currency == 'try'")
+    >>> days[["day", "units", "discount_rate"]]
+              day  units  discount_rate
+    18 2024-10-15      3       0.344656
+    53 2024-11-11      4       0.396025
+    72 2024-11-29     22       0.307867
+    73 2024-11-30     12       0.466287
+    74 2024-12-01     10       0.409656
+    76 2024-12-02      1       0.324081
 """
 
 from __future__ import annotations
@@ -60,8 +69,9 @@ def campaign_days(
         ``markdown_rate`` (floats) and ``campaign`` (bool).
 
     Example:
-        >>> days = campaign_days(t)  # doctest: +SKIP
-        >>> days[days.campaign]  # doctest: +SKIP
+        >>> days = campaign_days(tables)
+        >>> days.groupby("campaign")["units"].mean().round(1).to_dict()  # units a day
+        {False: 4.6, True: 6.4}
     """
     book, zone = ledger_frame(data, tz)
     dims = [d for d in dict.fromkeys(dims) if d != "currency"]
@@ -111,7 +121,16 @@ def top_discounted_products(data: Any, n: int = 10, on: OnDiscount = "discount")
         AnalysisError: ``n`` is not positive or ``on`` is unknown.
 
     Example:
-        >>> top_discounted_products(t, n=5, on="either")  # doctest: +SKIP
+        >>> top = top_discounted_products(tables, n=5, on="either")
+        >>> top.shape
+        (15, 11)
+        >>> top[top.currency == "try"][["sku", "units_on_discount"]]
+                       sku  units_on_discount
+        5  AKN-0138-BLA-XL                 19
+        6   AKN-0125-GRE-S                 15
+        7  AKN-0145-NAV-XL                 11
+        8  AKN-0104-GRE-XL                 10
+        9   AKN-0146-RED-L                  9
     """
     if n < 1:
         raise AnalysisError(f"n must be at least 1, got {n}")

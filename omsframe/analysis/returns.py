@@ -6,10 +6,20 @@ in the ledger (:func:`omsframe.ledger`), cancelled (a single item, or the whole 
 refunded, or kept. Only counts, so currencies need not be apart.
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop):
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> of.return_rates(t, dims=["payment_type"])  # doctest: +SKIP
-    >>> of.return_rates(t, dims=["weekday", "hour"])  # doctest: +SKIP
+    >>> rates = of.return_rates(tables, dims=["payment_type"])
+    >>> rates[["payment_type", "units", "cancel_rate", "refund_rate"]].round(3)
+          payment_type  units  cancel_rate  refund_rate
+    0      credit_card    439        0.089        0.068
+    1   funds_transfer     42        0.238        0.048
+    2    loyalty_money     39        0.051        0.179
+    3       masterpass     57        0.053        0.088
+    4  pay_on_delivery     71        0.056        0.056
+    >>> of.return_rates(tables, dims=["weekday", "hour"]).shape
+    (122, 12)
 """
 
 from __future__ import annotations
@@ -70,8 +80,13 @@ def return_rates(
         AnalysisError: An unknown period or dimension.
 
     Example:
-        >>> return_rates(t, dims=["product_id", "sku"]).sort_values(  # doctest: +SKIP
-        ...     "refund_rate", ascending=False)
+        >>> rates = return_rates(tables, dims=["channel"])
+        >>> rates[["channel", "units", "units_refunded", "refund_rate"]].round(3)
+                 channel  units  units_refunded  refund_rate
+        0        EU Shop     67              11        0.164
+        1  Mobile App TR    213              23        0.108
+        2        US Shop     40               2        0.050
+        3    Web Shop TR    328              12        0.037
     """
     book, zone = ledger_frame(data, tz)
     dims = list(dict.fromkeys(dims))

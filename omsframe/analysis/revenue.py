@@ -1,9 +1,17 @@
 """Revenue by period, dimensions and currency: the sales measures, orders, AOV, change.
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop):
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> of.revenue(t, by="week", dims=["channel"])  # doctest: +SKIP
+    >>> monthly = of.revenue(tables, by="month")
+    >>> monthly[monthly.currency == "try"][["period", "net_sales", "orders"]]
+           period  net_sales  orders
+    1  2024-10-01   90638.46      42
+    4  2024-11-01  149136.85      65
+    7  2024-12-01  277588.60      99
+    10 2025-01-01   87513.29      43
 """
 
 from __future__ import annotations
@@ -89,8 +97,14 @@ def revenue(
             without ``fx``.
 
     Example:
-        >>> weekly = revenue(t, by="week", dims=["channel"])  # doctest: +SKIP
-        >>> weekly[["period", "channel", "currency", "net_sales", "orders"]]  # doctest: +SKIP
+        >>> weekly = revenue(tables, by="week", dims=["channel"])
+        >>> weekly[["period", "channel", "currency", "net_sales", "orders"]].head(3)
+              period        channel currency  net_sales  orders
+        0 2024-09-30        EU Shop      eur     341.29       3
+        1 2024-09-30  Mobile App TR      try    1953.96       1
+        2 2024-09-30    Web Shop TR      try   13677.55       6
+        >>> weekly.groupby("currency")["net_sales"].sum().to_dict()
+        {'eur': Decimal('1878.67'), 'try': Decimal('604877.20'), 'usd': Decimal('1520.25')}
     """
     check_period(by)
     compared = [] if change is None else [change]

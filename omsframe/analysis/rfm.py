@@ -7,10 +7,19 @@ best: most recent, most orders, most money); equal values get the same score. Th
 follows from the recency and frequency scores, as in the usual RFM grid (:data:`RFM_SEGMENTS`).
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop):
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> scores = of.rfm(t)  # doctest: +SKIP
-    >>> scores.groupby(["currency", "segment"]).size()  # doctest: +SKIP
+    >>> scores = of.rfm(tables)
+    >>> scores.groupby("currency").size().to_dict()
+    {'eur': 19, 'try': 147, 'usd': 12}
+    >>> scores.query("currency == 'try'")["segment"].value_counts().head(3)
+    segment
+    Hibernating       48
+    About to sleep    23
+    Promising         19
+    Name: count, dtype: int64
 """
 
 from __future__ import annotations
@@ -70,7 +79,11 @@ def rfm(data: Any, as_of: DateLike | None = None, tz: str | None = None) -> Any:
         AnalysisError: ``as_of`` is not a date, or is before a customer's last order.
 
     Example:
-        >>> rfm(t, as_of="2025-01-01").query("segment == 'At risk'")  # doctest: +SKIP
+        >>> at_risk = rfm(tables, as_of="2025-02-01").query("segment == 'At risk'")
+        >>> at_risk[["r_score", "f_score"]].agg(["min", "max"])
+             r_score  f_score
+        min        1        4
+        max        2        4
     """
     tx = transaction_frame(data, tz)
     per = tx.group_by("customer_id", "currency").agg(

@@ -7,10 +7,24 @@ the cache's state history observed. A later state implies the earlier stages, so
 first seen delivered counts as approved and shipped even where no event says so.
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop):
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> of.state_counts(t, of="items")  # doctest: +SKIP
-    >>> of.funnel(t, by="month", dims=["channel"])  # doctest: +SKIP
+    >>> of.state_counts(tables, of="items")[["state_name", "count"]]
+      state_name  count
+    0  Cancelled     58
+    1   Approved      2
+    2  Preparing      2
+    3    Shipped     21
+    4  Delivered    517
+    5   Refunded     48
+    >>> of.funnel(tables, by="month")[["period", "orders", "shipped", "delivered"]]
+          period  orders  shipped  delivered
+    0 2024-10-01      56       51         51
+    1 2024-11-01      77       72         72
+    2 2024-12-01     113      107        107
+    3 2025-01-01      54       46         38
 """
 
 from __future__ import annotations

@@ -5,9 +5,18 @@ attempts after the first). An event not ``delivered`` has failed so far: the OMS
 retrying it, or may have given up.
 
 Example:
+    ``tables`` are a loaded cache, as from ``tables = of.load("data/demo")`` (in these
+    doctests, a small simulated shop):
+
     >>> import omsframe as of
-    >>> t = of.load("data/demo")  # doctest: +SKIP
-    >>> of.webhook_health(t, by="day", dims=["event_type"])  # doctest: +SKIP
+    >>> health = of.webhook_health(tables, by="month", dims=["event_type"])
+    >>> created = health[health.event_type == "order.created"]
+    >>> created[["period", "events", "failed", "retries"]]
+          period  events  failed  retries
+    0 2024-10-01      56       2       13
+    3 2024-11-01      77       1       13
+    6 2024-12-01     113       4       20
+    9 2025-01-01      54       0       14
 """
 
 from __future__ import annotations

@@ -23,13 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from omsframe.atomic import write_atomic, write_parquet_atomic
 from omsframe.flatten import flatten_events, iter_flatten_orders
 from omsframe.load import DateLike, _moment
 from omsframe.lock import CacheLock
 from omsframe.manifest import load_manifest, save_manifest
 from omsframe.privacy import Privacy
 from omsframe.schema import TABLES
-from omsframe.store import Store, write_atomic, write_parquet_atomic
+from omsframe.store import Store
 
 Format = Literal["parquet", "csv"]
 

@@ -27,9 +27,9 @@ from typing import Any
 import orjson
 
 from omsframe._version import __version__
+from omsframe.atomic import write_atomic
 from omsframe.errors import CacheError
 from omsframe.schema import SCHEMA_VERSION
-from omsframe.store import write_atomic
 
 FORMAT = 1
 Manifest = dict[str, Any]

@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
+from omsframe.atomic import write_atomic
 from omsframe.load import Tables, cache_info, load
-from omsframe.store import write_atomic
 
 _GUARD = """
 <script>

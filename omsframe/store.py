@@ -35,9 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
-import tempfile
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +44,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from omsframe.atomic import write_atomic, write_parquet_atomic
 from omsframe.errors import CacheError
 from omsframe.flatten import Flattened, QuarantinedRecord
+from omsframe.merge import UpsertCounts, merge_latest, newer, state_change
 from omsframe.schema import TABLES, arrow_schema
 
 ORDER_GROUP = ("orders", "order_items", "addresses")
@@ -109,87 +109,11 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 UNKNOWN_MONTH = "unknown"
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": True}
-
-
-@dataclass
-class UpsertCounts:
-    """What an upsert did: rows new, updated (newer copy), unchanged (same copy), stale (older)."""
-
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    stale: int = 0
-    partitions_written: int = 0
-
-    def add(self, other: UpsertCounts) -> None:
-        """Add another upsert's counts to these."""
-        self.new += other.new
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.stale += other.stale
-        self.partitions_written += other.partitions_written
 
 
 def schema_of(name: str) -> pa.Schema:
     """The Arrow schema of a stored table (data tables, raw layers)."""
     return RAW_SCHEMAS[name] if name in RAW_SCHEMAS else arrow_schema(name)
-
-
-def _write_failed(path: Path, error: OSError) -> CacheError:
-    return CacheError(
-        f"cannot write {path}: {error.strerror or error}; check free space and permissions "
-        "of the cache folder (nothing already cached was changed)"
-    )
-
-
-def _temporary(path: Path) -> str:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise _write_failed(path, error) from None
-    os.close(fd)
-    return temporary
-
-
-def _commit(temporary: str, path: Path, write: Callable[[str], object]) -> None:
-    """Write to ``temporary``, fsync, make it owner-only and rename it over ``path``."""
-    try:
-        write(temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise _write_failed(path, error) from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes so that readers see the old file or the new one, never half of one.
-
-    Raises:
-        CacheError: The file cannot be written (full disk, read-only folder...); the old
-            file, if any, is left as it was.
-    """
-    _commit(_temporary(path), path, lambda temporary: Path(temporary).write_bytes(data))
-
-
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write a parquet file atomically (temporary file, fsync, rename), owner-only.
-
-    Raises:
-        CacheError: As :func:`write_atomic`.
-    """
-    _commit(
-        _temporary(path),
-        path,
-        lambda temporary: pq.write_table(table, temporary, **PARQUET_OPTIONS),
-    )
 
 
 def _months(table: pa.Table, column: str) -> pa.Array:
@@ -416,7 +340,7 @@ class Store:
                 if current is not None
                 else {}
             )
-            gone = [i for i, m in candidates.items() if i not in stored or _newer(m, stored[i])]
+            gone = [i for i, m in candidates.items() if i not in stored or newer(m, stored[i])]
             stale |= set(candidates) - set(gone)
             if not gone:
                 continue
@@ -469,13 +393,13 @@ class Store:
             if previous is None:
                 counts.new += 1
                 winners.append(order_id)
-                history.append(_change(order_id, None, state, modified, observed_at, placed))
-            elif _newer(modified, previous[0]):
+                history.append(state_change(order_id, None, state, modified, observed_at, placed))
+            elif newer(modified, previous[0]):
                 counts.updated += 1
                 winners.append(order_id)
                 if state != previous[1]:
                     history.append(
-                        _change(order_id, previous[1], state, modified, observed_at, placed)
+                        state_change(order_id, previous[1], state, modified, observed_at, placed)
                     )
             elif modified == previous[0]:
                 counts.unchanged += 1
@@ -547,7 +471,7 @@ class Store:
             if incoming is None or incoming.num_rows == 0:
                 continue
             current = self.read_partition(name, None)
-            merged, changed = _merge_latest(current, incoming, SORT_KEYS[name], stamp)
+            merged, changed = merge_latest(current, incoming, SORT_KEYS[name], stamp)
             if changed:
                 self._write(name, None, merged, policy)
                 counts.partitions_written += 1
@@ -585,7 +509,7 @@ class Store:
                 ("raw_events", raw_table.filter(mask)),
             ):
                 current = self.read_partition(name, month)
-                merged, changed = _merge_latest(
+                merged, changed = merge_latest(
                     current,
                     table,
                     ["event_id"],
@@ -643,76 +567,3 @@ class Store:
 
 def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-
-
-def _newer(candidate: Any, current: Any) -> bool:
-    if candidate is None:
-        return False
-    return current is None or candidate > current
-
-
-def _change(
-    order_id: int, before: Any, after: Any, changed: Any, observed: dt.datetime, placed: Any
-) -> dict[str, Any]:
-    return {
-        "order_id": order_id,
-        "from_state_code": before,
-        "to_state_code": after,
-        "changed_at": changed if changed is not None else observed,
-        "observed_at": observed,
-        "date_placed": placed,
-    }
-
-
-def _merge_latest(
-    current: pa.Table | None,
-    incoming: pa.Table,
-    keys: list[str],
-    stamp: str | None,
-    counts: UpsertCounts | None = None,
-) -> tuple[pa.Table, bool]:
-    """Rows of both, one per key: the latest ``stamp`` wins, incoming wins ties and no stamp."""
-
-    def key_of(table: pa.Table) -> list[tuple[Any, ...]]:
-        return list(zip(*(table.column(k).to_pylist() for k in keys), strict=True))
-
-    stored: dict[tuple[Any, ...], Any] = {}
-    if current is not None:
-        stamps = current.column(stamp).to_pylist() if stamp else [None] * current.num_rows
-        stored = dict(zip(key_of(current), stamps, strict=True))
-    incoming_stamps = incoming.column(stamp).to_pylist() if stamp else [None] * incoming.num_rows
-    take: list[bool] = []
-    chosen: dict[tuple[Any, ...], int] = {}
-    for index, (key, value) in enumerate(zip(key_of(incoming), incoming_stamps, strict=True)):
-        if key in stored and stamp is not None:
-            previous = stored[key]
-            if value == previous:
-                take.append(False)
-                if counts:
-                    counts.unchanged += 1
-                continue
-            if not _newer(value, previous):
-                take.append(False)
-                if counts:
-                    counts.stale += 1
-                continue
-        if counts:
-            if key in stored:
-                counts.updated += 1
-            else:
-                counts.new += 1
-        take.append(True)
-        chosen[key] = index
-    # within the incoming batch, keep only the last chosen row per key
-    take = [
-        flag and chosen.get(key) == index
-        for index, (flag, key) in enumerate(zip(take, key_of(incoming), strict=True))
-    ]
-    if not any(take):
-        return current if current is not None else incoming.schema.empty_table(), False
-    fresh = incoming.filter(pa.array(take, pa.bool_()))
-    if current is None:
-        return fresh, True
-    replaced = set(key_of(fresh))
-    kept = current.filter(pa.array([k not in replaced for k in key_of(current)], pa.bool_()))
-    return pa.concat_tables([kept, fresh.cast(kept.schema)]), True

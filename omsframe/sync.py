@@ -45,10 +45,11 @@ from omsframe.errors import CacheError, ConfigError, sanitize_url
 from omsframe.flatten import flatten_events, flatten_orders
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, save_manifest
+from omsframe.merge import UpsertCounts
 from omsframe.paging import Listing, ProbeResult
 from omsframe.privacy import PiiMode, Privacy
 from omsframe.schema import SCHEMA_VERSION
-from omsframe.store import Store, UpsertCounts
+from omsframe.store import Store
 
 logger = logging.getLogger(__name__)
 Endpoint = Literal["orders", "webhook_events"]

@@ -90,7 +90,8 @@ from omsframe.privacy import Privacy
 from omsframe.report import write_report
 from omsframe.schema import TABLES
 from omsframe.simulator.server import simulate
-from omsframe.sync import SyncReport, sync
+from omsframe.sync import sync
+from omsframe.sync_report import SyncReport
 
 __all__ = [
     "FUNNEL_STAGES",

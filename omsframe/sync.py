@@ -34,7 +34,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -45,104 +44,16 @@ from omsframe.errors import CacheError, ConfigError, sanitize_url
 from omsframe.flatten import flatten_events, flatten_orders
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, save_manifest
-from omsframe.merge import UpsertCounts
 from omsframe.paging import Listing, ProbeResult
 from omsframe.privacy import PiiMode, Privacy
 from omsframe.schema import SCHEMA_VERSION
 from omsframe.store import Store
+from omsframe.sync_report import SyncReport
 
 logger = logging.getLogger(__name__)
 Endpoint = Literal["orders", "webhook_events"]
 DEFAULT_LOOKBACK = dt.timedelta(minutes=30)
 DEFAULT_BATCH = 2_000
-
-
-@dataclass
-class SyncReport:
-    """What a sync did. Prints as aligned lines; renders as a table in Jupyter."""
-
-    cache: str
-    source: str
-    plan: str = ""
-    resumed: bool = False
-    notes: list[str] = field(default_factory=list)
-    pages: int = 0
-    orders_seen: int = 0
-    orders_new: int = 0
-    orders_updated: int = 0
-    orders_unchanged: int = 0
-    orders_stale: int = 0
-    items: int = 0
-    events_seen: int = 0
-    events_new: int = 0
-    events_updated: int = 0
-    server_count: int = 0
-    complete: bool = True
-    retries: int = 0
-    throttled: int = 0
-    waited_seconds: float = 0.0
-    quarantined: int = 0
-    duplicates: int = 0
-    drift: dict[str, dict[str, int]] = field(default_factory=dict)
-    duration_seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (for ``--json`` and the manifest)."""
-        return asdict(self)
-
-    def _rows(self) -> list[tuple[str, str]]:
-        drift = ", ".join(f"{k}: {sum(v.values())}" for k, v in self.drift.items() if v) or "none"
-        return [
-            ("cache", self.cache),
-            ("source", self.source),
-            ("plan", self.plan + (" (resumed)" if self.resumed else "")),
-            (
-                "orders",
-                f"{self.orders_seen:,} read: {self.orders_new:,} new, "
-                f"{self.orders_updated:,} updated, {self.orders_unchanged:,} unchanged",
-            ),
-            ("items", f"{self.items:,}"),
-            (
-                "events",
-                f"{self.events_seen:,} read: {self.events_new:,} new, "
-                f"{self.events_updated:,} updated",
-            ),
-            ("pages", f"{self.pages:,}"),
-            (
-                "reconciled",
-                f"{'yes' if self.complete else 'NO'} (server count {self.server_count:,})",
-            ),
-            (
-                "retries",
-                f"{self.retries:,} ({self.throttled:,} × 429, {self.waited_seconds:.1f}s waited)",
-            ),
-            ("quarantined", f"{self.quarantined:,}"),
-            ("schema drift", drift),
-            ("duration", f"{self.duration_seconds:.1f}s"),
-            *(("note", note) for note in self.notes),
-        ]
-
-    def __str__(self) -> str:
-        rows = self._rows()
-        width = max(len(name) for name, _ in rows)
-        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-
-    def _repr_html_(self) -> str:
-        import html
-
-        body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(n)}</th>"
-            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
-            for n, v in self._rows()
-        )
-        return f"<table><caption>omsframe sync</caption>{body}</table>"
-
-    def add_orders(self, counts: UpsertCounts) -> None:
-        """Add an order upsert's counts."""
-        self.orders_new += counts.new
-        self.orders_updated += counts.updated
-        self.orders_unchanged += counts.unchanged
-        self.orders_stale += counts.stale
 
 
 def default_cache(url: str) -> Path:

@@ -27,7 +27,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-WAYS = ("orjson_parse", "orjson_list", "omsframe", "json_normalize", "dlt", "duckdb")
+WAYS = (
+    "orjson_parse",
+    "orjson_list",
+    "omsframe",
+    "omsframe_1core",
+    "json_normalize",
+    "dlt",
+    "duckdb",
+)
 
 
 def rss_mib() -> float:
@@ -68,6 +76,7 @@ def run_way(way: str, path: Path) -> dict[str, Any]:
     import pandas as pd  # imported before timing by every way: pyarrow loads it lazily
 
     import omsframe.flatten
+    import omsframe.parallel
 
     if way == "dlt":
         import dlt
@@ -80,7 +89,10 @@ def run_way(way: str, path: Path) -> dict[str, Any]:
         rows = sum(1 for line in lines(path) if orjson.loads(line))
     elif way == "orjson_list":  # parse into a list, as a loader holds records (collector on)
         rows = len([orjson.loads(line) for line in lines(path)])
-    elif way == "omsframe":
+    elif way == "omsframe":  # one worker process per core
+        for batch in omsframe.parallel.iter_flatten_json(lines(path), batch_size=2500):
+            rows += batch.tables["order_items"].num_rows
+    elif way == "omsframe_1core":
         for batch in omsframe.flatten.iter_flatten_orders(
             (orjson.loads(line) for line in lines(path)), batch_size=5000
         ):

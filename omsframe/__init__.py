@@ -16,7 +16,8 @@ The public API (nothing runs at import):
 - connect and read: :class:`Client` (the 11 endpoints), :func:`sync`, :func:`load`,
   :func:`cache_info`, :func:`export`, :func:`rebuild`, :func:`write_report` (the HTML report);
 - tables: :func:`flatten_orders`, :func:`flatten_events`, :func:`iter_flatten_orders`,
-  :func:`expand_attributes`, :class:`Privacy`, :data:`TABLES`;
+  :func:`iter_flatten_json` (JSON text on every core), :func:`expand_attributes`,
+  :class:`Privacy`, :data:`TABLES`;
 - the built-in OMS simulator: :func:`simulate` (a shop served on loopback);
 - analyses: :func:`ledger`, :func:`revenue`, :func:`discounts`, :func:`discount_depth`,
   :func:`campaign_days`, :func:`top_discounted_products`, :func:`explain`;
@@ -86,6 +87,7 @@ from omsframe.flatten import (
 )
 from omsframe.load import CacheInfo, Tables, cache_info, load
 from omsframe.paging import Listing, PagingStats, ProbeResult
+from omsframe.parallel import iter_flatten_json
 from omsframe.privacy import Privacy
 from omsframe.report import write_report
 from omsframe.schema import TABLES
@@ -137,6 +139,7 @@ __all__ = [
     "flatten_events",
     "flatten_orders",
     "funnel",
+    "iter_flatten_json",
     "iter_flatten_orders",
     "lead_time_summary",
     "lead_times",

@@ -24,10 +24,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from omsframe.atomic import write_atomic, write_parquet_atomic
-from omsframe.flatten import flatten_events, iter_flatten_orders
+from omsframe.flatten import flatten_events
 from omsframe.load import DateLike, _moment
 from omsframe.lock import CacheLock
 from omsframe.manifest import load_manifest, save_manifest
+from omsframe.parallel import iter_flatten_json
 from omsframe.privacy import Privacy
 from omsframe.schema import TABLES
 from omsframe.store import Store
@@ -141,15 +142,15 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
         new = _StagedStore(root, staging)
         observed = dt.datetime.now(dt.UTC)
         for name in ("raw_orders",):
-            records = (
-                orjson.loads(text)
+            texts = (
+                text
                 for month in old.months(name)
                 for text in (old.read_partition(name, month) or pa.table({"record": []}))
                 .column("record")
                 .to_pylist()
                 if text is not None
             )
-            for flat in iter_flatten_orders(records, privacy=privacy, batch_size=batch_size):
+            for flat in iter_flatten_json(texts, privacy=privacy, batch_size=batch_size):
                 new.upsert_orders(flat, [], policy=privacy.mode, observed_at=observed)
                 new.upsert_entities(flat, policy=privacy.mode)
         for month in old.months("raw_events"):

@@ -1,0 +1,37 @@
+"""Parsing and flattening on every core gives what one core gives."""
+
+from __future__ import annotations
+
+import orjson
+import pyarrow as pa
+
+from omsframe.flatten import iter_flatten_orders
+from omsframe.parallel import iter_flatten_json
+from omsframe.privacy import Privacy
+from omsframe.simulator import render
+from omsframe.simulator.world import World
+
+
+def test_workers_give_the_same_tables_as_one_core_in_the_same_order() -> None:
+    world = World.generate(seed=17, orders=400)
+    lines = [orjson.dumps(render.order_object(world, i, world.end_us)) for i in range(400)]
+    lines.insert(123, b'{"id": 1, "orderitem_set": "broken"}')  # quarantined, not fatal
+    lines.insert(200, b"{not json")
+    privacy = Privacy(key=b"k" * 32)
+    parallel = list(iter_flatten_json(lines, privacy=privacy, batch_size=64, workers=2))
+    single = list(
+        iter_flatten_orders(
+            (orjson.loads(line) for line in lines if line != b"{not json"),
+            privacy=privacy,
+            batch_size=64,
+        )
+    )
+    for name in ("orders", "order_items", "addresses"):
+        left = pa.concat_tables([b.tables[name] for b in parallel])
+        right = pa.concat_tables([b.tables[name] for b in single])
+        assert left.num_rows == right.num_rows > 0
+        assert left.equals(right), name
+    quarantined = [(q.position, q.reason) for b in parallel for q in b.quarantine]
+    assert [p for p, _ in quarantined] == [123, 200]
+    assert "not valid JSON" in quarantined[1][1]
+    assert all(q.record is None for b in parallel for q in b.quarantine if "JSON" in q.reason)

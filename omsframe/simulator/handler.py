@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import socket
+import sys
 import threading
 import time
 import zlib
@@ -83,6 +84,13 @@ class HttpServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (killed, timed out) is normal here: no traceback for it."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Shut every open keep-alive connection (their threads then end)."""

@@ -335,9 +335,8 @@ def _sync_endpoint(
             )
         )
     base_filters = dict(checkpoint.get("filters") or filters) if resumed else dict(filters)
-    listing_filters = {k: v for k, v in filters.items()}
     read: Listing = (client.orders if endpoint == "orders" else client.webhook_events)(
-        progress=progress, probed=probe, **listing_filters
+        progress=progress, probed=probe, **filters
     )
     newest_seen: str | None = None
     last_id = checkpoint.get("last_id") if resumed else None

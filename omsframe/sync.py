@@ -387,14 +387,16 @@ def _sync_endpoint(
     if endpoint == "orders":
         report.server_count = stats.count
         report.complete = report.complete and stats.complete
-    if not stats.complete:
+    cursor = manifest["cursors"].get(endpoint)
+    if stats.complete:
+        cursor = high_water or newest_seen or cursor
+        if cursor is not None:
+            manifest["cursors"][endpoint] = cursor
+    else:  # keep the cursor where it was: the next sync reads this window again
         report.notes.append(
-            f"{endpoint}: {stats.missing} records short of the server's count "
-            "after re-reading; the next sync will pick them up"
+            f"{endpoint}: {stats.missing} records short of the server's count after "
+            "re-reading; the cursor stays, so the next sync reads this window again"
         )
-    cursor = high_water or newest_seen or manifest["cursors"].get(endpoint)
-    if cursor is not None:
-        manifest["cursors"][endpoint] = cursor
     manifest["checkpoint"].pop(endpoint, None)
     save_manifest(store.root, manifest)
     logger.info("%s: done, %d pages, cursor %s", endpoint, stats.pages, cursor)

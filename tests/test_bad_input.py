@@ -135,3 +135,26 @@ def test_duplicate_ids_inside_a_page_keep_the_latest_copy() -> None:
     result = flatten_orders([new, old])
     assert result.duplicates == 1
     assert result.tables["orders"].column("state_code").to_pylist() == ["550"]
+
+
+def test_a_short_read_keeps_the_cursor_so_the_next_sync_reads_it_again(tmp_path: Path) -> None:
+    from omsframe.manifest import load_manifest
+
+    api = FakeOms(records=[order(i) for i in range(1, 61)])
+    real_page = api.page
+
+    def overstated(request: httpx.Request) -> httpx.Response:
+        answer = real_page(request)
+        data: dict[str, Any] = orjson.loads(answer.content)
+        if "count" in data:
+            data["count"] += 5  # five orders the pages never deliver
+        return json_response(answer.status_code, data)
+
+    api.page = overstated  # type: ignore[method-assign]
+    client = make_client(api, FakeTime(), page_size=20)
+    report = sync(client=client, cache=tmp_path, progress=False, events=False)
+    assert not report.complete
+    assert any("cursor stays" in note for note in report.notes)
+    assert "orders" not in load_manifest(tmp_path)["cursors"]
+    again = sync(client=client, cache=tmp_path, progress=False, events=False)
+    assert again.plan == "full"  # no cursor yet: the whole window is read again

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,32 @@ def dumps(value: Any) -> str | None:
         return orjson.dumps(value).decode()
     except TypeError:  # e.g. integers beyond 64 bits, which orjson refuses
         return json.dumps(value, ensure_ascii=False)
+
+
+def stamp_key(value: Any) -> str:
+    """A key that sorts ISO 8601 timestamps by time, whatever their form (``""`` if unreadable).
+
+    String comparison is wrong for timestamps: ``"...10:00:00Z"`` sorts after
+    ``"...10:00:00.500000Z"``, and offsets other than ``Z`` sort anyhow.
+
+    Example:
+        >>> stamp_key("2025-01-01T10:00:00Z") < stamp_key("2025-01-01T10:00:00.500000Z")
+        True
+        >>> stamp_key("2025-01-01T13:00:00+03:00") == stamp_key("2025-01-01T10:00:00Z")
+        True
+    """
+    return _stamp_key(value) if isinstance(value, str) else ""
+
+
+@functools.lru_cache(maxsize=65_536)
+def _stamp_key(value: str) -> str:
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def to_arrow(values: list[Any], column: Column) -> Converted:

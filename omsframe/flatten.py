@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from omsframe.assemble import Rows, entity_table, owned_tables, stamp_policy, with_totals
-from omsframe.convert import dumps
+from omsframe.convert import dumps, stamp_key
 from omsframe.drift import KNOWN_STATE_CODES, DriftReport, check_fields
 from omsframe.extract import ShapeError, compile_extractor
 from omsframe.privacy import (
@@ -104,14 +104,17 @@ class _Entities:
     def wants(store: Stamped, key: Any, stamp: Any) -> bool:
         """Whether a row for ``key`` stamped ``stamp`` is newer than the one kept."""
         previous = store.get(key)
-        return previous is None or (isinstance(stamp, str) and stamp >= previous[0])
+        if previous is None:
+            return True
+        moment = stamp_key(stamp)
+        return moment != "" and moment >= previous[0]
 
     def keep(self, found: list[tuple[str, Any, Any, tuple[Any, ...], Any]]) -> None:
         """Keep the rows one successfully flattened order brought."""
         for kind, key, stamp, row, extra in found:
             store: Stamped = getattr(self, kind)
             if self.wants(store, key, stamp):
-                store[key] = (stamp if isinstance(stamp, str) else "", row)
+                store[key] = (stamp_key(stamp), row)
                 if kind == "products":
                     self.images[key] = extra
 
@@ -190,9 +193,10 @@ class _OrderBatch:
         """Take one order apart (or quarantine it, or note that a newer copy supersedes it)."""
         position = len(self.records)
         self.records.append(record)
+        if record.__class__ is dict:
+            strip_order_secrets(record)  # first: even a superseded copy leaves without them
         if record.__class__ is dict and record.get("id").__class__ is int:
-            stamp = record.get("modified_date")
-            stamp = stamp if isinstance(stamp, str) else ""
+            stamp = stamp_key(record.get("modified_date"))
             previous = self.winner.get(record["id"])
             if previous is not None:
                 if stamp < previous[0]:

@@ -45,6 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from omsframe.atomic import write_atomic, write_parquet_atomic
+from omsframe.convert import stamp_key
 from omsframe.errors import CacheError
 from omsframe.flatten import Flattened, QuarantinedRecord
 from omsframe.merge import UpsertCounts, merge_latest, newer, state_change
@@ -312,8 +313,9 @@ class Store:
         """Take orders whose ``date_placed`` now falls in another month out of their old one.
 
         Only when the incoming copy is newer; the ids of older incoming copies are returned
-        (to be skipped). The old rows go first: a sync killed in between has not stored the
-        order at all, and its resume stores it afresh — never twice.
+        (to be skipped). The old month is emptied before the new one is written, and its
+        `orders` row goes last: a sync killed in between still finds the order in its old
+        month and moves it again on resume — never stored twice.
         """
         index = self._order_months()
         moving: dict[str, dict[int, Any]] = {}
@@ -345,7 +347,9 @@ class Store:
             if not gone:
                 continue
             drop = pa.array(gone, pa.int64())
-            for name in ("orders", "order_items", "addresses", "raw_orders"):
+            # `orders` last, as in a normal upsert: a sync killed midway finds the order still
+            # stored in its old month (all of it) and moves it again
+            for name in ("order_items", "addresses", "raw_orders", "orders"):
                 part = self.read_partition(name, old)
                 if part is not None:
                     kept = part.filter(pc.invert(pc.is_in(part.column("order_id"), value_set=drop)))
@@ -445,10 +449,14 @@ class Store:
 
     def _raw_orders(self, orders: pa.Table, raw: Iterable[dict[str, Any]]) -> pa.Table:
         """The raw JSON of the orders that were flattened (one row per order id)."""
-        by_id = {}
+        best: dict[int, tuple[str, dict[str, Any]]] = {}  # the copy that won, per order id
         for record in raw:
             if isinstance(record, dict) and isinstance(record.get("id"), int):
-                by_id[record["id"]] = record
+                key = stamp_key(record.get("modified_date"))
+                previous = best.get(record["id"])
+                if previous is None or key >= previous[0]:
+                    best[record["id"]] = (key, record)
+        by_id = {order_id: record for order_id, (_, record) in best.items()}
         ids = orders.column("order_id").to_pylist()
         return pa.table(
             {

@@ -361,3 +361,19 @@ def test_tables_doc_is_current() -> None:
     assert doc.read_text(encoding="utf-8") == tables_markdown(), (
         "docs/tables.md is stale: run `python -m omsframe.schema > docs/tables.md`"
     )
+
+
+def test_the_newer_copy_wins_whatever_the_timestamp_form() -> None:
+    # "...10:00:00Z" sorts after "...10:00:00.500000Z" as text, but is half a second older
+    older = make_order(modified_date="2023-05-18T10:00:00Z", notes="older")
+    newer = make_order(modified_date="2023-05-18T13:00:00.500000+03:00", notes="newer")
+    for batch in ([newer, older], [older, newer]):
+        result = flatten_orders(copy.deepcopy(batch))
+        assert result.tables["orders"].column("notes").to_pylist() == ["newer"]
+
+
+def test_a_superseded_copy_leaves_without_its_secrets() -> None:
+    older = make_order(modified_date="2023-05-17T10:00:00.000000Z")
+    newer = make_order(modified_date="2023-05-18T10:00:00.000000Z")
+    flatten_orders([newer, older])
+    assert "configuration" not in older["channel"]

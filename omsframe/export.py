@@ -134,6 +134,7 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
     """
     root = Path(path)
     with CacheLock(root):
+        recover_swap(root)
         manifest = load_manifest(root)
         old = Store(root)
         privacy = Privacy(mode=manifest.get("pii_policy") or "pseudonymize", key=old.pii_key())
@@ -173,6 +174,18 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
         manifest["counts"] = old.counts()
         save_manifest(root, manifest)
         return {name: count for name, count in manifest["counts"].items() if name in TABLES}
+
+
+def recover_swap(root: Path) -> None:
+    """Finish or undo a table swap that a rebuild killed midway left behind (hold the lock).
+
+    The swap is two renames, ``tables`` -> ``tables.old`` then ``tables.rebuild`` ->
+    ``tables``: killed between them, the cache has no ``tables`` at all. The old tables are
+    put back (the rebuild can simply run again).
+    """
+    tables, retired = root / "tables", root / "tables.old"
+    if retired.exists() and not tables.exists():
+        os.replace(retired, tables)
 
 
 class _StagedStore(Store):

@@ -154,6 +154,11 @@ def load(
     unknown = [n for n in names if n not in TABLES]
     if unknown:
         raise CacheError(f"unknown table(s) {', '.join(unknown)}; choose from {', '.join(TABLES)}")
+    if (root / "tables.old").exists() and not (root / "tables").exists():
+        raise CacheError(
+            f"cache {root} is in the middle of an interrupted rebuild; "
+            f"run `omsframe rebuild --cache {root}` (or a sync) to finish it"
+        )
     manifest = load_manifest(root)
     store = Store(root)
     low, high = _moment(since), _moment(until)

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 from omsframe.client import Client
 from omsframe.config import is_loopback
 from omsframe.errors import CacheError, ConfigError, sanitize_url
+from omsframe.export import recover_swap
 from omsframe.flatten import flatten_events, flatten_orders
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, save_manifest
@@ -164,6 +165,7 @@ def sync(
     before = client.stats
     try:
         with CacheLock(root, wait=wait):
+            recover_swap(root)
             manifest = load_manifest(root)
             _check_cache(root, manifest, source)
             store = Store(root)

@@ -137,3 +137,23 @@ def test_an_order_whose_date_placed_moves_is_stored_once_in_its_new_month(tmp_pa
     upsert("2023-04-01T10:00:00.000000Z", "2023-04-01T10:00:01.000000Z")  # older: ignored
     placed = Store(tmp_path).read_table("orders").column("date_placed").to_pylist()
     assert [p.month for p in placed] == [6]
+
+
+def test_a_rebuild_killed_between_its_two_renames_is_recovered(
+    synced: Path, tmp_path: Path
+) -> None:
+    import os
+
+    from omsframe.export import rebuild
+
+    cache = copy_cache(synced, tmp_path / "c")
+    before = load(cache, engine="pyarrow").orders
+    os.replace(cache / "tables", cache / "tables.old")  # as a rebuild killed mid-swap leaves it
+    (cache / "tables.rebuild").mkdir()
+    with pytest.raises(CacheError, match="interrupted rebuild"):
+        load(cache)
+    rebuild(cache)
+    assert not (cache / "tables.old").exists()
+    after = load(cache, engine="pyarrow").orders
+    assert after.sort_by("order_id").equals(before.sort_by("order_id"))
+    assert load(cache, engine="pyarrow").state_history.num_rows > 0

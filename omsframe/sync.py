@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from omsframe.client import Client
 from omsframe.config import is_loopback
+from omsframe.convert import stamp_key
 from omsframe.errors import CacheError, ConfigError, sanitize_url
 from omsframe.export import recover_swap
 from omsframe.flatten import flatten_events, flatten_orders
@@ -343,6 +344,7 @@ def _sync_endpoint(
     newest_seen: str | None = None
     last_id = checkpoint.get("last_id") if resumed else None
     observed = _now()
+    read_started = time.monotonic()
     for batch in _batches(iter(read), batch_size):
         if endpoint == "orders":
             flat = flatten_orders(batch, privacy=privacy)
@@ -372,7 +374,7 @@ def _sync_endpoint(
         stamps = [r.get("modified_date") for r in batch if isinstance(r, dict)]
         stamps = [s for s in stamps if isinstance(s, str)]
         if stamps:
-            newest_seen = max([s for s in (newest_seen, *stamps) if s is not None])
+            newest_seen = max((s for s in (newest_seen, *stamps) if s is not None), key=stamp_key)
         if ids:
             last_id = max(ids) if last_id is None else max(last_id, *ids)
         manifest["checkpoint"][endpoint] = {
@@ -391,7 +393,12 @@ def _sync_endpoint(
         report.complete = report.complete and stats.complete
     cursor = manifest["cursors"].get(endpoint)
     if stats.complete:
-        cursor = high_water or newest_seen or cursor
+        if high_water is None and newest_seen is not None:
+            # without a high-water mark (the server ignores `ordering`), an order changed while
+            # we read may be older than the newest stamp seen: step back by the read's length
+            cursor = _minus(newest_seen, dt.timedelta(seconds=time.monotonic() - read_started))
+        else:
+            cursor = high_water or cursor
         if cursor is not None:
             manifest["cursors"][endpoint] = cursor
     else:  # keep the cursor where it was: the next sync reads this window again
@@ -402,6 +409,12 @@ def _sync_endpoint(
     manifest["checkpoint"].pop(endpoint, None)
     save_manifest(store.root, manifest)
     logger.info("%s: done, %d pages, cursor %s", endpoint, stats.pages, cursor)
+
+
+def _minus(stamp: str, delta: dt.timedelta) -> str:
+    """An ISO timestamp moved back by ``delta`` (UTC, with microseconds and ``Z``)."""
+    moment = dt.datetime.fromisoformat(stamp).astimezone(dt.UTC) - delta
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _jsonable(filters: dict[str, Any]) -> dict[str, Any]:

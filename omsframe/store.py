@@ -183,6 +183,12 @@ class Store:
                     "or start a new cache (pseudonyms will differ from the old ones)"
                 )
             return key
+        if any((self.root / "tables").glob("*/**/part.parquet")):
+            raise CacheError(
+                f"{path} is missing but {self.root} already holds pseudonymized tables; restore "
+                "the key from a backup (a new key would no longer join returning customers), or "
+                "start a new cache"
+            )
         key = secrets.token_bytes(32)
         write_atomic(path, key)
         return key

@@ -157,3 +157,13 @@ def test_a_rebuild_killed_between_its_two_renames_is_recovered(
     after = load(cache, engine="pyarrow").orders
     assert after.sort_by("order_id").equals(before.sort_by("order_id"))
     assert load(cache, engine="pyarrow").state_history.num_rows > 0
+
+
+def test_a_lost_pii_key_is_an_error_not_a_silent_new_key(
+    oms: SimulatorServer, synced: Path, tmp_path: Path
+) -> None:
+    cache = copy_cache(synced, tmp_path / "c")
+    (cache / ".pii-key").unlink()
+    with pytest.raises(CacheError, match="restore the key from a backup"):
+        sync(oms.url, token=oms.token, cache=cache, progress=False, events=False)
+    assert not (cache / ".pii-key").exists()

@@ -20,6 +20,7 @@ import datetime as dt
 import decimal
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,14 @@ _CAST_ERRORS = (
 )
 _TEXT_TYPES = (str,)
 _MONEY_LIMIT = decimal.Decimal(10) ** 16
+# plain ASCII decimals only: Decimal() would also take "1_000.00" and non-ASCII digits
+_DECIMAL_TEXT = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|[+-]?\.[0-9]+")
+_FLOAT_DIGITS = 15  # a decimal of up to 15 significant digits survives a float round trip
+
+
+def _significant_digits(text: str) -> int:
+    mantissa = text.lower().split("e")[0].lstrip("+-").replace(".", "")
+    return len(mantissa.lstrip("0")) or 1
 
 
 @dataclass
@@ -178,10 +187,18 @@ def _one(value: Any, kind: str, name: str, changes: set[str]) -> Any:
 def _decimal(value: Any, kind: str, name: str, changes: set[str]) -> decimal.Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"{_preview(value)} is not a decimal amount")
+    if isinstance(value, float) and _significant_digits(repr(value)) > _FLOAT_DIGITS:
+        raise ValueError(
+            f"{_preview(value)} is a JSON number with more digits than a float keeps "
+            "(amounts must come as decimal strings)"
+        )
     if not isinstance(value, str):
         changes.add(f"{name}: JSON number where a decimal string was expected")
+    text = str(value).strip()
+    if not _DECIMAL_TEXT.fullmatch(text):
+        raise ValueError(f"{_preview(value)} is not a decimal amount")
     try:
-        amount = decimal.Decimal(str(value).strip())
+        amount = decimal.Decimal(text)
     except decimal.InvalidOperation:
         raise ValueError(f"{_preview(value)} is not a decimal amount") from None
     if not amount.is_finite():

@@ -158,3 +158,12 @@ def test_a_short_read_keeps_the_cursor_so_the_next_sync_reads_it_again(tmp_path:
     assert "orders" not in load_manifest(tmp_path)["cursors"]
     again = sync(client=client, cache=tmp_path, progress=False, events=False)
     assert again.plan == "full"  # no cursor yet: the whole window is read again
+
+
+def test_amounts_that_cannot_be_exact_are_quarantined_not_rounded() -> None:
+    for amount in ("1_000.00", "١٢.٥٠", 99999999999999.99, 1234567890123456.78):
+        result = flatten_orders([item_order(price=amount)])
+        assert len(result.quarantine) == 1, amount
+        assert result.tables["order_items"].num_rows == 0
+    exact = flatten_orders([item_order(price=12.5)])  # a short JSON number is read exactly
+    assert str(exact.tables["order_items"].column("price")[0]) == "12.50"

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from omsframe.privacy import looks_secret
+from omsframe.privacy import drop_credentials, looks_secret
 
 KNOWN_STATE_CODES = frozenset(
     {
@@ -208,5 +208,7 @@ def check_fields(obj: dict[str, Any], kind: str, drift: DriftReport) -> None:
         drift.new_fields[f"{kind}.{name}"] += 1
         if looks_secret(name):  # an unknown field that smells like a credential: never keep it
             obj.pop(name)
+        else:  # nor one hidden inside an unknown field
+            drop_credentials(obj[name])
     for name in known - keys:
         drift.missing_fields[f"{kind}.{name}"] += 1

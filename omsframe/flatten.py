@@ -324,10 +324,10 @@ def _order_rows(record: Any, drift: DriftReport, seen: _Entities) -> tuple[Any, 
         address = record.get(f"{role}_address")
         if address.__class__ is dict:
             # orders reuse addresses (billing is usually shipping): extract each version once
+            check_fields(address, "address", drift)  # every copy: it goes to the raw layer
             key = (address.get("id"), address.get("modified_date"))
             row = seen.addresses.get(key) if key[0] is not None else None
             if row is None:
-                check_fields(address, "address", drift)
                 row = ext["addresses"](address)
                 seen.addresses[key] = row
             address_rows.append((role, row))
@@ -341,9 +341,9 @@ def _order_rows(record: Any, drift: DriftReport, seen: _Entities) -> tuple[Any, 
         found.append(("customers", customer.get("pk"), modified, row, None))
     channel = record.get("channel")
     if channel.__class__ is dict:
+        check_fields(channel, "channel", drift)
         key, stamp = channel.get("id"), channel.get("modified_date")
         if seen.wants(seen.channels, key, stamp):
-            check_fields(channel, "channel", drift)
             found.append(("channels", key, stamp, ext["channels"](channel), None))
     return order_row, item_rows, address_rows, found
 

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -55,10 +56,36 @@ _PSEUDONYM = re.compile(r"pii:[0-9a-f]{16}")
 _SECRET_WORDS = ("password", "secret", "token", "auth", "api_key", "apikey", "credential")
 
 
+@functools.lru_cache(maxsize=4096)
 def looks_secret(key: str) -> bool:
-    """Whether a field name suggests a secret (used on fields omsframe does not know)."""
+    """Whether a field name suggests a secret (used on fields omsframe does not know).
+
+    Example:
+        >>> looks_secret("partner_api_token"), looks_secret("tracking_number")
+        (True, False)
+    """
     lowered = key.lower()
     return any(word in lowered for word in _SECRET_WORDS)
+
+
+def drop_credentials(value: Any) -> Any:
+    """Remove, at any depth and in place, the keys whose names look like credentials.
+
+    Example:
+        >>> drop_credentials({"a": [{"api_key": "x", "b": 1}], "token": "y"})
+        {'a': [{'b': 1}]}
+    """
+    if isinstance(value, dict):
+        for key in [k for k in value if isinstance(k, str) and looks_secret(k)]:
+            del value[key]
+        for child in value.values():
+            if isinstance(child, dict | list):
+                drop_credentials(child)
+    elif isinstance(value, list):
+        for child in value:
+            if isinstance(child, dict | list):
+                drop_credentials(child)
+    return value
 
 
 def strip_order_secrets(order: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +121,8 @@ def strip_event_secrets(event: dict[str, Any]) -> dict[str, Any]:
         payload = request.get("payload")
         if isinstance(payload, dict):
             strip_order_secrets(payload)
+    # an event is kept whole (its payload as JSON): no credential-like key may stay anywhere
+    drop_credentials(event)
     return event
 
 

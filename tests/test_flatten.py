@@ -377,3 +377,19 @@ def test_a_superseded_copy_leaves_without_its_secrets() -> None:
     newer = make_order(modified_date="2023-05-18T10:00:00.000000Z")
     flatten_orders([newer, older])
     assert "configuration" not in older["channel"]
+
+
+def test_credential_like_keys_never_survive_wherever_they_hide(world: World) -> None:
+    first = make_order(id=1, loyalty={"program": "gold", "partner_token": "tok-1"})
+    second = make_order(id=2)
+    second["shipping_address"]["api_key"] = "key-2"  # a later copy of an address seen before
+    second["channel"]["auth_password"] = "pw-3"
+    flatten_orders([first, second])
+    assert first["loyalty"] == {"program": "gold"}
+    assert "api_key" not in second["shipping_address"]
+    assert "auth_password" not in second["channel"]
+    event = render.event_object(world, 0, world.end_us)
+    event["webhook"]["config"]["token"] = "tok-4"
+    event["request_payload"]["payload"]["customer"]["session_token"] = "tok-5"
+    text = all_text(flatten_events([event]))
+    assert "tok-4" not in text and "tok-5" not in text

@@ -67,6 +67,12 @@ class Tables(Mapping[str, Any]):
     Attributes:
         policy: The PII policy the cache was written with.
         source: Where the data came from (sanitized URL).
+
+    Example:
+        >>> import pandas as pd
+        >>> t = Tables({"orders": pd.DataFrame({"order_id": [1]})}, policy="drop", source=None)
+        >>> t.orders["order_id"].tolist(), list(t), t.policy
+        ([1], ['orders'], 'drop')
     """
 
     def __init__(self, frames: dict[str, Any], *, policy: str | None, source: str | None):
@@ -178,7 +184,12 @@ def load(
 
 @dataclass
 class CacheInfo:
-    """What a cache holds, how fresh it is, and where it came from."""
+    """What a cache holds, how fresh it is, and where it came from (see :func:`cache_info`).
+
+    Example:
+        >>> print(CacheInfo(path="data/none", exists=False))
+        cache  data/none (empty: run `omsframe sync`)
+    """
 
     path: str
     exists: bool

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.test_analysis_shop import Shop, build_shop
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -23,3 +25,9 @@ def example_orders(example_page: dict[str, Any]) -> list[dict[str, Any]]:
     """The orders of the published example page."""
     orders: list[dict[str, Any]] = example_page["results"]
     return orders
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
+    """The small synced shop the analysis and chart tests share (built once per session)."""
+    return build_shop(tmp_path_factory.mktemp("shop"))

@@ -32,18 +32,12 @@ from tests.test_analysis_shop import (
     ZONES,
     Shop,
     Unit,
-    build_shop,
     day_of,
     local_day,
     period_of,
     records,
     totals,
 )
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    return build_shop(tmp_path_factory.mktemp("customers"))
 
 
 @pytest.fixture(scope="module")

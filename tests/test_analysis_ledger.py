@@ -23,18 +23,12 @@ from tests.test_analysis_shop import (
     ZONES,
     Shop,
     Unit,
-    build_shop,
     records,
     tax_share,
     totals,
 )
 
 MONEY = ("gross_sales", "discounts", "returns", "net_sales", "taxes", "markdown")
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    return build_shop(tmp_path_factory.mktemp("ledger"))
 
 
 @pytest.fixture(scope="module")

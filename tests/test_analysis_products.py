@@ -19,12 +19,7 @@ from omsframe.analysis import (
     revenue,
     top_products,
 )
-from tests.test_analysis_shop import ENGINES, Shop, Unit, build_shop, records, totals
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    return build_shop(tmp_path_factory.mktemp("products"))
+from tests.test_analysis_shop import ENGINES, Shop, Unit, records, totals
 
 
 def base_code(product_id: int) -> str:

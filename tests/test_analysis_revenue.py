@@ -19,7 +19,6 @@ from tests.test_analysis_shop import (
     ZONES,
     Shop,
     Unit,
-    build_shop,
     day_of,
     local_day,
     period_of,
@@ -29,11 +28,6 @@ from tests.test_analysis_shop import (
 
 MONEY = ("gross_sales", "discounts", "returns", "net_sales", "taxes", "markdown")
 PERIODS: tuple[Period, ...] = ("day", "week", "month", "quarter", "year")
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    return build_shop(tmp_path_factory.mktemp("revenue"))
 
 
 def by_period(rows: list[dict[str, Any]], measure: str, *dims: str) -> dict[Any, Any]:

@@ -17,7 +17,6 @@ from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import narwhals as nw
-import pytest
 
 from omsframe.load import Tables, load
 from omsframe.simulator import catalogue as cat
@@ -182,11 +181,6 @@ def records(frame: Any) -> list[dict[str, Any]]:
 def day_of(value: Any) -> dt.date:
     """A period label (naive local datetime) as a date."""
     return value.date() if isinstance(value, dt.datetime) else value
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    return build_shop(tmp_path_factory.mktemp("shop"))
 
 
 def test_the_synced_shop_holds_the_worlds_items_and_money(shop: Shop) -> None:

@@ -38,7 +38,6 @@ from tests.test_analysis_shop import (
     ENGINES,
     ZONES,
     Shop,
-    build_shop,
     day_of,
     local_day,
     period_of,
@@ -105,11 +104,6 @@ def nearest_rank(values: list[int], p: int) -> int:
 
 def hours(us: int) -> float:
     return us * (1 / HOUR_US)  # as the analyses compute it: the same in pandas and polars
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    return build_shop(tmp_path_factory.mktemp("states"))
 
 
 @pytest.fixture(scope="module")

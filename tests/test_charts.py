@@ -16,12 +16,7 @@ from omsframe.analysis import (
     revenue,
     top_discounted_products,
 )
-from tests.test_analysis_shop import ENGINES, Shop, build_shop, records, totals
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    return build_shop(tmp_path_factory.mktemp("charts"))
+from tests.test_analysis_shop import ENGINES, Shop, records, totals
 
 
 @pytest.fixture(autouse=True)

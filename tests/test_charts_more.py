@@ -24,12 +24,7 @@ from omsframe.analysis import (
     webhook_health,
 )
 from omsframe.simulator import catalogue as cat
-from tests.test_analysis_shop import ENGINES, Shop, build_shop, records
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    return build_shop(tmp_path_factory.mktemp("charts-more"))
+from tests.test_analysis_shop import ENGINES, Shop, records
 
 
 @pytest.fixture(autouse=True)

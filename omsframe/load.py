@@ -24,6 +24,7 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow as pa
 
+from omsframe._display import aligned, html_table
 from omsframe.errors import CacheError
 from omsframe.manifest import load_manifest, manifest_path
 from omsframe.schema import TABLES
@@ -235,18 +236,10 @@ class CacheInfo:
         ]
 
     def __str__(self) -> str:
-        rows = self._rows()
-        width = max(len(name) for name, _ in rows)
-        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+        return aligned(self._rows())
 
     def _repr_html_(self) -> str:
-        import html
-
-        body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(n)}</th><td>{html.escape(v)}</td></tr>"
-            for n, v in self._rows()
-        )
-        return f"<table><caption>omsframe cache</caption>{body}</table>"
+        return html_table(self._rows(), "omsframe cache")
 
 
 def _human(age: dt.timedelta) -> str:

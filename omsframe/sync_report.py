@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from omsframe._display import aligned, html_table
 from omsframe.merge import UpsertCounts
 
 
@@ -80,19 +81,10 @@ class SyncReport:
         ]
 
     def __str__(self) -> str:
-        rows = self._rows()
-        width = max(len(name) for name, _ in rows)
-        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+        return aligned(self._rows())
 
     def _repr_html_(self) -> str:
-        import html
-
-        body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(n)}</th>"
-            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
-            for n, v in self._rows()
-        )
-        return f"<table><caption>omsframe sync</caption>{body}</table>"
+        return html_table(self._rows(), "omsframe sync")
 
     def add_orders(self, counts: UpsertCounts) -> None:
         """Add an order upsert's counts."""

@@ -282,8 +282,7 @@ def _order_rows(record: Any, drift: DriftReport, seen: _Entities) -> tuple[Any, 
     """
     if record.__class__ is not dict:
         raise ShapeError(f"the order is {type(record).__name__}, expected an object")
-    strip_order_secrets(record)
-    order_id = record.get("id")
+    order_id = record.get("id")  # (its secrets are gone: _OrderBatch.add strips them first)
     if order_id.__class__ is not int:
         raise ShapeError(f"the order has no integer `id` (got {order_id!r:.40})")
     check_fields(record, "order", drift)
@@ -358,10 +357,15 @@ def _quarantined(
             privacy.scrub_order(record)
         else:
             strip_event_secrets(record)
-            request = record.get("request_payload")
-            if isinstance(request, dict) and isinstance(request.get("payload"), dict):
-                privacy.scrub_order(request["payload"])
+            _scrub_payload(record, privacy)
     return QuarantinedRecord(kind, position, record_id, reason, dumps(record))
+
+
+def _scrub_payload(event: dict[str, Any], privacy: Privacy) -> None:
+    """Apply the PII policy to the order snapshot an event carries."""
+    request = event.get("request_payload")
+    if isinstance(request, dict) and isinstance(request.get("payload"), dict):
+        privacy.scrub_order(request["payload"])
 
 
 def flatten_events(records: Iterable[Any], *, privacy: Privacy | None = None) -> Flattened:
@@ -396,9 +400,7 @@ def flatten_events(records: Iterable[Any], *, privacy: Privacy | None = None) ->
             attempts = event.get("request_datetimes") or []
             if attempts.__class__ is not list:
                 raise ShapeError("`request_datetimes` is not a list")
-            request = event.get("request_payload")
-            if isinstance(request, dict) and isinstance(request.get("payload"), dict):
-                privacy.scrub_order(request["payload"])
+            _scrub_payload(event, privacy)
         except ShapeError as error:
             quarantine.append(_quarantined("event", position, event, str(error), privacy))
             continue
@@ -406,7 +408,7 @@ def flatten_events(records: Iterable[Any], *, privacy: Privacy | None = None) ->
         rows.owner.append(position)
         rows.computed["attempt_count"].append(len(attempts))
         rows.computed["last_attempt"].append(attempts[-1] if attempts else None)
-        rows.computed["payload"].append(request)
+        rows.computed["payload"].append(event.get("request_payload"))
     (table,), bad = owned_tables((rows,), privacy, drift)
     for position in sorted(bad):
         quarantine.append(_quarantined("event", position, batch[position], bad[position], privacy))

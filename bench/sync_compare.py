@@ -3,7 +3,9 @@
 Each measured job runs in its own process against one simulator process (so the server does
 not share the GIL with the job), and reports seconds and its peak RSS:
 
-- ``sync``: ``omsframe.sync`` of every order (events off) into an empty cache;
+- ``sync``: ``omsframe.sync`` of every order (events off) into an empty cache, pages parsed and
+  flattened on worker processes (the default for a read this large);
+- ``sync-1``: the same in one process (``workers=0``);
 - ``naive``: a sequential httpx loop over the pages, ``pandas.json_normalize`` of the orders and
   of their items (``record_path``), ``to_parquet`` of both — the usual notebook;
 - ``incremental``: ``omsframe.sync`` again after the shop's clock moved so that about 1% of the
@@ -68,9 +70,13 @@ def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
     import omsframe
 
     started = time.perf_counter()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     detail = ""
-    if kind in ("sync", "incremental"):
-        report = omsframe.sync(url, token=token, cache=cache, events=False, progress=False)
+    if kind in ("sync", "sync-1", "incremental"):
+        workers = 0 if kind == "sync-1" else None
+        report = omsframe.sync(
+            url, token=token, cache=cache, events=False, progress=False, workers=workers
+        )
         detail = f"{report.plan}: {report.orders_seen:,} orders read"
     elif kind == "naive":
         frames, items = [], []
@@ -83,14 +89,15 @@ def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
                 )
                 if response.status_code == 404:
                     break
-                results = response.json()["results"]
+                body = response.json()
+                results = body["results"]
                 frames.append(pd.json_normalize(results))
                 items.append(
                     pd.json_normalize(
                         results, record_path="orderitem_set", meta=["id"], meta_prefix="order."
                     )
                 )
-                if not response.json()["next"]:
+                if not body["next"]:
                     break
                 page += 1
         orders = pd.concat(frames, ignore_index=True)
@@ -120,12 +127,16 @@ def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
         flat = omsframe.flatten_orders(records)
         flat.to_pandas()
         detail = f"{flat.tables['orders'].num_rows:,} orders"
-    return {
-        "kind": kind,
-        "seconds": time.perf_counter() - started,
-        "peak_mib": peak_mib(),
-        "detail": detail,
-    }
+    seconds = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if children.ru_maxrss:  # worker processes (ended by now)
+        detail += f"; workers: {children.ru_maxrss / 1024:.0f} MiB peak each"
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    used = cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+    detail += f"; CPU {used:.1f} s"
+    if children.ru_maxrss:
+        detail += f" + workers {children.ru_utime + children.ru_stime:.1f} s"
+    return {"kind": kind, "seconds": seconds, "peak_mib": peak_mib(), "detail": detail}
 
 
 def run(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
@@ -169,7 +180,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cache, naive = os.path.join(tmp, "cache"), os.path.join(tmp, "naive")
             os.makedirs(naive)
-            results = [run("sync", url, token, cache), run("naive", url, token, naive)]
+            results = [
+                run("sync-1", url, token, cache + "-1"),
+                run("sync", url, token, cache),
+                run("naive", url, token, naive),
+            ]
             # move the shop's clock until 1% of its orders have changed
             server.stdin.write("0.01\n")
             server.stdin.flush()

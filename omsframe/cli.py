@@ -79,6 +79,11 @@ def _print(value: Any, as_json: bool) -> None:
 )
 @click.option("--wait", is_flag=True, help="Wait for another sync of this cache to finish.")
 @click.option("--allow-http", is_flag=True, help="Allow plain http:// to a remote host.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    help="Processes flattening pages (default: one per core for 20,000+ orders; 0: none).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_JSON
 def sync_command(
@@ -90,6 +95,7 @@ def sync_command(
     pii: str | None,
     wait: bool,
     allow_http: bool,
+    workers: int | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -110,6 +116,7 @@ def sync_command(
         wait=wait,
         allow_http=allow_http,
         progress=not (quiet or as_json),
+        workers=workers,
     )
     _print(report, as_json)
 

@@ -418,7 +418,9 @@ class Client:
         page_size: int | None,
         progress: bool,
         probed: ProbeResult | None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Listing:
+        """A lazy list; ``decode`` turns each page's bytes into its body (default: parse)."""
         plan = plan_read(
             filter_params(endpoint, filters, known),
             page_size=page_size or self.settings.page_size,
@@ -426,14 +428,18 @@ class Client:
             max_passes=self.settings.max_passes,
             probed=probed,
         )
-        return Listing(endpoint, self._page_reader(endpoint), plan, progress=progress)
+        return Listing(endpoint, self._page_reader(endpoint, decode), plan, progress=progress)
 
-    def _page_reader(self, endpoint: ListEndpoint) -> FetchPage:
+    def _page_reader(
+        self, endpoint: ListEndpoint, decode: Callable[[bytes], Any] | None = None
+    ) -> FetchPage:
         path: str = getattr(self.settings.paths, endpoint)
 
         def fetch(params: Mapping[str, str]) -> PageBody | None:
             beyond_first = params.get("page", "1") != "1"
-            body = self._session.request(endpoint, "GET", path, params=params, vanish=beyond_first)
+            body = self._session.request(
+                endpoint, "GET", path, params=params, vanish=beyond_first, decode=decode
+            )
             if body is VANISHED:
                 return None
             if not (

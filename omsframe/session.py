@@ -197,6 +197,7 @@ class Session:
         authenticate: bool = True,
         vanish: bool = False,
         write: bool = False,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Any:
         """Send one request until it succeeds or fails for good; return the parsed JSON.
 
@@ -209,6 +210,8 @@ class Session:
             authenticate: Send the token (log in first if needed; once more after a 401).
             vanish: A 404 "Invalid page." returns ``VANISHED`` instead of raising.
             write: A write: retried only when it surely did not reach the server.
+            decode: Turns the body into the result (default ``orjson.loads``); raises
+                ``orjson.JSONDecodeError`` for a body that is not JSON.
         """
         policy = self.settings.retry
         url = httpx.URL(self.settings.url + path, params=params)
@@ -253,7 +256,7 @@ class Session:
                 if not response.content.strip():
                     return None
                 try:
-                    return orjson.loads(response.content)
+                    return (decode or orjson.loads)(response.content)
                 except orjson.JSONDecodeError:
                     if last or write:
                         raise ResponseError(

@@ -263,7 +263,7 @@ class Store:
     def upsert_orders(
         self,
         flat: Flattened,
-        raw: Iterable[dict[str, Any]],
+        raw: Iterable[dict[str, Any]] | pa.Table,
         *,
         policy: str,
         observed_at: dt.datetime,
@@ -273,12 +273,15 @@ class Store:
         For each order id, the copy with the latest ``modified_date`` wins: all of the losing
         copy's rows (items, addresses) are replaced by the winner's. Partitions without a
         winning row are not rewritten.
+
+        ``raw`` is the batch's records as flattened (secrets stripped, PII policy applied), or
+        their raw-layer table already made (:func:`omsframe.pageflat.raw_orders_table`).
         """
         orders = flat.tables["orders"]
         counts = UpsertCounts()
         if orders.num_rows == 0:
             return counts
-        raw_table = self._raw_orders(orders, raw)
+        raw_table = raw if isinstance(raw, pa.Table) else self._raw_orders(orders, raw)
         incoming = {name: flat.tables[name] for name in ORDER_GROUP}
         incoming["raw_orders"] = raw_table
         order_months = _months(orders, "date_placed")

@@ -43,9 +43,11 @@ from omsframe.config import is_loopback
 from omsframe.convert import stamp_key
 from omsframe.errors import CacheError, ConfigError, sanitize_url
 from omsframe.export import recover_swap
-from omsframe.flatten import flatten_events, flatten_orders
+from omsframe.filters import EVENT_FILTERS, ORDER_FILTERS
+from omsframe.flatten import flatten_events
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, save_manifest
+from omsframe.pageflat import PageDecoder, combine
 from omsframe.paging import Listing, ProbeResult
 from omsframe.privacy import PiiMode, Privacy
 from omsframe.schema import SCHEMA_VERSION
@@ -112,6 +114,7 @@ def sync(
     progress: bool = True,
     wait: bool | float = False,
     allow_http: bool = False,
+    workers: int | None = None,
 ) -> SyncReport:
     """Fill (or bring up to date) a parquet cache from an OMS.
 
@@ -132,6 +135,10 @@ def sync(
         wait: Wait for another sync of the same cache to finish instead of failing (seconds,
             or ``True`` to wait for as long as it takes).
         allow_http: Allow plain ``http://`` to a host that is not loopback.
+        workers: Processes that parse and flatten order pages while this one reads and
+            writes: by default one per core once the server says the read holds 20,000
+            orders or more (below that, starting them costs more than they save); ``0`` for
+            none.
 
     Returns:
         The :class:`SyncReport`.
@@ -198,6 +205,7 @@ def sync(
                     lookback=lookback,
                     batch_size=batch_size,
                     progress=progress,
+                    workers=workers,
                 )
             after = client.stats
             report.retries = after.retries - before.retries
@@ -286,17 +294,22 @@ def _in_id_order(probe: ProbeResult) -> bool:
     return probe.honours("ordering") or (probe.honours("id__gte") and probe.honours("id__lt"))
 
 
-def _high_water(client: Client, endpoint: Endpoint, probe: ProbeResult) -> str | None:
-    """The newest ``modified_date`` on the server now (``None`` if it cannot be asked)."""
+def _high_water(
+    client: Client, endpoint: Endpoint, probe: ProbeResult
+) -> tuple[str | None, int | None]:
+    """The newest ``modified_date`` on the server now, and how many records it holds.
+
+    ``(None, None)`` when the server cannot be asked (it ignores ``ordering``).
+    """
     if not probe.honours("ordering"):
-        return None
+        return None, None
     short = client.orders_short if endpoint == "orders" else client.webhook_events_short
     for page in short(ordering="-modified_date", page_size=1).pages():
         if page.records:
             value = page.records[0].get("modified_date")
-            return value if isinstance(value, str) else None
-        break
-    return None
+            return (value if isinstance(value, str) else None), page.count
+        return None, page.count
+    return None, None
 
 
 def _sync_endpoint(
@@ -311,13 +324,16 @@ def _sync_endpoint(
     lookback: dt.timedelta,
     batch_size: int,
     progress: bool,
+    workers: int | None = None,
 ) -> None:
     probe_data = manifest["probe"].get(endpoint)
     probe = ProbeResult.from_dict(probe_data) if probe_data and not full else client.probe(endpoint)
     manifest["probe"][endpoint] = probe.to_dict()
     plan, filters, notes, resumed = _plan(manifest, endpoint, probe, full, lookback)
     checkpoint = manifest["checkpoint"].get(endpoint) or {}
-    high_water = checkpoint.get("high_water") if resumed else _high_water(client, endpoint, probe)
+    high_water, total = (
+        (checkpoint.get("high_water"), None) if resumed else _high_water(client, endpoint, probe)
+    )
     logger.info(
         "%s: plan %s%s, filters %s",
         endpoint,
@@ -338,54 +354,59 @@ def _sync_endpoint(
             )
         )
     base_filters = dict(checkpoint.get("filters") or filters) if resumed else dict(filters)
-    read: Listing = (client.orders if endpoint == "orders" else client.webhook_events)(
-        progress=progress, probed=probe, **filters
-    )
+    decoder = PageDecoder(privacy, workers=workers) if endpoint == "orders" else None
+    if decoder and plan != "incremental" and total is not None and total >= decoder.threshold:
+        decoder.start()  # a large read ahead: start the workers while the first pages load
+    known = ORDER_FILTERS if endpoint == "orders" else EVENT_FILTERS
+    # order pages are parsed and flattened as they arrive (see omsframe.pageflat)
+    read: Listing = client._listing(endpoint, known, filters, None, progress, probe, decoder)
     newest_seen: str | None = None
     last_id = checkpoint.get("last_id") if resumed else None
     observed = _now()
     read_started = time.monotonic()
-    for batch in _batches(iter(read), batch_size):
-        if endpoint == "orders":
-            flat = flatten_orders(batch, privacy=privacy)
-            for record in batch:
-                if isinstance(record, dict):
-                    privacy.scrub_order(record)
-            report.add_orders(
-                store.upsert_orders(flat, batch, policy=privacy.mode, observed_at=observed)
+    with decoder or contextlib.nullcontext():
+        for batch in _batches(iter(read), batch_size):
+            if endpoint == "orders":
+                flat, raw = combine(batch)
+                report.add_orders(
+                    store.upsert_orders(flat, raw, policy=privacy.mode, observed_at=observed)
+                )
+                store.upsert_entities(flat, policy=privacy.mode)
+                report.orders_seen += len(batch)
+                report.items += flat.tables["order_items"].num_rows
+            else:
+                flat = flatten_events(batch, privacy=privacy)
+                counts = store.upsert_events(flat, batch, policy=privacy.mode)
+                report.events_seen += len(batch)
+                report.events_new += counts.new
+                report.events_updated += counts.updated
+            store.add_quarantine(flat.quarantine, observed)
+            report.quarantined += len(flat.quarantine)
+            report.duplicates += flat.duplicates
+            for kind, counter in flat.drift.to_dict().items():
+                merged = report.drift.setdefault(kind, {})
+                for name, count in counter.items():
+                    merged[name] = merged.get(name, 0) + count
+            ids = [r["id"] for r in batch if isinstance(r, dict) and isinstance(r.get("id"), int)]
+            stamps = [r.get("modified_date") for r in batch if isinstance(r, dict)]
+            stamps = [s for s in stamps if isinstance(s, str)]
+            if stamps:
+                newest_seen = max(
+                    (s for s in (newest_seen, *stamps) if s is not None), key=stamp_key
+                )
+            if ids:
+                last_id = max(ids) if last_id is None else max(last_id, *ids)
+            manifest["checkpoint"][endpoint] = {
+                "plan": plan,
+                "filters": _jsonable(base_filters),
+                "last_id": last_id,
+                "high_water": high_water,
+                "started": observed.isoformat(),
+            }
+            save_manifest(store.root, manifest)
+            logger.debug(
+                "%s: stored a batch of %d, checkpoint at id %s", endpoint, len(batch), last_id
             )
-            store.upsert_entities(flat, policy=privacy.mode)
-            report.orders_seen += len(batch)
-            report.items += flat.tables["order_items"].num_rows
-        else:
-            flat = flatten_events(batch, privacy=privacy)
-            counts = store.upsert_events(flat, batch, policy=privacy.mode)
-            report.events_seen += len(batch)
-            report.events_new += counts.new
-            report.events_updated += counts.updated
-        store.add_quarantine(flat.quarantine, observed)
-        report.quarantined += len(flat.quarantine)
-        report.duplicates += flat.duplicates
-        for kind, counter in flat.drift.to_dict().items():
-            merged = report.drift.setdefault(kind, {})
-            for name, count in counter.items():
-                merged[name] = merged.get(name, 0) + count
-        ids = [r["id"] for r in batch if isinstance(r, dict) and isinstance(r.get("id"), int)]
-        stamps = [r.get("modified_date") for r in batch if isinstance(r, dict)]
-        stamps = [s for s in stamps if isinstance(s, str)]
-        if stamps:
-            newest_seen = max((s for s in (newest_seen, *stamps) if s is not None), key=stamp_key)
-        if ids:
-            last_id = max(ids) if last_id is None else max(last_id, *ids)
-        manifest["checkpoint"][endpoint] = {
-            "plan": plan,
-            "filters": _jsonable(base_filters),
-            "last_id": last_id,
-            "high_water": high_water,
-            "started": observed.isoformat(),
-        }
-        save_manifest(store.root, manifest)
-        logger.debug("%s: stored a batch of %d, checkpoint at id %s", endpoint, len(batch), last_id)
     stats = read.stats
     report.pages += stats.pages
     if endpoint == "orders":

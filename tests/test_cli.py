@@ -79,7 +79,9 @@ def test_sync_status_export_rebuild_from_the_shell(tmp_path: Path) -> None:
     with simulate(orders=150, seed=2) as oms:
         env = {"OMSFRAME_TOKEN": oms.token}
         args = ["sync", "--url", oms.url, "--cache", str(cache), "--no-events", "--json"]
-        synced = runner.invoke(main, args, env=env)
+        refused = runner.invoke(main, [*args, "--workers", "-1"], env=env)
+        assert refused.exit_code != 0 and "--workers" in refused.output
+        synced = runner.invoke(main, [*args, "--workers", "1"], env=env)
         assert synced.exit_code == 0, synced.output
         report = json.loads(synced.output)
         assert report["plan"] == "full" and report["orders_new"] == 150

@@ -1,0 +1,409 @@
+"""Order pages parsed and flattened as they arrive, on worker processes for a large read.
+
+A sync reads pages concurrently, but parsing and flattening are Python work, bound to one core
+by the interpreter's lock, and they used to compete with the cache writes for it. Here each
+page's bytes are parsed, flattened and prepared for the raw layer in one go — on worker
+processes (one per core) once the server says the read is large, in the reading thread before
+that — and the paging logic gets back light records (``id`` and ``modified_date`` only) that
+point at their page's tables. :func:`combine` turns a batch of such records back into one
+:class:`~omsframe.flatten.Flattened` and the raw layer's rows.
+
+Workers are plain ``python`` processes fed through pipes (not ``multiprocessing``), so a
+notebook, a script without a ``__main__`` guard and every platform behave the same; they end
+when this process ends, even after ``kill -9``.
+
+Example:
+    >>> import orjson
+    >>> page = orjson.dumps({"count": 2, "next": None, "previous": None,
+    ...                      "results": [{"id": 7, "modified_date": "2025-01-02T00:00:00Z"},
+    ...                                  {"id": 8}]})
+    >>> with PageDecoder(Privacy(), workers=0) as decode:
+    ...     body = decode(page)
+    >>> [dict(r) for r in body["results"]]
+    [{'id': 7, 'modified_date': '2025-01-02T00:00:00Z'}, {'id': 8}]
+    >>> flat, raw = combine(body["results"][1:])
+    >>> flat.tables["orders"].column("order_id").to_pylist(), raw.num_rows
+    ([8], 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from omsframe.convert import stamp_key
+from omsframe.drift import DriftReport
+from omsframe.flatten import ORDER_TABLES, Flattened, QuarantinedRecord, flatten_orders
+from omsframe.privacy import PiiMode, Privacy
+
+logger = logging.getLogger(__name__)
+
+#: Start worker processes when the server says a read holds at least this many records.
+WORKER_THRESHOLD = 20_000
+_HEADER = struct.Struct("<Q")
+_KEYS = ("id", "modified_date")
+RAW_ORDERS_SCHEMA = pa.schema(
+    [
+        pa.field("order_id", pa.int64(), nullable=False),
+        pa.field("date_placed", pa.timestamp("us", tz="UTC")),
+        pa.field("modified_date", pa.timestamp("us", tz="UTC")),
+        pa.field("record", pa.string()),
+    ]
+)
+
+
+@dataclass
+class FlatPage:
+    """One page of orders, flattened: its tables and its raw-layer rows (secrets removed)."""
+
+    flat: Flattened
+    raw: pa.Table
+    size: int
+
+
+class Stub(dict[str, Any]):
+    """A record as the paging logic sees it: ``id`` and ``modified_date``, and where it is from."""
+
+    __slots__ = ("page", "position")
+
+    def __init__(self, keys: dict[str, Any], page: FlatPage, position: int) -> None:
+        super().__init__(keys)
+        self.page = page
+        self.position = position
+
+
+def raw_orders_table(orders: pa.Table, records: Iterable[Any]) -> pa.Table:
+    """The raw layer's rows for flattened ``orders``: each order's winning copy, as JSON text.
+
+    ``records`` are the orders as flattened (secrets stripped, PII policy applied); where an
+    id came more than once, the copy with the latest ``modified_date`` (the later on a tie) is
+    the one kept, as in the tables.
+
+    Example:
+        >>> orders = flatten_orders([{"id": 1}]).tables["orders"]
+        >>> raw_orders_table(orders, [{"id": 1}]).column("record").to_pylist()
+        ['{"id":1}']
+    """
+    best: dict[int, tuple[str, Any]] = {}
+    for record in records:
+        if isinstance(record, dict) and isinstance(record.get("id"), int):
+            key = stamp_key(record.get("modified_date"))
+            previous = best.get(record["id"])
+            if previous is None or key >= previous[0]:
+                best[record["id"]] = (key, record)
+    texts = [
+        orjson.dumps(best[i][1]).decode() if i in best else None
+        for i in orders.column("order_id").to_pylist()
+    ]
+    return pa.table(
+        {
+            "order_id": orders.column("order_id"),
+            "date_placed": orders.column("date_placed"),
+            "modified_date": orders.column("modified_date"),
+            "record": pa.array(texts, pa.string()),
+        },
+        schema=RAW_ORDERS_SCHEMA,
+    )
+
+
+def _is_page(body: Any) -> bool:
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("count"), int)
+        and isinstance(body.get("results"), list)
+        and all(isinstance(record, dict) for record in body["results"])
+    )
+
+
+def flatten_page(content: bytes, privacy: Privacy) -> tuple[Any, ...]:
+    """Parse one page of orders and flatten it (also what a worker runs).
+
+    Returns ``("page", count, next, previous, keys, FlatPage)`` for a page, or ``("body",
+    parsed)`` when the JSON is not shaped as a page (the caller reports that). Raises
+    ``orjson.JSONDecodeError`` for text that is not JSON.
+    """
+    body = orjson.loads(content)
+    if not _is_page(body):
+        return ("body", body)
+    records = body["results"]
+    keys = [{k: record[k] for k in _KEYS if k in record} for record in records]
+    flat = flatten_orders(records, privacy=privacy)  # strips the secrets of every record
+    for record in records:
+        privacy.scrub_order(record)
+    raw = raw_orders_table(flat.tables["orders"], records)
+    page = FlatPage(flat, raw, len(records))
+    return ("page", body["count"], body.get("next"), body.get("previous"), keys, page)
+
+
+def combine(batch: list[Any]) -> tuple[Flattened, pa.Table]:
+    """One :class:`Flattened` and raw-layer table for a batch of :class:`Stub` records.
+
+    Rows of records the paging logic dropped (an id handed out already) are left out; so are
+    the quarantined records among them. Customers, products, channels and states may repeat
+    across pages: the store keeps the latest of each.
+    """
+    pages: dict[int, tuple[FlatPage, int, set[int]]] = {}
+    offset = 0
+    for stub in batch:
+        entry = pages.get(id(stub.page))
+        if entry is None:
+            entry = pages[id(stub.page)] = (stub.page, offset, set())
+            offset += stub.page.size
+        entry[2].add(stub.position)
+    if not pages:
+        empty = flatten_orders([])
+        return empty, raw_orders_table(empty.tables["orders"], [])
+    parts: dict[str, list[pa.Table]] = {name: [] for name in ORDER_TABLES}
+    raws: list[pa.Table] = []
+    quarantine: list[QuarantinedRecord] = []
+    drift = DriftReport()
+    duplicates = 0
+    policy = ""
+    for page, first, kept in pages.values():
+        flat, raw = page.flat, page.raw
+        policy = flat.pii_policy
+        tables = dict(flat.tables)
+        if len(kept) < page.size:
+            ids = pa.array(
+                [s["id"] for s in batch if s.page is page and isinstance(s.get("id"), int)],
+                pa.int64(),
+            )
+            for name in ("orders", "order_items", "addresses"):
+                tables[name] = _only(tables[name], ids)
+            raw = _only(raw, ids)
+        for name in ORDER_TABLES:
+            parts[name].append(tables[name])
+        raws.append(raw)
+        for bad in flat.quarantine:
+            if bad.kind != "order" or bad.position in kept:
+                quarantine.append(
+                    QuarantinedRecord(
+                        bad.kind,
+                        bad.position + first,
+                        bad.record_id,
+                        bad.reason,
+                        bad.record,
+                    )
+                )
+        drift.merge(flat.drift)
+        duplicates += flat.duplicates
+    tables = {name: pa.concat_tables(parts[name]) for name in ORDER_TABLES}
+    return Flattened(tables, quarantine, drift, policy, duplicates), pa.concat_tables(raws)
+
+
+def _only(table: pa.Table, ids: pa.Array) -> pa.Table:
+    return table.filter(pc.is_in(table.column("order_id"), value_set=ids))
+
+
+class _WorkerLostError(Exception):
+    """A worker process ended or answered nonsense."""
+
+
+def _send(stream: IO[bytes], message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise _WorkerLostError("the worker ended")
+    (size,) = _HEADER.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        raise _WorkerLostError("the worker ended mid-answer")
+    return pickle.loads(data)
+
+
+class _Worker:
+    """One worker process and its two pipes."""
+
+    def __init__(self, mode: PiiMode, key: bytes) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from omsframe.pageflat import serve_worker; serve_worker()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.stdin: IO[bytes] = self.process.stdin
+        self.stdout: IO[bytes] = self.process.stdout
+        _send(self.stdin, (mode, key))
+
+    def ready(self) -> None:
+        """Wait until the worker has imported what it needs."""
+        if _receive(self.stdout) != "ready":
+            raise _WorkerLostError("no greeting")
+
+    def ask(self, content: bytes) -> Any:
+        """Have the worker flatten one page."""
+        try:
+            _send(self.stdin, content)
+            answer = _receive(self.stdout)
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
+            raise _WorkerLostError(type(error).__name__) from None
+        if answer[0] == "json error":
+            raise orjson.JSONDecodeError(answer[1], "", 0)
+        if answer[0] == "failed":
+            raise _WorkerLostError(answer[1])
+        return answer
+
+    def stop(self) -> None:
+        """Close the pipes (the worker then ends) and wait for it."""
+        for stream in (self.stdin, self.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def serve_worker() -> None:
+    """A worker's main loop: page bytes in on stdin, flattened pages out on stdout."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the answers
+    try:
+        mode, key = _receive(stdin)
+        privacy = Privacy(mode=mode, key=key)
+        _send(stdout, "ready")
+        while True:
+            content = _receive(stdin)
+            try:
+                answer: Any = flatten_page(content, privacy)
+            except orjson.JSONDecodeError as error:
+                answer = ("json error", str(error)[:200])
+            except Exception as error:  # reported to the parent, which flattens the page itself
+                answer = ("failed", f"{type(error).__name__}: {str(error)[:200]}")
+            _send(stdout, answer)
+    except (_WorkerLostError, BrokenPipeError):
+        return  # the parent went away
+
+
+class PageDecoder:
+    """Turns order-page bytes into a page of :class:`Stub` records (see the module).
+
+    Args:
+        privacy: The cache's PII policy and key.
+        workers: Worker processes: ``None`` for one per core once a read holds at least
+            ``threshold`` records, ``0`` for none (everything in this process), ``n`` for
+            ``n`` from the first page on.
+        threshold: See ``workers``.
+
+    Use as a context manager (the workers are stopped on exit), and call it with a page's
+    bytes from any thread.
+    """
+
+    def __init__(
+        self, privacy: Privacy, *, workers: int | None = None, threshold: int = WORKER_THRESHOLD
+    ) -> None:
+        self.privacy = privacy
+        self.wanted = (os.cpu_count() or 1) if workers is None else workers
+        self.threshold = threshold if workers is None else 0
+        self._idle: queue.Queue[_Worker | None] = queue.Queue()
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._starting = False
+        self._closed = False
+        self.pages_on_workers = 0
+
+    def __enter__(self) -> PageDecoder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __call__(self, content: bytes) -> Any:
+        """The page body for ``content``, its records as :class:`Stub` (a page-less body as is)."""
+        answer = self._decode(content)
+        if answer[0] == "body":
+            return answer[1]
+        _, count, next_url, previous, keys, page = answer
+        if count >= self.threshold:
+            self.start()
+        results = [Stub(k, page, i) for i, k in enumerate(keys)]
+        return {"count": count, "next": next_url, "previous": previous, "results": results}
+
+    def _decode(self, content: bytes) -> Any:
+        if self._workers:
+            worker = self._idle.get()
+            if worker is None:  # no worker left: flatten here from now on
+                self._idle.put(None)
+            else:
+                try:
+                    answer = worker.ask(content)
+                except _WorkerLostError as error:
+                    logger.warning("a flattening worker failed (%s); flattening here", error)
+                    self._drop(worker)
+                else:
+                    self._idle.put(worker)
+                    self.pages_on_workers += 1
+                    return answer
+        return flatten_page(content, self.privacy)
+
+    def start(self) -> None:
+        """Start the worker processes in the background (once; pages go to them when ready)."""
+        with self._lock:
+            if self._starting or self._closed or self.wanted < 1:
+                return
+            self._starting = True
+        threading.Thread(target=self._launch, name="omsframe-workers", daemon=True).start()
+
+    def _launch(self) -> None:
+        started: list[_Worker] = []
+        try:
+            for _ in range(self.wanted):
+                started.append(_Worker(self.privacy.mode, self.privacy.key))
+            for worker in started:
+                worker.ready()
+        except (OSError, _WorkerLostError) as error:
+            logger.warning("could not start flattening workers (%s); flattening here", error)
+            for worker in started:
+                worker.stop()
+            return
+        with self._lock:
+            if not self._closed:
+                for worker in started:
+                    self._idle.put(worker)
+                self._workers, started = started, []
+        for worker in started:  # closed meanwhile
+            worker.stop()
+        logger.info("flattening on %d worker processes", self.wanted)
+
+    def _drop(self, worker: _Worker) -> None:
+        with self._lock:
+            self._workers = [w for w in self._workers if w is not worker]
+            if not self._workers:
+                self._idle.put(None)  # wakes the threads waiting for a worker
+        worker.stop()
+
+    def close(self) -> None:
+        """Stop the workers (each finishes the page it is on)."""
+        with self._lock:
+            self._closed = True
+            workers, self._workers = self._workers, []
+            self._idle.put(None)
+        for worker in workers:
+            worker.stop()

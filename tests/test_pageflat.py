@@ -1,0 +1,196 @@
+"""Order pages flattened on worker processes: same cache as in one process, robust to failures."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import orjson
+import pytest
+
+from omsframe.pageflat import PageDecoder, Stub, combine
+from omsframe.privacy import Privacy
+from omsframe.simulator.server import Clock, serve
+from omsframe.simulator.world import World, from_us
+from omsframe.sync import sync
+from tests.test_sync import check_cache, snapshot, truth
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World.generate(seed=33, orders=700, start=dt.date(2025, 1, 1), end=dt.date(2025, 6, 1))
+
+
+def page(records: list[object], count: int | None = None) -> bytes:
+    body = {"count": len(records) if count is None else count, "next": None, "previous": None}
+    return orjson.dumps({**body, "results": records})
+
+
+def test_sync_on_workers_equals_sync_in_one_process(world: World, tmp_path: Path) -> None:
+    start = from_us(world.end_us) - 20 * dt.timedelta(days=1)
+    with serve(world, clock=Clock(start=start)) as oms:
+        here = sync(
+            oms.url,
+            token=oms.token,
+            cache=tmp_path / "here",
+            progress=False,
+            workers=0,
+            batch_size=250,
+            pii="keep",  # each cache has its own key: pseudonyms would differ
+        )
+        there = sync(
+            oms.url,
+            token=oms.token,
+            cache=tmp_path / "there",
+            progress=False,
+            workers=2,
+            batch_size=250,
+            pii="keep",
+        )
+        check_cache(tmp_path / "there", truth(world, oms.now_us))
+        oms.advance(10 * dt.timedelta(days=1))
+        again_here = sync(oms.url, token=oms.token, cache=tmp_path / "here", progress=False)
+        again_there = sync(
+            oms.url, token=oms.token, cache=tmp_path / "there", progress=False, workers=2
+        )
+        check_cache(tmp_path / "there", truth(world, oms.now_us))
+    assert (there.orders_new, there.items) == (here.orders_new, here.items)
+    assert again_there.orders_updated == again_here.orders_updated > 0
+    assert snapshot(tmp_path / "there") == snapshot(tmp_path / "here")
+
+
+def test_workers_take_the_pages_and_give_the_same_tables() -> None:
+    records = [
+        {"id": 1, "modified_date": "2025-01-01T00:00:00Z", "orderitem_set": []},
+        {"id": 2, "channel": {"id": 5, "configuration": {"password": "hunter2"}}},
+    ]
+    privacy = Privacy(mode="pseudonymize", key=b"k" * 32)
+    with PageDecoder(privacy, workers=2) as decode:
+        decode(page(records))  # starts the workers in the background
+        for _ in range(200):
+            if decode._workers:
+                break
+            import time
+
+            time.sleep(0.05)
+        assert len(decode._workers) == 2
+        body = decode(page(records))
+        assert decode.pages_on_workers == 1
+    with PageDecoder(privacy, workers=0) as decode:
+        local = decode(page(records))
+    flat, raw = combine(body["results"])
+    flat_here, raw_here = combine(local["results"])
+    for name, table in flat.tables.items():
+        assert table.equals(flat_here.tables[name]), name
+    assert raw.equals(raw_here)
+    assert "hunter2" not in str(raw.to_pylist()) and "configuration" not in str(raw.to_pylist())
+
+
+def test_a_lost_worker_leaves_the_page_to_this_process() -> None:
+    records = [{"id": 9, "orderitem_set": []}]
+    with PageDecoder(Privacy(), workers=2) as decode:
+        decode._launch()  # start now, in this thread
+        for worker in list(decode._workers):
+            worker.process.kill()
+            worker.process.wait()
+        body = decode(page(records))  # a worker fails; the page is flattened here
+        assert len(decode._workers) == 1
+        decode(page(records))  # so does the other
+        again = decode(page(records))  # no worker left: flattened here
+        assert decode._workers == [] and decode.pages_on_workers == 0
+    assert [s["id"] for s in body["results"]] == [9] == [s["id"] for s in again["results"]]
+    flat, _ = combine(body["results"])
+    assert flat.tables["orders"].column("order_id").to_pylist() == [9]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_bad_json_and_bodies_that_are_not_pages(workers: int) -> None:
+    with PageDecoder(Privacy(), workers=workers) as decode:
+        if workers:
+            decode._launch()
+        with pytest.raises(orjson.JSONDecodeError):
+            decode(b'{"count": 1, "results": [')
+        assert decode(b'{"detail": "nope"}') == {"detail": "nope"}
+        assert decode(b'{"count": 1, "results": [3]}') == {"count": 1, "results": [3]}
+        if workers:
+            assert len(decode._workers) == 2  # a bad page does not cost a worker
+
+
+def test_combine_keeps_only_the_records_handed_out() -> None:
+    with PageDecoder(Privacy(), workers=0) as decode:
+        first = decode(page([{"id": 1}, {"id": 2}, {"id": "x"}]))["results"]
+        second = decode(page([{"id": 2}, {"id": 3}, {"id": None}]))["results"]
+    assert all(isinstance(s, Stub) for s in first + second)
+    # the paging logic dropped id 2 of the second page (handed out with the first)
+    flat, raw = combine([*first, second[1], second[2]])
+    assert sorted(flat.tables["orders"].column("order_id").to_pylist()) == [1, 2, 3]
+    assert sorted(raw.column("order_id").to_pylist()) == [1, 2, 3]
+    # quarantined: "x" at position 2 of the batch, None at position 3 + 2 of the second page
+    assert sorted(q.position for q in flat.quarantine) == [2, 5]
+    # a page split across two batches gives each batch its own records
+    flat, _ = combine(first[:1])
+    assert flat.tables["orders"].column("order_id").to_pylist() == [1]
+    assert flat.quarantine == []
+
+
+KILL_SCRIPT = """
+import sys
+from omsframe.sync import sync
+sync(sys.argv[1], token=sys.argv[2], cache=sys.argv[3], progress=False, batch_size=60, workers=2)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (an ended one waiting to be reaped, a zombie, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_a_sync_killed_with_its_workers_running_resumes_and_leaves_no_worker(
+    world: World, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_sync import _checkpoint
+
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    with serve(world) as oms:
+        sync(oms.url, token=oms.token, cache=clean, progress=False, workers=0)
+        killed.mkdir()  # the same pseudonymization key, so that both caches can be compared
+        (killed / ".pii-key").write_bytes((clean / ".pii-key").read_bytes())
+        process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, oms.url, oms.token, killed])
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while not (workers and _checkpoint(killed)) and process.poll() is None:
+            assert time.monotonic() < deadline, "the sync made no progress"
+            workers = _children(process.pid)
+            time.sleep(0.01)
+        assert len(workers) == 2 and process.poll() is None
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "a worker outlived its sync"
+            time.sleep(0.05)
+        final = sync(oms.url, token=oms.token, cache=killed, progress=False, workers=2)
+        assert final.resumed and final.complete
+    assert snapshot(killed) == snapshot(clean)

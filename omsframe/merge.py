@@ -1,7 +1,11 @@
 """Upsert arithmetic: which copy of a row wins, and what an upsert did.
 
-The latest ``modified_date`` wins; on a tie (or without a stamp) the incoming copy wins; an
-older incoming copy never replaces a newer stored one.
+The latest stamp (``modified_date``) wins. Against the stored copy of a key, an incoming copy
+with a newer stamp replaces it; one with the same stamp leaves it (unchanged), and an older one,
+or one without a stamp, never replaces it; a stored copy without a stamp loses to any stamped
+incoming copy. Within one incoming batch, the copy with the latest stamp is the candidate (a
+missing stamp is the oldest; on a tie, the later row). For a table without a stamp column the
+incoming copy always wins (the batch's last copy of a key).
 
 Example:
     >>> import pyarrow as pa
@@ -10,15 +14,22 @@ Example:
     >>> merged, changed = merge_latest(old, new, ["k"], "m")
     >>> sorted(merged.to_pylist(), key=lambda r: r["k"]), changed
     ([{'k': 1, 'm': 5}, {'k': 2, 'm': 9}, {'k': 3, 'm': 1}], True)
+
+    Two copies of a key in one batch: the newer one wins, wherever it comes.
+
+    >>> batch = pa.table({"k": [4, 4], "m": [7, 6]})
+    >>> merge_latest(None, batch, ["k"], "m")[0].to_pylist()
+    [{'k': 4, 'm': 7}]
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 @dataclass
@@ -47,18 +58,16 @@ def newer(candidate: Any, current: Any) -> bool:
     return current is None or candidate > current
 
 
-def state_change(
-    order_id: int, before: Any, after: Any, changed: Any, observed: dt.datetime, placed: Any
-) -> dict[str, Any]:
-    """A row of ``state_history``: an order went from ``before`` to ``after``."""
-    return {
-        "order_id": order_id,
-        "from_state_code": before,
-        "to_state_code": after,
-        "changed_at": changed if changed is not None else observed,
-        "observed_at": observed,
-        "date_placed": placed,
-    }
+def newer_mask(candidate: pa.Array, current: pa.Array) -> pa.Array:
+    """:func:`newer` of each pair of stamps, as a boolean array without nulls."""
+    return pc.coalesce(
+        pc.greater(candidate, current), pc.and_(pc.is_valid(candidate), pc.is_null(current))
+    )
+
+
+def same_mask(left: pa.Array, right: pa.Array) -> pa.Array:
+    """Whether each pair of values is equal (two nulls are, as in Python), without nulls."""
+    return pc.coalesce(pc.equal(left, right), pc.and_(pc.is_null(left), pc.is_null(right)))
 
 
 def merge_latest(
@@ -68,48 +77,111 @@ def merge_latest(
     stamp: str | None,
     counts: UpsertCounts | None = None,
 ) -> tuple[pa.Table, bool]:
-    """Rows of both, one per key: the latest ``stamp`` wins, incoming wins ties and no stamp."""
+    """Rows of both, one per key: the latest ``stamp`` wins (see the module's rules).
 
-    def key_of(table: pa.Table) -> list[tuple[Any, ...]]:
-        return list(zip(*(table.column(k).to_pylist() for k in keys), strict=True))
+    Each incoming row is counted against the stored copy of its key: new (none stored),
+    updated (newer), unchanged (the same stamp) or stale (older, or without a stamp). The work
+    is done by Arrow (hashing, take, filter); Python does no work per row.
 
-    stored: dict[tuple[Any, ...], Any] = {}
-    if current is not None:
-        stamps = current.column(stamp).to_pylist() if stamp else [None] * current.num_rows
-        stored = dict(zip(key_of(current), stamps, strict=True))
-    incoming_stamps = incoming.column(stamp).to_pylist() if stamp else [None] * incoming.num_rows
-    take: list[bool] = []
-    chosen: dict[tuple[Any, ...], int] = {}
-    for index, (key, value) in enumerate(zip(key_of(incoming), incoming_stamps, strict=True)):
-        if key in stored and stamp is not None:
-            previous = stored[key]
-            if value == previous:
-                take.append(False)
-                if counts:
-                    counts.unchanged += 1
-                continue
-            if not newer(value, previous):
-                take.append(False)
-                if counts:
-                    counts.stale += 1
-                continue
-        if counts:
-            if key in stored:
-                counts.updated += 1
-            else:
-                counts.new += 1
-        take.append(True)
-        chosen[key] = index
-    # within the incoming batch, keep only the last chosen row per key
-    take = [
-        flag and chosen.get(key) == index
-        for index, (flag, key) in enumerate(zip(take, key_of(incoming), strict=True))
-    ]
-    if not any(take):
-        return current if current is not None else incoming.schema.empty_table(), False
-    fresh = incoming.filter(pa.array(take, pa.bool_()))
+    Args:
+        current: The stored rows (one per key), or ``None`` when nothing is stored.
+        incoming: The batch; a key may appear more than once.
+        keys: The columns that make a row's key.
+        stamp: The column of the rows' version (``modified_date``), or ``None`` for tables
+            without one, where every incoming row wins.
+        counts: Add what the upsert did to these.
+
+    Returns:
+        The merged rows (the stored rows kept, then the winning incoming ones) and whether
+        anything changed.
+    """
+    base = current if current is not None else incoming.schema.empty_table()
+    stored_keys, incoming_keys = row_keys(base, incoming, keys)
+    position = pc.index_in(incoming_keys, value_set=stored_keys)
+    in_stored = pc.is_valid(position)
+    total = incoming.num_rows
+    stored_count = count_true(in_stored)
+    if stamp is None:
+        wins = pa.array(np.ones(total, np.bool_))
+        unchanged = stale = 0
+        updated = stored_count
+    else:
+        value = column_array(incoming.column(stamp))
+        previous = column_array(base.column(stamp)).take(position)
+        value = value.cast(previous.type)
+        is_newer, same = newer_mask(value, previous), same_mask(value, previous)
+        wins = pc.or_(pc.invert(in_stored), is_newer)
+        updated = count_true(pc.and_(in_stored, is_newer))
+        unchanged = count_true(pc.and_(in_stored, same))
+        stale = stored_count - updated - unchanged
+    if counts is not None:
+        counts.new += total - stored_count
+        counts.updated += updated
+        counts.unchanged += unchanged
+        counts.stale += stale
+    # the latest copy of a key in the batch is the only candidate: if any copy beats the
+    # stored one, the latest does too (its stamp is at least as new)
+    take = pc.and_(wins, _latest_per_key(incoming_keys, incoming.column(stamp) if stamp else None))
+    if not count_true(take):
+        return base, False
+    fresh = incoming.filter(take)
     if current is None:
         return fresh, True
-    replaced = set(key_of(fresh))
-    kept = current.filter(pa.array([k not in replaced for k in key_of(current)], pa.bool_()))
+    replaced = pc.is_in(stored_keys, value_set=incoming_keys.filter(take))
+    kept = current.filter(pc.invert(replaced))
     return pa.concat_tables([kept, fresh.cast(kept.schema)]), True
+
+
+def column_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One contiguous array (a table's column may come in chunks)."""
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def count_true(mask: pa.Array) -> int:
+    """How many values of a boolean array are true."""
+    return int(pc.sum(mask, min_count=0).as_py())
+
+
+def row_keys(current: pa.Table, incoming: pa.Table, keys: list[str]) -> tuple[pa.Array, pa.Array]:
+    """One key value per row of each table, equal exactly where the rows' keys are equal.
+
+    A single key column is used as it is; several are combined into one integer code per row,
+    computed over both tables at once (a null is a value like any other, as in a tuple).
+    """
+    if len(keys) == 1:
+        stored = column_array(current.column(keys[0]))
+        return stored, column_array(incoming.column(keys[0])).cast(stored.type)
+    code = pa.nulls(current.num_rows + incoming.num_rows, pa.int64()).fill_null(0)
+    for key in keys:
+        stored = column_array(current.column(key))
+        both = pa.concat_arrays([stored, column_array(incoming.column(key)).cast(stored.type)])
+        encoded = pc.dictionary_encode(both, null_encoding="encode")
+        joined = pc.add(
+            pc.multiply(code, len(encoded.dictionary)), encoded.indices.cast(pa.int64())
+        )
+        # re-encoded at each step, so the codes stay below the number of rows
+        code = pc.dictionary_encode(joined).indices.cast(pa.int64())
+    return code.slice(0, current.num_rows), code.slice(current.num_rows)
+
+
+def _latest_per_key(keys: pa.Array, stamps: pa.ChunkedArray | pa.Array | None) -> pa.Array:
+    """Which rows are the latest of their key (latest stamp, missing oldest; later row on a tie)."""
+    rows = len(keys)
+    codes = pc.dictionary_encode(keys, null_encoding="encode").indices
+    if rows < 2 or len(pc.unique(codes)) == rows:
+        return pa.array(np.ones(rows, np.bool_))
+    columns: dict[str, Any] = {"key": codes}
+    order: list[tuple[str, str]] = [("key", "ascending")]
+    if stamps is not None:
+        columns["has_stamp"] = pc.is_valid(stamps)
+        columns["stamp"] = stamps
+        order += [("has_stamp", "ascending"), ("stamp", "ascending")]
+    columns["row"] = pa.array(np.arange(rows, dtype=np.int64))
+    order.append(("row", "ascending"))
+    ranked = pc.sort_indices(pa.table(columns), sort_keys=order)
+    ordered = codes.take(ranked)
+    last = pc.not_equal(ordered.slice(0, rows - 1), ordered.slice(1))
+    winners = ranked.filter(pa.concat_arrays([last, pa.array([True])]))
+    mask = np.zeros(rows, np.bool_)
+    mask[winners.to_numpy()] = True
+    return pa.array(mask)

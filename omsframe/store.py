@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,7 +49,15 @@ from omsframe.atomic import write_atomic, write_parquet_atomic
 from omsframe.convert import stamp_key
 from omsframe.errors import CacheError
 from omsframe.flatten import Flattened, QuarantinedRecord
-from omsframe.merge import UpsertCounts, merge_latest, newer, state_change
+from omsframe.merge import (
+    UpsertCounts,
+    column_array,
+    count_true,
+    merge_latest,
+    newer_mask,
+    row_keys,
+    same_mask,
+)
 from omsframe.schema import TABLES, arrow_schema
 
 ORDER_GROUP = ("orders", "order_items", "addresses")
@@ -125,7 +134,27 @@ def _months(table: pa.Table, column: str) -> pa.Array:
 
 
 def _sorted(table: pa.Table, name: str) -> pa.Table:
-    return table.sort_by([(key, "ascending") for key in SORT_KEYS[name]])
+    keys = SORT_KEYS[name]
+    if _in_order(table, keys):  # (stored rows, then newer ids: often) the sort would copy it
+        return table
+    return table.sort_by([(key, "ascending") for key in keys])
+
+
+def _in_order(table: pa.Table, keys: list[str]) -> bool:
+    """Whether the rows are already sorted by ``keys`` (ties allowed: the sort is stable)."""
+    rows = table.num_rows
+    if rows < 2:
+        return True
+    before = pa.array(np.zeros(rows - 1, np.bool_))  # pairs already known to be in order
+    tied = pa.array(np.ones(rows - 1, np.bool_))  # pairs equal on the keys so far
+    for key in keys:
+        column = column_array(table.column(key))
+        if column.null_count:
+            return False
+        left, right = column.slice(0, rows - 1), column.slice(1)
+        before = pc.or_(before, pc.and_(tied, pc.less(left, right)))
+        tied = pc.and_(tied, pc.equal(left, right))
+    return bool(pc.all(pc.or_(before, tied)).as_py())
 
 
 class Store:
@@ -294,17 +323,20 @@ class Store:
                 for name, table in incoming.items()
             }
             order_months = _months(incoming["orders"], "date_placed")
+        months_of = {name: _months(table, PARTITION_DATE[name]) for name, table in incoming.items()}
         for month in pc.unique(order_months).to_pylist():
             in_month = {
-                name: table.filter(pc.equal(_months(table, PARTITION_DATE[name]), month))
+                name: table.filter(pc.equal(months_of[name], month))
                 for name, table in incoming.items()
             }
             counts.add(self._upsert_order_month(month, in_month, policy, observed_at))
-        index = self._order_months()
-        for order_id, month in zip(
-            incoming["orders"].column("order_id").to_pylist(), order_months.to_pylist(), strict=True
-        ):
-            index[order_id] = month
+        self._order_months().update(
+            zip(
+                incoming["orders"].column("order_id").to_pylist(),
+                order_months.to_pylist(),
+                strict=True,
+            )
+        )
         return counts
 
     def _order_months(self) -> dict[int, str]:
@@ -327,45 +359,41 @@ class Store:
         month and moves it again on resume — never stored twice.
         """
         index = self._order_months()
-        moving: dict[str, dict[int, Any]] = {}
-        for order_id, month, modified in zip(
-            orders.column("order_id").to_pylist(),
-            months.to_pylist(),
-            orders.column("modified_date").to_pylist(),
-            strict=True,
+        moving: dict[str, list[int]] = {}  # old month -> rows of `orders` that leave it
+        for row, (order_id, month) in enumerate(
+            zip(orders.column("order_id").to_pylist(), months.to_pylist(), strict=True)
         ):
             old = index.get(order_id)
             if old is not None and old != month:
-                moving.setdefault(old, {})[order_id] = modified
+                moving.setdefault(old, []).append(row)
         stale: set[int] = set()
-        for old, candidates in moving.items():
+        for old, rows in moving.items():
+            candidates = orders.take(pa.array(rows, pa.int64()))
+            ids = column_array(candidates.column("order_id"))
             current = self.read_partition("orders", old)
-            stored = (
-                dict(
-                    zip(
-                        current.column("order_id").to_pylist(),
-                        current.column("modified_date").to_pylist(),
-                        strict=True,
-                    )
+            if current is None:
+                leaves = pa.array(np.ones(len(ids), np.bool_))
+            else:
+                position = pc.index_in(ids, value_set=column_array(current.column("order_id")))
+                previous = column_array(current.column("modified_date")).take(position)
+                leaves = pc.or_(
+                    pc.is_null(position),
+                    newer_mask(column_array(candidates.column("modified_date")), previous),
                 )
-                if current is not None
-                else {}
-            )
-            gone = [i for i, m in candidates.items() if i not in stored or newer(m, stored[i])]
-            stale |= set(candidates) - set(gone)
-            if not gone:
+            stale.update(ids.filter(pc.invert(leaves)).to_pylist())
+            gone = ids.filter(leaves)
+            if len(gone) == 0:
                 continue
-            drop = pa.array(gone, pa.int64())
             # `orders` last, as in a normal upsert: a sync killed midway finds the order still
             # stored in its old month (all of it) and moves it again
             for name in ("order_items", "addresses", "raw_orders", "orders"):
-                part = self.read_partition(name, old)
+                part = current if name == "orders" else self.read_partition(name, old)
                 if part is not None:
-                    kept = part.filter(pc.invert(pc.is_in(part.column("order_id"), value_set=drop)))
+                    kept = part.filter(pc.invert(pc.is_in(part.column("order_id"), value_set=gone)))
                     self._write(
                         name, old, kept, self._policy_of(part) if name in ORDER_GROUP else None
                     )
-            for order_id in gone:
+            for order_id in gone.to_pylist():
                 index.pop(order_id, None)
         return stale
 
@@ -380,53 +408,48 @@ class Store:
         counts = UpsertCounts()
         existing_orders = self.read_partition("orders", month)
         new_orders = incoming["orders"]
-        stored: dict[int, tuple[Any, Any]] = {}
-        if existing_orders is not None:
-            stored = dict(
-                zip(
-                    existing_orders.column("order_id").to_pylist(),
-                    zip(
-                        existing_orders.column("modified_date").to_pylist(),
-                        existing_orders.column("state_code").to_pylist(),
-                        strict=True,
-                    ),
-                    strict=True,
-                )
-            )
-        winners: list[int] = []
-        history: list[dict[str, Any]] = []
-        for order_id, modified, state, placed in zip(
-            new_orders.column("order_id").to_pylist(),
-            new_orders.column("modified_date").to_pylist(),
-            new_orders.column("state_code").to_pylist(),
-            new_orders.column("date_placed").to_pylist(),
-            strict=True,
-        ):
-            previous = stored.get(order_id)
-            if previous is None:
-                counts.new += 1
-                winners.append(order_id)
-                history.append(state_change(order_id, None, state, modified, observed_at, placed))
-            elif newer(modified, previous[0]):
-                counts.updated += 1
-                winners.append(order_id)
-                if state != previous[1]:
-                    history.append(
-                        state_change(order_id, previous[1], state, modified, observed_at, placed)
-                    )
-            elif modified == previous[0]:
-                counts.unchanged += 1
-            else:
-                counts.stale += 1
-        if not winners:
+        ids = column_array(new_orders.column("order_id"))
+        modified = column_array(new_orders.column("modified_date"))
+        state = column_array(new_orders.column("state_code"))
+        if existing_orders is None:
+            position = pa.nulls(len(ids), pa.int32())
+            previous_modified = pa.nulls(len(ids), modified.type)
+            previous_state = pa.nulls(len(ids), state.type)
+        else:
+            stored_ids = column_array(existing_orders.column("order_id"))
+            position = pc.index_in(ids, value_set=stored_ids)
+            previous_modified = column_array(existing_orders.column("modified_date")).take(position)
+            previous_state = column_array(existing_orders.column("state_code")).take(position)
+        is_new = pc.is_null(position)
+        is_newer = pc.and_(pc.invert(is_new), newer_mask(modified, previous_modified))
+        same = pc.and_(pc.invert(is_new), same_mask(modified, previous_modified))
+        counts.new = count_true(is_new)
+        counts.updated = count_true(is_newer)
+        counts.unchanged = count_true(same)
+        counts.stale = len(ids) - counts.new - counts.updated - counts.unchanged
+        if counts.new + counts.updated == 0:
             return counts
-        won = pa.array(winners, pa.int64())
-        if history:  # idempotent (keyed by order and time), so it may safely go first
+        won = ids.filter(pc.or_(is_new, is_newer))
+        # a new order enters its state; an updated one is recorded only when its state moved
+        moved = pc.or_(is_new, pc.and_(is_newer, pc.invert(same_mask(state, previous_state))))
+        if count_true(moved):  # idempotent (keyed by order and time), so it may safely go first
+            observed = pa.scalar(observed_at, TIME)
+            history = pa.Table.from_arrays(
+                [
+                    ids.filter(moved),
+                    previous_state.filter(moved),  # null for a new order
+                    state.filter(moved),
+                    pc.coalesce(modified, observed).filter(moved),
+                    pa.repeat(observed, count_true(moved)),
+                    column_array(new_orders.column("date_placed")).filter(moved),
+                ],
+                schema=arrow_schema("state_history"),
+            )
             self._append_history(month, history, policy)
         # `orders` goes last: it is what marks an order as stored, so a sync killed between
         # these writes finds the order still to do and rewrites its items and addresses too
         for name in ("order_items", "addresses", "raw_orders", "orders"):
-            current = self.read_partition(name, month)
+            current = existing_orders if name == "orders" else self.read_partition(name, month)
             fresh = incoming[name].filter(
                 pc.is_in(incoming[name].column("order_id"), value_set=won)
             )
@@ -439,21 +462,13 @@ class Store:
             counts.partitions_written += 1
         return counts
 
-    def _append_history(self, month: str, rows: list[dict[str, Any]], policy: str) -> None:
-        incoming = pa.Table.from_pylist(rows, schema=arrow_schema("state_history"))
+    def _append_history(self, month: str, incoming: pa.Table, policy: str) -> None:
+        """Add state changes to a month of ``state_history``, skipping those already stored."""
         current = self.read_partition("state_history", month)
         if current is not None:
-            keys = set(
-                zip(
-                    current.column("order_id").to_pylist(),
-                    current.column("changed_at").to_pylist(),
-                    strict=True,
-                )
-            )
-            mask = [(r["order_id"], r["changed_at"]) not in keys for r in rows]
-            incoming = pa.concat_tables(
-                [current, incoming.filter(pa.array(mask)).cast(current.schema)]
-            )
+            stored_keys, incoming_keys = row_keys(current, incoming, SORT_KEYS["state_history"])
+            fresh = pc.invert(pc.is_in(incoming_keys, value_set=stored_keys))
+            incoming = pa.concat_tables([current, incoming.filter(fresh).cast(current.schema)])
         self._write("state_history", month, incoming, policy)
 
     def _raw_orders(self, orders: pa.Table, raw: Iterable[dict[str, Any]]) -> pa.Table:

@@ -87,14 +87,20 @@ def write_atomic(path: Path, data: bytes) -> None:
     _commit(_temporary(path), path, lambda temporary: Path(temporary).write_bytes(data))
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+def write_parquet_atomic(table: pa.Table, path: Path, **options: Any) -> None:
     """Write a parquet file atomically (temporary file, fsync, rename), owner-only.
+
+    Args:
+        table: The rows.
+        path: The file.
+        **options: ``pyarrow.parquet.write_table`` options over :data:`PARQUET_OPTIONS`.
 
     Raises:
         CacheError: As :func:`write_atomic`.
     """
+    settings = {**PARQUET_OPTIONS, **options}
     _commit(
         _temporary(path),
         path,
-        lambda temporary: pq.write_table(table, temporary, **PARQUET_OPTIONS),
+        lambda temporary: pq.write_table(table, temporary, **settings),
     )

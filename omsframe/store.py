@@ -46,7 +46,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from omsframe.atomic import write_atomic, write_parquet_atomic
-from omsframe.convert import stamp_key
 from omsframe.errors import CacheError
 from omsframe.flatten import Flattened, QuarantinedRecord
 from omsframe.merge import (
@@ -58,6 +57,7 @@ from omsframe.merge import (
     row_keys,
     same_mask,
 )
+from omsframe.pageflat import RAW_ORDERS_SCHEMA, raw_orders_table
 from omsframe.schema import TABLES, arrow_schema
 
 ORDER_GROUP = ("orders", "order_items", "addresses")
@@ -91,14 +91,7 @@ SORT_KEYS = {
 }
 TIME = pa.timestamp("us", tz="UTC")
 RAW_SCHEMAS = {
-    "raw_orders": pa.schema(
-        [
-            ("order_id", pa.int64(), False),
-            ("date_placed", TIME),
-            ("modified_date", TIME),
-            ("record", pa.string()),
-        ]
-    ),
+    "raw_orders": RAW_ORDERS_SCHEMA,
     "raw_events": pa.schema(
         [
             ("event_id", pa.int64(), False),
@@ -286,8 +279,12 @@ class Store:
         metadata = dict(schema.metadata or {})
         if policy:
             metadata[b"omsframe.pii_policy"] = policy.encode()
-        table = _sorted(table.cast(schema), name).replace_schema_metadata(metadata)
-        write_parquet_atomic(table, self.partition_path(name, month))
+        if not table.schema.equals(schema):
+            table = table.cast(schema)
+        table = _sorted(table, name).replace_schema_metadata(metadata)
+        # the raw layer's JSON texts are all different: a dictionary would only cost time
+        options = {"use_dictionary": False} if name in RAW_SCHEMAS else {}
+        write_parquet_atomic(table, self.partition_path(name, month), **options)
 
     def upsert_orders(
         self,
@@ -304,13 +301,13 @@ class Store:
         winning row are not rewritten.
 
         ``raw`` is the batch's records as flattened (secrets stripped, PII policy applied), or
-        their raw-layer table already made (:func:`omsframe.pageflat.raw_orders_table`).
+        their raw-layer table already made (:func:`~omsframe.pageflat.raw_orders_table`).
         """
         orders = flat.tables["orders"]
         counts = UpsertCounts()
         if orders.num_rows == 0:
             return counts
-        raw_table = raw if isinstance(raw, pa.Table) else self._raw_orders(orders, raw)
+        raw_table = raw if isinstance(raw, pa.Table) else raw_orders_table(orders, raw)
         incoming = {name: flat.tables[name] for name in ORDER_GROUP}
         incoming["raw_orders"] = raw_table
         order_months = _months(orders, "date_placed")
@@ -454,10 +451,12 @@ class Store:
                 pc.is_in(incoming[name].column("order_id"), value_set=won)
             )
             if current is not None:
-                kept = current.filter(
-                    pc.invert(pc.is_in(current.column("order_id"), value_set=won))
-                )
-                fresh = pa.concat_tables([kept, fresh.cast(kept.schema)])
+                replaced = pc.is_in(current.column("order_id"), value_set=won)
+                if pc.any(replaced).as_py():  # else keep every stored row, without a copy
+                    current = current.filter(pc.invert(replaced))
+                if not fresh.schema.equals(current.schema):
+                    fresh = fresh.cast(current.schema)
+                fresh = pa.concat_tables([current, fresh])
             self._write(name, month, fresh, policy if name in ORDER_GROUP else None)
             counts.partitions_written += 1
         return counts
@@ -470,30 +469,6 @@ class Store:
             fresh = pc.invert(pc.is_in(incoming_keys, value_set=stored_keys))
             incoming = pa.concat_tables([current, incoming.filter(fresh).cast(current.schema)])
         self._write("state_history", month, incoming, policy)
-
-    def _raw_orders(self, orders: pa.Table, raw: Iterable[dict[str, Any]]) -> pa.Table:
-        """The raw JSON of the orders that were flattened (one row per order id)."""
-        best: dict[int, tuple[str, dict[str, Any]]] = {}  # the copy that won, per order id
-        for record in raw:
-            if isinstance(record, dict) and isinstance(record.get("id"), int):
-                key = stamp_key(record.get("modified_date"))
-                previous = best.get(record["id"])
-                if previous is None or key >= previous[0]:
-                    best[record["id"]] = (key, record)
-        by_id = {order_id: record for order_id, (_, record) in best.items()}
-        ids = orders.column("order_id").to_pylist()
-        return pa.table(
-            {
-                "order_id": orders.column("order_id"),
-                "date_placed": orders.column("date_placed"),
-                "modified_date": orders.column("modified_date"),
-                "record": pa.array(
-                    [orjson.dumps(by_id[i]).decode() if i in by_id else None for i in ids],
-                    pa.string(),
-                ),
-            },
-            schema=RAW_SCHEMAS["raw_orders"],
-        )
 
     def upsert_entities(self, flat: Flattened, *, policy: str) -> UpsertCounts:
         """Upsert customers, products, channels and states (latest stamp wins, else newest)."""

@@ -33,6 +33,7 @@ import logging
 import os
 import pickle
 import queue
+import select
 import struct
 import subprocess
 import sys
@@ -54,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 #: Start worker processes when the server says a read holds at least this many records.
 WORKER_THRESHOLD = 20_000
+#: Seconds a worker may stay silent before it is given up (its page is flattened here).
+ANSWER_TIMEOUT = 300.0
 _HEADER = struct.Struct("<Q")
 _KEYS = ("id", "modified_date")
 RAW_ORDERS_SCHEMA = pa.schema(
@@ -220,6 +223,29 @@ def _send(stream: IO[bytes], message: Any) -> None:
     stream.flush()
 
 
+def _read(fd: int, size: int, timeout: float) -> bytes:
+    """Exactly ``size`` bytes from a worker's pipe; a worker silent for ``timeout`` is lost."""
+    parts, left = [], size
+    while left:
+        if os.name == "posix":  # (select works on pipes only there)
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                raise _WorkerLostError(f"no answer in {timeout:.0f} s")
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise _WorkerLostError("the worker ended")
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _answer(fd: int) -> Any:
+    """A worker's next answer, read from its stdout."""
+    timeout = ANSWER_TIMEOUT
+    (size,) = _HEADER.unpack(_read(fd, _HEADER.size, timeout))
+    return pickle.loads(_read(fd, size, timeout))
+
+
 def _receive(stream: IO[bytes]) -> Any:
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
@@ -250,14 +276,14 @@ class _Worker:
 
     def ready(self) -> None:
         """Wait until the worker has imported what it needs."""
-        if _receive(self.stdout) != "ready":
+        if _answer(self.stdout.fileno()) != "ready":
             raise _WorkerLostError("no greeting")
 
     def ask(self, content: bytes) -> Any:
         """Have the worker flatten one page."""
         try:
             _send(self.stdin, content)
-            answer = _receive(self.stdout)
+            answer = _answer(self.stdout.fileno())
         except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
             raise _WorkerLostError(type(error).__name__) from None
         if answer[0] == "json error":
@@ -266,8 +292,10 @@ class _Worker:
             raise _WorkerLostError(answer[1])
         return answer
 
-    def stop(self) -> None:
-        """Close the pipes (the worker then ends) and wait for it."""
+    def stop(self, kill: bool = False) -> None:
+        """Close the pipes (the worker then ends) and wait for it (``kill``: end it now)."""
+        if kill:
+            self.process.kill()
         for stream in (self.stdin, self.stdout):
             with contextlib.suppress(OSError):
                 stream.close()
@@ -397,7 +425,7 @@ class PageDecoder:
             self._workers = [w for w in self._workers if w is not worker]
             if not self._workers:
                 self._idle.put(None)  # wakes the threads waiting for a worker
-        worker.stop()
+        worker.stop(kill=True)
 
     def close(self) -> None:
         """Stop the workers (each finishes the page it is on)."""

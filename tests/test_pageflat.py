@@ -194,3 +194,20 @@ def test_a_sync_killed_with_its_workers_running_resumes_and_leaves_no_worker(
         final = sync(oms.url, token=oms.token, cache=killed, progress=False, workers=2)
         assert final.resumed and final.complete
     assert snapshot(killed) == snapshot(clean)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="stops a process with SIGSTOP")
+def test_a_silent_worker_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    import omsframe.pageflat as pageflat
+
+    with PageDecoder(Privacy(), workers=1) as decode:
+        decode._launch()
+        monkeypatch.setattr(pageflat, "ANSWER_TIMEOUT", 0.5)
+        (worker,) = decode._workers
+        os.kill(worker.process.pid, signal.SIGSTOP)  # alive, but it will never answer
+        body = decode(page([{"id": 4}]))
+        assert decode._workers == [] and worker.process.poll() is not None
+    assert [s["id"] for s in body["results"]] == [4]

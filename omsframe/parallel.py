@@ -24,7 +24,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import orjson
 
-from omsframe.flatten import Flattened, QuarantinedRecord, flatten_orders
+from omsframe.flatten import Flattened, QuarantinedRecord, _flatten
 from omsframe.privacy import PiiMode, Privacy
 
 
@@ -47,7 +47,10 @@ def _flatten_chunk(lines: list[bytes | str], first: int, mode: PiiMode, key: byt
             line_of.append(offset)
             yield record
 
-    result = flatten_orders(parsed(), privacy=Privacy(mode=mode, key=key))
+    def recover(position: int) -> object:  # a record bound for the quarantine, parsed again
+        return orjson.loads(lines[line_of[position]])
+
+    result = _flatten(parsed(), Privacy(mode=mode, key=key), recover)
     for entry in result.quarantine:
         entry.position = first + line_of[entry.position]
     result.quarantine[:0] = bad

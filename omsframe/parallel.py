@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
 import orjson
@@ -28,7 +28,9 @@ from omsframe.flatten import Flattened, QuarantinedRecord, _flatten
 from omsframe.privacy import PiiMode, Privacy
 
 
-def _flatten_chunk(lines: list[bytes | str], first: int, mode: PiiMode, key: bytes) -> Flattened:
+def _flatten_chunk(
+    lines: Sequence[bytes | str], first: int, mode: PiiMode, key: bytes
+) -> Flattened:
     """Parse and flatten one batch (runs in a worker process)."""
     bad: list[QuarantinedRecord] = []
     line_of: list[int] = []  # the line of each parsed record
@@ -57,8 +59,70 @@ def _flatten_chunk(lines: list[bytes | str], first: int, mode: PiiMode, key: byt
     return result
 
 
+def _flatten_file_chunk(
+    path: str, start: int, end: int, mode: PiiMode, key: bytes
+) -> tuple[Flattened, int]:
+    """Read, parse and flatten the lines of ``path`` in bytes ``[start, end)`` (in a worker)."""
+    with open(path, "rb") as source:
+        source.seek(start)
+        data = source.read(end - start)
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:  # the chunk ends with a newline
+        lines.pop()
+    return _flatten_chunk(lines, 0, mode, key), len(lines)
+
+
+def _file_chunks(path: str, batch_size: int) -> Iterator[tuple[int, int]]:
+    """Byte ranges of about ``batch_size`` lines each, cut after a newline."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as source:
+        sample = source.read(1 << 20)
+        lines = max(1, sample.count(b"\n"))
+        step = max(1, len(sample) // lines * batch_size)
+        start = 0
+        while start < size:
+            source.seek(min(size, start + step))
+            rest = source.readline()  # to the end of the line the cut fell in
+            end = min(size, start + step + len(rest))
+            yield start, end
+            start = end
+
+
+def _iter_flatten_file(
+    path: str, privacy: Privacy, batch_size: int, workers: int
+) -> Iterator[Flattened]:
+    """:func:`iter_flatten_json` for a file: each worker reads its own part of it."""
+    context = multiprocessing.get_context(_start_method())
+    first = 0
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: deque[Future[tuple[Flattened, int]]] = deque()
+
+        def done() -> Flattened:
+            nonlocal first
+            result, count = pending.popleft().result()
+            for entry in result.quarantine:
+                entry.position += first
+            first += count
+            return result
+
+        for start, end in _file_chunks(path, batch_size):
+            pending.append(
+                pool.submit(_flatten_file_chunk, path, start, end, privacy.mode, privacy.key)
+            )
+            if len(pending) >= 2 * workers:  # bounded: at most two batches per worker
+                yield done()
+        while pending:
+            yield done()
+
+
+def _start_method() -> str:
+    # fork is cheap but unsafe in a process with other threads (a lock held at the fork stays
+    # held in the child): then start clean interpreters instead
+    return "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
+
+
 def iter_flatten_json(
-    lines: Iterable[bytes | str],
+    lines: Iterable[bytes | str] | str | os.PathLike[str],
     *,
     privacy: Privacy | None = None,
     batch_size: int = 5_000,
@@ -67,7 +131,9 @@ def iter_flatten_json(
     """Flatten JSON-encoded orders, one per line or item, on ``workers`` processes.
 
     Args:
-        lines: Each item one order as JSON text (e.g. the lines of a file).
+        lines: Each item one order as JSON text (e.g. the lines of a file); or the path of a
+            file of newline-delimited JSON, which the workers then read themselves, each its
+            own part (batches of about ``batch_size`` orders, cut by size).
         privacy: The PII policy (its key goes to the workers; by default a fresh one).
         batch_size: Orders per batch (per worker task and per result).
         workers: Worker processes (default: one per core). With 1, no process is started.
@@ -85,6 +151,11 @@ def iter_flatten_json(
     """
     privacy = privacy or Privacy()
     workers = workers or os.cpu_count() or 1
+    if isinstance(lines, str | os.PathLike):
+        if workers > 1:
+            yield from _iter_flatten_file(os.fspath(lines), privacy, batch_size, workers)
+            return
+        lines = _lines(os.fspath(lines))
     source = iter(lines)
     chunks = iter(lambda: list(itertools.islice(source, batch_size)), [])
     if workers == 1:
@@ -93,10 +164,7 @@ def iter_flatten_json(
             yield _flatten_chunk(chunk, first, privacy.mode, privacy.key)
             first += len(chunk)
         return
-    # fork is cheap but unsafe in a process with other threads (a lock held at the fork stays
-    # held in the child): then start clean interpreters instead
-    method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
-    context = multiprocessing.get_context(method)
+    context = multiprocessing.get_context(_start_method())
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: deque[Future[Flattened]] = deque()
         first = 0
@@ -107,3 +175,9 @@ def iter_flatten_json(
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _lines(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as source:
+        for line in source:
+            yield line.rstrip(b"\n")

@@ -57,7 +57,7 @@ from omsframe.sync_report import SyncReport
 logger = logging.getLogger(__name__)
 Endpoint = Literal["orders", "webhook_events"]
 DEFAULT_LOOKBACK = dt.timedelta(minutes=30)
-DEFAULT_BATCH = 2_000
+DEFAULT_BATCH = 5_000  # orders stored (and checkpointed) at a time; see BENCHMARKS.md "Sync"
 
 
 def default_cache(url: str) -> Path:

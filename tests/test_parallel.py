@@ -59,3 +59,26 @@ def test_a_record_bad_at_conversion_is_quarantined_whole_without_its_secrets() -
         email = bad["customer"]["email"]
         assert email not in entry.record and kept["customer"]["email"].startswith("pii:")
         assert sum(b.tables["orders"].num_rows for b in batches) == 29
+
+
+def test_a_file_is_read_by_the_workers_themselves(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    world = World.generate(seed=19, orders=300)
+    lines = [orjson.dumps(render.order_object(world, i, world.end_us)) for i in range(300)]
+    lines.insert(250, b"{cut short")
+    path = tmp_path / "orders.ndjson"
+    path.write_bytes(b"\n".join(lines))  # no newline after the last line
+    privacy = Privacy(key=b"k" * 32)
+    expected = list(iter_flatten_json(lines, privacy=privacy, batch_size=40, workers=1))
+    for workers in (1, 2):
+        batches = list(iter_flatten_json(path, privacy=privacy, batch_size=40, workers=workers))
+        assert len(batches) > 3  # cut into parts of about 40 lines
+        for name in ("orders", "order_items"):
+            got = pa.concat_tables([b.tables[name] for b in batches])
+            want = pa.concat_tables([b.tables[name] for b in expected])
+            assert got.sort_by(got.column_names[0]).equals(want.sort_by(want.column_names[0]))
+        customers = {c for b in batches for c in b.tables["customers"]["customer_id"].to_pylist()}
+        assert customers == {
+            c for b in expected for c in b.tables["customers"]["customer_id"].to_pylist()
+        }
+        assert sum(b.tables["orders"].num_rows for b in batches) == 300
+        assert [q.position for b in batches for q in b.quarantine] == [250]

@@ -90,7 +90,7 @@ def run_way(way: str, path: Path) -> dict[str, Any]:
     elif way == "orjson_list":  # parse into a list, as a loader holds records (collector on)
         rows = len([orjson.loads(line) for line in lines(path)])
     elif way == "omsframe":  # one worker process per core, each reading its part of the file
-        for batch in omsframe.parallel.iter_flatten_json(path, batch_size=2500):
+        for batch in omsframe.parallel.iter_flatten_json(path, batch_size=500):
             rows += batch.tables["order_items"].num_rows
     elif way == "omsframe_1core":  # the same, in this one process
         for batch in omsframe.parallel.iter_flatten_json(lines(path), batch_size=5000, workers=1):

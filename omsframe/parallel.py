@@ -125,7 +125,7 @@ def iter_flatten_json(
     lines: Iterable[bytes | str] | str | os.PathLike[str],
     *,
     privacy: Privacy | None = None,
-    batch_size: int = 5_000,
+    batch_size: int = 1_000,
     workers: int | None = None,
 ) -> Iterator[Flattened]:
     """Flatten JSON-encoded orders, one per line or item, on ``workers`` processes.

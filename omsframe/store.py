@@ -127,8 +127,12 @@ def _months(table: pa.Table, column: str) -> pa.Array:
 
 
 def _sorted(table: pa.Table, name: str) -> pa.Table:
+    # the raw layer needs no order (rebuild reads it whole); a table already in order (stored
+    # rows, then newer ids: often) would only be copied by a sort
+    if name in RAW_SCHEMAS:
+        return table
     keys = SORT_KEYS[name]
-    if _in_order(table, keys):  # (stored rows, then newer ids: often) the sort would copy it
+    if _in_order(table, keys):
         return table
     return table.sort_by([(key, "ascending") for key in keys])
 

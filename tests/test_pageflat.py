@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -21,7 +22,7 @@ def world() -> World:
     return World.generate(seed=33, orders=700, start=dt.date(2025, 1, 1), end=dt.date(2025, 6, 1))
 
 
-def page(records: list[object], count: int | None = None) -> bytes:
+def page(records: Sequence[object], count: int | None = None) -> bytes:
     body = {"count": len(records) if count is None else count, "next": None, "previous": None}
     return orjson.dumps({**body, "results": records})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pyarrow as pa
 
@@ -61,7 +63,7 @@ def test_a_record_bad_at_conversion_is_quarantined_whole_without_its_secrets() -
         assert sum(b.tables["orders"].num_rows for b in batches) == 29
 
 
-def test_a_file_is_read_by_the_workers_themselves(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_file_is_read_by_the_workers_themselves(tmp_path: Path) -> None:
     world = World.generate(seed=19, orders=300)
     lines = [orjson.dumps(render.order_object(world, i, world.end_us)) for i in range(300)]
     lines.insert(250, b"{cut short")

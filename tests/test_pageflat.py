@@ -29,35 +29,30 @@ def page(records: Sequence[object], count: int | None = None) -> bytes:
 
 def test_sync_on_workers_equals_sync_in_one_process(world: World, tmp_path: Path) -> None:
     start = from_us(world.end_us) - 20 * dt.timedelta(days=1)
+    here, there = tmp_path / "here", tmp_path / "there"
     with serve(world, clock=Clock(start=start)) as oms:
-        here = sync(
-            oms.url,
-            token=oms.token,
-            cache=tmp_path / "here",
-            progress=False,
-            workers=0,
-            batch_size=250,
-            pii="keep",  # each cache has its own key: pseudonyms would differ
-        )
-        there = sync(
-            oms.url,
-            token=oms.token,
-            cache=tmp_path / "there",
-            progress=False,
-            workers=2,
-            batch_size=250,
-            pii="keep",
-        )
-        check_cache(tmp_path / "there", truth(world, oms.now_us))
+        first, again = {}, {}
+        for cache, workers in ((here, 0), (there, 2)):
+            # pii="keep": each cache has its own key, so pseudonyms would differ
+            first[workers] = sync(
+                oms.url,
+                token=oms.token,
+                cache=cache,
+                progress=False,
+                workers=workers,
+                batch_size=250,
+                pii="keep",
+            )
+        check_cache(there, truth(world, oms.now_us))
         oms.advance(10 * dt.timedelta(days=1))
-        again_here = sync(oms.url, token=oms.token, cache=tmp_path / "here", progress=False)
-        again_there = sync(
-            oms.url, token=oms.token, cache=tmp_path / "there", progress=False, workers=2
-        )
-        check_cache(tmp_path / "there", truth(world, oms.now_us))
-    assert (there.orders_new, there.items) == (here.orders_new, here.items)
-    assert again_there.orders_updated == again_here.orders_updated > 0
-    assert snapshot(tmp_path / "there") == snapshot(tmp_path / "here")
+        for cache, workers in ((here, 0), (there, 2)):
+            again[workers] = sync(
+                oms.url, token=oms.token, cache=cache, progress=False, workers=workers
+            )
+        check_cache(there, truth(world, oms.now_us))
+    assert (first[2].orders_new, first[2].items) == (first[0].orders_new, first[0].items)
+    assert again[2].orders_updated == again[0].orders_updated > 0
+    assert snapshot(there) == snapshot(here)
 
 
 def test_workers_take_the_pages_and_give_the_same_tables() -> None:

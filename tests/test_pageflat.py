@@ -63,7 +63,7 @@ def test_workers_take_the_pages_and_give_the_same_tables() -> None:
     privacy = Privacy(mode="pseudonymize", key=b"k" * 32)
     with PageDecoder(privacy, workers=2) as decode:
         decode(page(records))  # starts the workers in the background
-        for _ in range(200):
+        for _ in range(1200):  # up to a minute on a busy machine
             if decode._workers:
                 break
             import time

@@ -8,9 +8,9 @@ that — and the paging logic gets back light records (``id`` and ``modified_dat
 point at their page's tables. :func:`combine` turns a batch of such records back into one
 :class:`~omsframe.flatten.Flattened` and the raw layer's rows.
 
-Workers are plain ``python`` processes fed through pipes (not ``multiprocessing``), so a
-notebook, a script without a ``__main__`` guard and every platform behave the same; they end
-when this process ends, even after ``kill -9``.
+Workers are plain ``python`` processes fed through pipes (not ``multiprocessing``): nothing is
+forked, and a notebook or a script without a ``__main__`` guard works as it is. They end when
+their pipe closes — when the sync ends, or its process, even after ``kill -9``.
 
 Example:
     >>> import orjson

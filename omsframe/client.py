@@ -207,7 +207,7 @@ class Client:
             >>> len(recent), recent[0]["id"], recent[0]["state"]["enum_value"]
             (6, 1015, '550')
         """
-        return self._listing("orders", ORDER_FILTERS, filters, page_size, progress, probed)
+        return self._listing("orders", filters, page_size, progress, probed)
 
     def orders_short(
         self,
@@ -226,7 +226,7 @@ class Client:
             >>> len(numbers), numbers[0]
             (9, '2291001002003006')
         """
-        return self._listing("orders_short", ORDER_FILTERS, filters, page_size, progress, probed)
+        return self._listing("orders_short", filters, page_size, progress, probed)
 
     def orders_simple(
         self,
@@ -244,7 +244,7 @@ class Client:
             ...     [o["id"] for o in client.orders_simple(id__gt=1015)]
             [1016, 1017, 1018, 1019, 1020]
         """
-        return self._listing("orders_simple", ORDER_FILTERS, filters, page_size, progress, probed)
+        return self._listing("orders_simple", filters, page_size, progress, probed)
 
     def order(self, order_id: int) -> Record:
         """Order Detail: one full order by id.
@@ -291,7 +291,7 @@ class Client:
             >>> [(e["id"], e["event_type"], e["delivered"]) for e in failed]
             [(68, 'order.status.changed', False)]
         """
-        return self._listing("webhook_events", EVENT_FILTERS, filters, page_size, progress, probed)
+        return self._listing("webhook_events", filters, page_size, progress, probed)
 
     def webhook_events_short(
         self,
@@ -310,9 +310,7 @@ class Client:
             >>> sorted(kinds)
             ['order.created', 'order.status.changed', 'order.updated']
         """
-        return self._listing(
-            "webhook_events_short", EVENT_FILTERS, filters, page_size, progress, probed
-        )
+        return self._listing("webhook_events_short", filters, page_size, progress, probed)
 
     def webhook_event(self, event_id: int) -> Record:
         """Order Webhook Event Details: one event by id.
@@ -404,16 +402,17 @@ class Client:
             >>> result.honours("ordering"), result.honours("modified_date__gte")
             (False, True)
         """
-        known = ORDER_FILTERS if endpoint.startswith("orders") else EVENT_FILTERS
         return probe_filters(
-            endpoint, self._page_reader(endpoint), range_filters(known), self.settings.concurrency
+            endpoint,
+            self._page_reader(endpoint),
+            range_filters(_known_filters(endpoint)),
+            self.settings.concurrency,
         )
 
     # --- building blocks ------------------------------------------------------------------
     def _listing(
         self,
         endpoint: ListEndpoint,
-        known: frozenset[str],
         filters: Mapping[str, object],
         page_size: int | None,
         progress: bool,
@@ -422,7 +421,7 @@ class Client:
     ) -> Listing:
         """A lazy list; ``decode`` turns each page's bytes into its body (default: parse)."""
         plan = plan_read(
-            filter_params(endpoint, filters, known),
+            filter_params(endpoint, filters, _known_filters(endpoint)),
             page_size=page_size or self.settings.page_size,
             concurrency=self.settings.concurrency,
             max_passes=self.settings.max_passes,
@@ -473,3 +472,8 @@ class Client:
         ):
             raise self._session.shape_error(endpoint, path, "expected a list of {value, label}")
         return body
+
+
+def _known_filters(endpoint: ListEndpoint) -> frozenset[str]:
+    """The filter keywords an order or a webhook-event list takes."""
+    return ORDER_FILTERS if endpoint.startswith("orders") else EVENT_FILTERS

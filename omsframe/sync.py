@@ -43,7 +43,6 @@ from omsframe.config import is_loopback
 from omsframe.convert import stamp_key
 from omsframe.errors import CacheError, ConfigError, sanitize_url
 from omsframe.export import recover_swap
-from omsframe.filters import EVENT_FILTERS, ORDER_FILTERS
 from omsframe.flatten import flatten_events
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, save_manifest
@@ -357,9 +356,8 @@ def _sync_endpoint(
     decoder = PageDecoder(privacy, workers=workers) if endpoint == "orders" else None
     if decoder and plan != "incremental" and total is not None and total >= decoder.threshold:
         decoder.start()  # a large read ahead: start the workers while the first pages load
-    known = ORDER_FILTERS if endpoint == "orders" else EVENT_FILTERS
     # order pages are parsed and flattened as they arrive (see omsframe.pageflat)
-    read: Listing = client._listing(endpoint, known, filters, None, progress, probe, decoder)
+    read: Listing = client._listing(endpoint, filters, None, progress, probe, decoder)
     newest_seen: str | None = None
     last_id = checkpoint.get("last_id") if resumed else None
     observed = _now()

@@ -223,38 +223,26 @@ def _send(stream: IO[bytes], message: Any) -> None:
     stream.flush()
 
 
-def _read(fd: int, size: int, timeout: float) -> bytes:
-    """Exactly ``size`` bytes from a worker's pipe; a worker silent for ``timeout`` is lost."""
+def _read(fd: int, size: int, timeout: float | None) -> bytes:
+    """Exactly ``size`` bytes from a pipe; the other end silent for ``timeout`` is lost."""
     parts, left = [], size
     while left:
-        if os.name == "posix":  # (select works on pipes only there)
+        if timeout is not None and os.name == "posix":  # (select works on pipes only there)
             ready, _, _ = select.select([fd], [], [], timeout)
             if not ready:
                 raise _WorkerLostError(f"no answer in {timeout:.0f} s")
         chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
-            raise _WorkerLostError("the worker ended")
+            raise _WorkerLostError("the other end of the pipe closed")
         parts.append(chunk)
         left -= len(chunk)
     return b"".join(parts)
 
 
-def _answer(fd: int) -> Any:
-    """A worker's next answer, read from its stdout."""
-    timeout = ANSWER_TIMEOUT
+def _receive(fd: int, timeout: float | None) -> Any:
+    """The next message on a pipe (``timeout``: see :func:`_read`)."""
     (size,) = _HEADER.unpack(_read(fd, _HEADER.size, timeout))
     return pickle.loads(_read(fd, size, timeout))
-
-
-def _receive(stream: IO[bytes]) -> Any:
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        raise _WorkerLostError("the worker ended")
-    (size,) = _HEADER.unpack(header)
-    data = stream.read(size)
-    if len(data) < size:
-        raise _WorkerLostError("the worker ended mid-answer")
-    return pickle.loads(data)
 
 
 class _Worker:
@@ -276,14 +264,14 @@ class _Worker:
 
     def ready(self) -> None:
         """Wait until the worker has imported what it needs."""
-        if _answer(self.stdout.fileno()) != "ready":
+        if _receive(self.stdout.fileno(), ANSWER_TIMEOUT) != "ready":
             raise _WorkerLostError("no greeting")
 
     def ask(self, content: bytes) -> Any:
         """Have the worker flatten one page."""
         try:
             _send(self.stdin, content)
-            answer = _answer(self.stdout.fileno())
+            answer = _receive(self.stdout.fileno(), ANSWER_TIMEOUT)
         except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
             raise _WorkerLostError(type(error).__name__) from None
         if answer[0] == "json error":
@@ -311,14 +299,14 @@ def serve_worker() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the answers
     try:
-        mode, key = _receive(stdin)
+        mode, key = _receive(stdin, None)
         privacy = Privacy(mode=mode, key=key)
         _send(stdout, "ready")
         while True:
-            content = _receive(stdin)
+            content = _receive(stdin, None)
             try:
                 answer: Any = flatten_page(content, privacy)
             except orjson.JSONDecodeError as error:

@@ -19,19 +19,22 @@ import multiprocessing
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, TypeVar
 
 import orjson
 
 from omsframe.flatten import Flattened, QuarantinedRecord, _flatten
 from omsframe.privacy import PiiMode, Privacy
 
+_T = TypeVar("_T")
+
 
 def _flatten_chunk(
-    lines: Sequence[bytes | str], first: int, mode: PiiMode, key: bytes
-) -> Flattened:
-    """Parse and flatten one batch (runs in a worker process)."""
+    lines: Sequence[bytes | str], mode: PiiMode, key: bytes
+) -> tuple[Flattened, int]:
+    """Parse and flatten one batch (in a worker); quarantine positions count from its start."""
     bad: list[QuarantinedRecord] = []
     line_of: list[int] = []  # the line of each parsed record
 
@@ -44,7 +47,7 @@ def _flatten_chunk(
             except orjson.JSONDecodeError as error:
                 # the text is not kept: unparsed, it could still hold a secret
                 reason = f"the record is not valid JSON: {str(error)[:80]}"
-                bad.append(QuarantinedRecord("order", first + offset, None, reason, None))
+                bad.append(QuarantinedRecord("order", offset, None, reason, None))
                 continue
             line_of.append(offset)
             yield record
@@ -54,9 +57,9 @@ def _flatten_chunk(
 
     result = _flatten(parsed(), Privacy(mode=mode, key=key), recover)
     for entry in result.quarantine:
-        entry.position = first + line_of[entry.position]
+        entry.position = line_of[entry.position]
     result.quarantine[:0] = bad
-    return result
+    return result, len(lines)
 
 
 def _flatten_file_chunk(
@@ -69,7 +72,7 @@ def _flatten_file_chunk(
     lines = data.split(b"\n")
     if lines and not lines[-1]:  # the chunk ends with a newline
         lines.pop()
-    return _flatten_chunk(lines, 0, mode, key), len(lines)
+    return _flatten_chunk(lines, mode, key)
 
 
 def _file_chunks(path: str, batch_size: int) -> Iterator[tuple[int, int]]:
@@ -88,31 +91,19 @@ def _file_chunks(path: str, batch_size: int) -> Iterator[tuple[int, int]]:
             start = end
 
 
-def _iter_flatten_file(
-    path: str, privacy: Privacy, batch_size: int, workers: int
-) -> Iterator[Flattened]:
-    """:func:`iter_flatten_json` for a file: each worker reads its own part of it."""
+def _in_pool(
+    tasks: Iterator[tuple[Callable[..., _T], tuple[Any, ...]]], workers: int
+) -> Iterator[_T]:
+    """Run ``(function, args)`` tasks on ``workers`` processes; results in task order."""
     context = multiprocessing.get_context(_start_method())
-    first = 0
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: deque[Future[tuple[Flattened, int]]] = deque()
-
-        def done() -> Flattened:
-            nonlocal first
-            result, count = pending.popleft().result()
-            for entry in result.quarantine:
-                entry.position += first
-            first += count
-            return result
-
-        for start, end in _file_chunks(path, batch_size):
-            pending.append(
-                pool.submit(_flatten_file_chunk, path, start, end, privacy.mode, privacy.key)
-            )
+        pending: deque[Future[_T]] = deque()
+        for function, args in tasks:
+            pending.append(pool.submit(function, *args))
             if len(pending) >= 2 * workers:  # bounded: at most two batches per worker
-                yield done()
+                yield pending.popleft().result()
         while pending:
-            yield done()
+            yield pending.popleft().result()
 
 
 def _start_method() -> str:
@@ -151,30 +142,25 @@ def iter_flatten_json(
     """
     privacy = privacy or Privacy()
     workers = workers or os.cpu_count() or 1
-    if isinstance(lines, str | os.PathLike):
-        if workers > 1:
-            yield from _iter_flatten_file(os.fspath(lines), privacy, batch_size, workers)
-            return
-        lines = _lines(os.fspath(lines))
-    source = iter(lines)
-    chunks = iter(lambda: list(itertools.islice(source, batch_size)), [])
-    if workers == 1:
-        first = 0
-        for chunk in chunks:
-            yield _flatten_chunk(chunk, first, privacy.mode, privacy.key)
-            first += len(chunk)
-        return
-    context = multiprocessing.get_context(_start_method())
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: deque[Future[Flattened]] = deque()
-        first = 0
-        for chunk in chunks:
-            pending.append(pool.submit(_flatten_chunk, chunk, first, privacy.mode, privacy.key))
-            first += len(chunk)
-            if len(pending) >= 2 * workers:  # bounded: at most two batches per worker
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    mode, key = privacy.mode, privacy.key
+    tasks: Iterator[tuple[Callable[..., tuple[Flattened, int]], tuple[Any, ...]]]
+    if isinstance(lines, str | os.PathLike) and workers > 1:
+        path = os.fspath(lines)  # each worker reads its own part of the file
+        tasks = (
+            (_flatten_file_chunk, (path, *part, mode, key))
+            for part in _file_chunks(path, batch_size)
+        )
+    else:
+        source = iter(_lines(os.fspath(lines)) if isinstance(lines, str | os.PathLike) else lines)
+        chunks = iter(lambda: list(itertools.islice(source, batch_size)), [])
+        tasks = ((_flatten_chunk, (chunk, mode, key)) for chunk in chunks)
+    results = (f(*args) for f, args in tasks) if workers == 1 else _in_pool(tasks, workers)
+    first = 0  # lines before this batch
+    for result, count in results:
+        for entry in result.quarantine:
+            entry.position += first
+        first += count
+        yield result
 
 
 def _lines(path: str) -> Iterator[bytes]:

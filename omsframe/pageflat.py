@@ -312,7 +312,8 @@ def serve_worker() -> None:
             except orjson.JSONDecodeError as error:
                 answer = ("json error", str(error)[:200])
             except Exception as error:  # reported to the parent, which flattens the page itself
-                answer = ("failed", f"{type(error).__name__}: {str(error)[:200]}")
+                # the type only: a message could quote a value of the page into the parent's log
+                answer = ("failed", type(error).__name__)
             _send(stdout, answer)
     except (_WorkerLostError, BrokenPipeError):
         return  # the parent went away

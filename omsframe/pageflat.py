@@ -29,6 +29,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import gc
+import itertools
 import logging
 import os
 import pickle
@@ -38,7 +40,7 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -58,6 +60,35 @@ WORKER_THRESHOLD = 20_000
 #: Seconds a worker may stay silent before it is given up (its page is flattened here).
 ANSWER_TIMEOUT = 300.0
 _HEADER = struct.Struct("<Q")
+#: A worker collects cyclic garbage once per this many pages (see :func:`gc_paused`).
+COLLECT_EVERY = 50
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while pages are parsed and flattened.
+
+    A parsed page is tens of thousands of dicts and lists, all alive until the page is
+    flattened; the collector would walk them again and again as they are made (a third of
+    the parsing time). Reference counting still frees everything at once, and parsed JSON
+    holds no cycles; callers collect the young generations themselves now and then
+    (``gc.collect(1)``). The collector's previous state is restored on exit.
+
+    Example:
+        >>> import gc
+        >>> with gc_paused():
+        ...     gc.isenabled()
+        False
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 _KEYS = ("id", "modified_date")
 RAW_ORDERS_SCHEMA = pa.schema(
     [
@@ -301,11 +332,15 @@ def serve_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     stdin, stdout = sys.stdin.fileno(), sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the answers
+    gc.freeze()  # what the imports made is never garbage: out of the collector's sight
+    gc.disable()  # see gc_paused
     try:
         mode, key = _receive(stdin, None)
         privacy = Privacy(mode=mode, key=key)
         _send(stdout, "ready")
-        while True:
+        for served in itertools.count(1):
+            if served % COLLECT_EVERY == 0:
+                gc.collect()
             content = _receive(stdin, None)
             try:
                 answer: Any = flatten_page(content, privacy)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import itertools
 import logging
 import os
@@ -46,7 +47,7 @@ from omsframe.export import recover_swap
 from omsframe.flatten import flatten_events
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, save_manifest
-from omsframe.pageflat import PageDecoder, combine
+from omsframe.pageflat import PageDecoder, combine, gc_paused
 from omsframe.paging import Listing, ProbeResult
 from omsframe.privacy import PiiMode, Privacy
 from omsframe.schema import SCHEMA_VERSION
@@ -362,8 +363,9 @@ def _sync_endpoint(
     last_id = checkpoint.get("last_id") if resumed else None
     observed = _now()
     read_started = time.monotonic()
-    with decoder or contextlib.nullcontext():
+    with decoder or contextlib.nullcontext(), gc_paused():
         for batch in _batches(iter(read), batch_size):
+            gc.collect(1)  # the garbage of the batch before (the collector is paused)
             if endpoint == "orders":
                 flat, raw = combine(batch)
                 report.add_orders(

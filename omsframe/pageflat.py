@@ -60,6 +60,20 @@ WORKER_THRESHOLD = 20_000
 #: Seconds a worker may stay silent before it is given up (its page is flattened here).
 ANSWER_TIMEOUT = 300.0
 _HEADER = struct.Struct("<Q")
+PIPE_BUFFER = 1 << 20
+#: A worker's program. It imports ``omsframe.pageflat`` without running the package's
+#: ``__init__`` (the whole public API, pandas and httpx included): a worker is ready in about
+#: 0.2 s instead of 1.4 s, and holds only what flattening needs.
+_WORKER_MAIN = """
+import importlib.util, sys, types
+spec = importlib.util.find_spec("omsframe")
+package = types.ModuleType("omsframe")
+package.__path__ = list(spec.submodule_search_locations)
+package.__spec__ = spec
+sys.modules["omsframe"] = package
+from omsframe.pageflat import serve_worker
+serve_worker()
+"""
 #: A worker collects cyclic garbage once per this many pages (see :func:`gc_paused`).
 COLLECT_EVERY = 50
 
@@ -247,6 +261,17 @@ class _WorkerLostError(Exception):
     """A worker process ended or answered nonsense."""
 
 
+def _widen(fd: int) -> None:
+    """Give a pipe a 1 MiB buffer where the OS allows it (Linux).
+
+    A page then crosses in one go, not in 64 KiB pieces that each wait for the other process.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BUFFER)
+
+
 def _send(stream: IO[bytes], message: Any) -> None:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)))
@@ -283,7 +308,7 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from omsframe.pageflat import serve_worker; serve_worker()"],
+            [sys.executable, "-c", _WORKER_MAIN],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -291,6 +316,8 @@ class _Worker:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin: IO[bytes] = self.process.stdin
         self.stdout: IO[bytes] = self.process.stdout
+        for stream in (self.stdin, self.stdout):
+            _widen(stream.fileno())
         _send(self.stdin, (mode, key))
 
     def ready(self) -> None:

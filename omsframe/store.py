@@ -5,23 +5,29 @@ Layout of a cache folder (``data/<profile>/``)::
     manifest.json                      source, versions, cursors, probe, counts, policy, last sync
     .pii-key                           the pseudonymization key (owner-only; never exported)
     .lock                              the writer lock (see omsframe.lock)
-    tables/orders/month=2024-05/part.parquet       per-order tables, by month of date_placed
-    tables/order_items/month=.../part.parquet
-    tables/addresses/month=.../part.parquet
-    tables/state_history/month=.../part.parquet
-    tables/events/month=.../part.parquet           by month of the event's created_date
-    tables/customers/part.parquet                  one file each: customers, products, channels,
-    ...                                            states
-    raw/orders/month=.../part.parquet              the stripped raw JSON, to rebuild offline
+    tables/orders/month=2024-05/part-00000.parquet   per-order tables, by month of date_placed,
+    tables/orders/month=2024-05/part-00001.parquet   in files of at most FILE_ORDERS orders
+    tables/order_items/month=.../part-00000.parquet  (the same file names hold the same orders)
+    tables/addresses/month=.../part-00000.parquet
+    raw/orders/month=.../part-00000.parquet          the stripped raw JSON, to rebuild offline
+    tables/state_history/month=.../part.parquet      one file a month
+    tables/events/month=.../part.parquet             by month of the event's created_date
     raw/events/month=.../part.parquet
-    quarantine/part.parquet                        records that could not be flattened
+    tables/customers/part.parquet                    one file each: customers, products,
+    ...                                              channels, states
+    quarantine/part.parquet                          records that could not be flattened
 
 Hive-style ``month=`` folders: DuckDB, polars, Spark and Dask read the folder as it is.
 
 Rules: every file is written to a temporary name, flushed and renamed, so a reader never sees
 half a file; rows are upserted by key and the latest ``modified_date`` wins (an older copy of an
 order never overwrites a newer one); re-applying the same batch changes nothing, which is what
-makes a killed sync resumable. Only the month partitions a batch touches are rewritten.
+makes a killed sync resumable. Only the files holding orders of a batch are rewritten: an
+order stays in the file it first went to (new orders fill a month's last file while it is
+small, then go to new files), so a batch of new orders writes new files and an incremental
+sync rewrites the few files its changed orders are in — never a whole month, whatever its size.
+The ``orders`` file of a file name is written last and is what makes its orders stored: files
+of the other tables without it (left by a killed sync) are removed before the next write.
 
 Example:
     >>> import tempfile
@@ -36,6 +42,7 @@ import datetime as dt
 import os
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +119,51 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 UNKNOWN_MONTH = "unknown"
+#: Tables whose files hold the same orders under the same file name (``orders`` is written last).
+FILE_GROUP = ("order_items", "addresses", "raw_orders", "orders")
+#: Orders per file of :data:`FILE_GROUP` (a batch's new orders of a month are cut into such files).
+FILE_ORDERS = 2_000
+#: A month's last file takes new orders while it holds fewer than this many (else a new file).
+SMALL_FILE = 500
+SINGLE = "part"  # the file name of a table that keeps one file per folder
+
+
+def _file_number(stem: str) -> int:
+    """The number of a file name (``part-00007`` -> 7; the single-file name sorts first)."""
+    return -1 if stem == SINGLE else int(stem.removeprefix("part-"))
+
+
+class _Layout:
+    """Where each stored order is: its month and file name, and how many orders each file holds."""
+
+    def __init__(self) -> None:
+        self.where: dict[int, tuple[str, str]] = {}
+        self.sizes: dict[tuple[str, str], int] = {}
+
+    def add(self, place: tuple[str, str], ids: list[int]) -> None:
+        for order_id in ids:
+            self.where[order_id] = place
+        self.sizes[place] = self.sizes.get(place, 0) + len(ids)
+
+    def remove(self, place: tuple[str, str], ids: list[int]) -> None:
+        for order_id in ids:
+            self.where.pop(order_id, None)
+        self.sizes[place] = max(0, self.sizes.get(place, 0) - len(ids))
+
+    def place_new(self, month: str, count: int) -> list[tuple[str, int]]:
+        """File names (and how many orders each) for ``count`` new orders of ``month``."""
+        stems = sorted((s for m, s in self.sizes if m == month), key=_file_number)
+        places: list[tuple[str, int]] = []
+        if stems and self.sizes[(month, stems[-1])] < SMALL_FILE:
+            take = min(count, FILE_ORDERS - self.sizes[(month, stems[-1])])
+            places.append((stems[-1], take))
+            count -= take
+        number = _file_number(stems[-1]) + 1 if stems else 0
+        pieces = -(-count // FILE_ORDERS)
+        for piece in range(pieces):
+            size = count // pieces + (1 if piece < count % pieces else 0)
+            places.append((f"part-{number + piece:05d}", size))
+        return places
 
 
 def schema_of(name: str) -> pa.Schema:
@@ -154,6 +206,17 @@ def _in_order(table: pa.Table, keys: list[str]) -> bool:
     return bool(pc.all(pc.or_(before, tied)).as_py())
 
 
+@dataclass
+class _Decision:
+    """What an upsert does with one file: the counts, ids that win (and are new), history."""
+
+    counts: UpsertCounts
+    won: pa.Array
+    new: pa.Array
+    history: pa.Table | None
+    existing: pa.Table | None
+
+
 class Store:
     """A cache folder. Writing methods expect the caller to hold the writer lock.
 
@@ -163,7 +226,7 @@ class Store:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
-        self._index: dict[int, str] | None = None
+        self._index: _Layout | None = None
 
     # --- paths --------------------------------------------------------------------------------
     def table_dir(self, name: str) -> Path:
@@ -172,10 +235,19 @@ class Store:
             return self.root / "raw" / name.removeprefix("raw_")
         return self.root / "tables" / name
 
-    def partition_path(self, name: str, month: str | None) -> Path:
-        """File of one partition (``month=None`` for unpartitioned tables)."""
+    def file_path(self, name: str, month: str | None, stem: str = SINGLE) -> Path:
+        """One file of a table (``month=None`` for unpartitioned tables)."""
         folder = self.table_dir(name)
-        return (folder / f"month={month}" if month else folder) / "part.parquet"
+        return (folder / f"month={month}" if month else folder) / f"{stem}.parquet"
+
+    def stems(self, name: str, month: str | None) -> list[str]:
+        """The file names (without ``.parquet``) of a month of a table, in order."""
+        folder = self.table_dir(name)
+        folder = folder / f"month={month}" if month else folder
+        if not folder.is_dir():
+            return []
+        names = (p.name.removesuffix(".parquet") for p in folder.glob("part*.parquet"))
+        return sorted((n for n in names if n == SINGLE or n.startswith("part-")), key=_file_number)
 
     def months(self, name: str) -> list[str]:
         """Months present for a partitioned table, sorted."""
@@ -185,7 +257,7 @@ class Store:
         return sorted(
             p.name.removeprefix("month=")
             for p in folder.glob("month=*")
-            if (p / "part.parquet").exists()
+            if self.stems(name, p.name.removeprefix("month="))
         )
 
     def counts(self) -> dict[str, int]:
@@ -193,8 +265,8 @@ class Store:
         result: dict[str, int] = {}
         for name in (*TABLES, "raw_orders", "raw_events"):
             months = self.months(name) if name in PARTITION_DATE else [None]
-            paths = [self.partition_path(name, m) for m in months]
-            result[name] = sum(pq.ParquetFile(p).metadata.num_rows for p in paths if p.exists())
+            paths = [self.file_path(name, m, s) for m in months for s in self.stems(name, m)]
+            result[name] = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
         return result
 
     # --- the key of the PII policy ---------------------------------------------------------------
@@ -237,8 +309,14 @@ class Store:
         return table
 
     def read_partition(self, name: str, month: str | None) -> pa.Table | None:
-        """One partition, or ``None`` when it does not exist."""
-        path = self.partition_path(name, month)
+        """One partition (all its files), or ``None`` when it does not exist."""
+        parts = [self.read_file(name, month, stem) for stem in self.stems(name, month)]
+        tables = [part for part in parts if part is not None]
+        return pa.concat_tables(tables) if tables else None
+
+    def read_file(self, name: str, month: str | None, stem: str = SINGLE) -> pa.Table | None:
+        """One file of a table, or ``None`` when it does not exist."""
+        path = self.file_path(name, month, stem)
         return self._read_file(path, name) if path.exists() else None
 
     def read_table(
@@ -278,7 +356,14 @@ class Store:
         return table
 
     # --- writing ---------------------------------------------------------------------------------
-    def _write(self, name: str, month: str | None, table: pa.Table, policy: str | None) -> None:
+    def _write(
+        self,
+        name: str,
+        month: str | None,
+        table: pa.Table,
+        policy: str | None,
+        stem: str = SINGLE,
+    ) -> None:
         schema = schema_of(name)
         metadata = dict(schema.metadata or {})
         if policy:
@@ -288,7 +373,7 @@ class Store:
         table = _sorted(table, name).replace_schema_metadata(metadata)
         # the raw layer's JSON texts are all different: a dictionary would only cost time
         options = {"use_dictionary": False} if name in RAW_SCHEMAS else {}
-        write_parquet_atomic(table, self.partition_path(name, month), **options)
+        write_parquet_atomic(table, self.file_path(name, month, stem), **options)
 
     def upsert_orders(
         self,
@@ -301,8 +386,9 @@ class Store:
         """Upsert a flattened batch of orders, their raw JSON, and the state changes seen.
 
         For each order id, the copy with the latest ``modified_date`` wins: all of the losing
-        copy's rows (items, addresses) are replaced by the winner's. Partitions without a
-        winning row are not rewritten.
+        copy's rows (items, addresses) are replaced by the winner's. A stored order is
+        rewritten in the file it is in; new orders go to their month's last file while it is
+        small, else to new files. Files without a winning row are not rewritten.
 
         ``raw`` is the batch's records as flattened (secrets stripped, PII policy applied), or
         their raw-layer table already made (:func:`~omsframe.pageflat.raw_orders_table`).
@@ -314,8 +400,7 @@ class Store:
         raw_table = raw if isinstance(raw, pa.Table) else raw_orders_table(orders, raw)
         incoming = {name: flat.tables[name] for name in ORDER_GROUP}
         incoming["raw_orders"] = raw_table
-        order_months = _months(orders, "date_placed")
-        stale = self._move_out(orders, order_months)
+        stale = self._move_out(orders, _months(orders, "date_placed"))
         if stale:
             counts.stale += len(stale)
             skip = pa.array(sorted(stale), pa.int64())
@@ -323,55 +408,93 @@ class Store:
                 name: table.filter(pc.invert(pc.is_in(table.column("order_id"), value_set=skip)))
                 for name, table in incoming.items()
             }
-            order_months = _months(incoming["orders"], "date_placed")
-        months_of = {name: _months(table, PARTITION_DATE[name]) for name, table in incoming.items()}
-        for month in pc.unique(order_months).to_pylist():
-            in_month = {
-                name: table.filter(pc.equal(months_of[name], month))
+        places, codes = self._places(incoming["orders"])
+        order_ids = incoming["orders"].column("order_id")
+        code_of = {
+            name: codes.take(pc.index_in(table.column("order_id"), value_set=order_ids))
+            for name, table in incoming.items()
+        }
+        decided: list[tuple[tuple[str, str], dict[str, pa.Table], _Decision]] = []
+        histories: dict[str, list[pa.Table]] = {}
+        for code, place in enumerate(places):
+            in_file = {
+                name: table.filter(pc.equal(code_of[name], code))
                 for name, table in incoming.items()
             }
-            counts.add(self._upsert_order_month(month, in_month, policy, observed_at))
-        self._order_months().update(
-            zip(
-                incoming["orders"].column("order_id").to_pylist(),
-                order_months.to_pylist(),
-                strict=True,
-            )
-        )
+            decision = self._decide(place, in_file["orders"], observed_at)
+            counts.add(decision.counts)
+            if decision.history is not None:
+                histories.setdefault(place[0], []).append(decision.history)
+            if len(decision.won):
+                decided.append((place, in_file, decision))
+        # the state changes first (idempotent: keyed by order and time), then the files
+        for month, parts in histories.items():
+            self._append_history(month, pa.concat_tables(parts), policy)
+        for place, in_file, decision in decided:
+            counts.partitions_written += self._write_file_group(place, in_file, decision, policy)
         return counts
 
-    def _order_months(self) -> dict[int, str]:
-        """The month partition of every stored order (read once per Store, then kept current)."""
+    def _layout(self) -> _Layout:
+        """Where every stored order is (read once per Store, then kept current)."""
         if self._index is None:
-            index: dict[int, str] = {}
+            layout = _Layout()
             for month in self.months("orders"):
-                path = self.partition_path("orders", month)
-                ids = pq.read_table(path, columns=["order_id"]).column(0).to_pylist()
-                index.update(dict.fromkeys(ids, month))
-            self._index = index
+                for stem in self.stems("orders", month):
+                    path = self.file_path("orders", month, stem)
+                    ids = pq.read_table(path, columns=["order_id"]).column(0).to_pylist()
+                    layout.add((month, stem), ids)
+            # a killed sync may have left files of a new file name without its `orders` file:
+            # their rows were never stored (the batch is read again), so they go
+            for name in FILE_GROUP[:-1]:
+                for month in self.months(name):
+                    for stem in self.stems(name, month):
+                        if (month, stem) not in layout.sizes:
+                            self.file_path(name, month, stem).unlink(missing_ok=True)
+            self._index = layout
         return self._index
 
+    def _places(self, orders: pa.Table) -> tuple[list[tuple[str, str]], pa.Array]:
+        """The files a batch's orders go to, and the index in that list of each order's file."""
+        layout = self._layout()
+        months = _months(orders, "date_placed").to_pylist()
+        ids = orders.column("order_id").to_pylist()
+        code_of: dict[tuple[str, str], int] = {}
+        codes = np.zeros(len(ids), np.int64)
+        fresh: dict[str, list[int]] = {}
+        for row, (order_id, month) in enumerate(zip(ids, months, strict=True)):
+            place = layout.where.get(order_id)
+            if place is None:
+                fresh.setdefault(month, []).append(row)
+            else:
+                codes[row] = code_of.setdefault(place, len(code_of))
+        for month, rows in fresh.items():
+            start = 0
+            for stem, size in layout.place_new(month, len(rows)):
+                codes[rows[start : start + size]] = code_of.setdefault((month, stem), len(code_of))
+                start += size
+        return list(code_of), pa.array(codes)
+
     def _move_out(self, orders: pa.Table, months: pa.Array) -> set[int]:
-        """Take orders whose ``date_placed`` now falls in another month out of their old one.
+        """Take orders whose ``date_placed`` now falls in another month out of their old file.
 
         Only when the incoming copy is newer; the ids of older incoming copies are returned
-        (to be skipped). The old month is emptied before the new one is written, and its
-        `orders` row goes last: a sync killed in between still finds the order in its old
-        month and moves it again on resume — never stored twice.
+        (to be skipped). The old file is emptied before the new one is written, and its
+        `orders` file goes last: a sync killed in between still finds the order in its old
+        file and moves it again on resume — never stored twice.
         """
-        index = self._order_months()
-        moving: dict[str, list[int]] = {}  # old month -> rows of `orders` that leave it
+        layout = self._layout()
+        moving: dict[tuple[str, str], list[int]] = {}  # old file -> rows of `orders` leaving it
         for row, (order_id, month) in enumerate(
             zip(orders.column("order_id").to_pylist(), months.to_pylist(), strict=True)
         ):
-            old = index.get(order_id)
-            if old is not None and old != month:
-                moving.setdefault(old, []).append(row)
+            place = layout.where.get(order_id)
+            if place is not None and place[0] != month:
+                moving.setdefault(place, []).append(row)
         stale: set[int] = set()
-        for old, rows in moving.items():
+        for (old, stem), rows in moving.items():
             candidates = orders.take(pa.array(rows, pa.int64()))
             ids = column_array(candidates.column("order_id"))
-            current = self.read_partition("orders", old)
+            current = self.read_file("orders", old, stem)
             if current is None:
                 leaves = pa.array(np.ones(len(ids), np.bool_))
             else:
@@ -386,16 +509,19 @@ class Store:
             if len(gone) == 0:
                 continue
             # `orders` last, as in a normal upsert: a sync killed midway finds the order still
-            # stored in its old month (all of it) and moves it again
-            for name in ("order_items", "addresses", "raw_orders", "orders"):
-                part = current if name == "orders" else self.read_partition(name, old)
+            # stored in its old file (all of it) and moves it again
+            for name in FILE_GROUP:
+                part = current if name == "orders" else self.read_file(name, old, stem)
                 if part is not None:
                     kept = part.filter(pc.invert(pc.is_in(part.column("order_id"), value_set=gone)))
                     self._write(
-                        name, old, kept, self._policy_of(part) if name in ORDER_GROUP else None
+                        name,
+                        old,
+                        kept,
+                        self._policy_of(part) if name in ORDER_GROUP else None,
+                        stem,
                     )
-            for order_id in gone.to_pylist():
-                index.pop(order_id, None)
+            layout.remove((old, stem), gone.to_pylist())
         return stale
 
     @staticmethod
@@ -403,24 +529,24 @@ class Store:
         value = (table.schema.metadata or {}).get(b"omsframe.pii_policy")
         return value.decode() if value else None
 
-    def _upsert_order_month(
-        self, month: str, incoming: dict[str, pa.Table], policy: str, observed_at: dt.datetime
-    ) -> UpsertCounts:
+    def _decide(
+        self, place: tuple[str, str], new_orders: pa.Table, observed_at: dt.datetime
+    ) -> _Decision:
+        """Which incoming orders of one file win, and the state changes they bring."""
         counts = UpsertCounts()
-        existing_orders = self.read_partition("orders", month)
-        new_orders = incoming["orders"]
+        existing = self.read_file("orders", *place)
         ids = column_array(new_orders.column("order_id"))
         modified = column_array(new_orders.column("modified_date"))
         state = column_array(new_orders.column("state_code"))
-        if existing_orders is None:
+        if existing is None:
             position = pa.nulls(len(ids), pa.int32())
             previous_modified = pa.nulls(len(ids), modified.type)
             previous_state = pa.nulls(len(ids), state.type)
         else:
-            stored_ids = column_array(existing_orders.column("order_id"))
+            stored_ids = column_array(existing.column("order_id"))
             position = pc.index_in(ids, value_set=stored_ids)
-            previous_modified = column_array(existing_orders.column("modified_date")).take(position)
-            previous_state = column_array(existing_orders.column("state_code")).take(position)
+            previous_modified = column_array(existing.column("modified_date")).take(position)
+            previous_state = column_array(existing.column("state_code")).take(position)
         is_new = pc.is_null(position)
         is_newer = pc.and_(pc.invert(is_new), newer_mask(modified, previous_modified))
         same = pc.and_(pc.invert(is_new), same_mask(modified, previous_modified))
@@ -428,12 +554,11 @@ class Store:
         counts.updated = count_true(is_newer)
         counts.unchanged = count_true(same)
         counts.stale = len(ids) - counts.new - counts.updated - counts.unchanged
-        if counts.new + counts.updated == 0:
-            return counts
         won = ids.filter(pc.or_(is_new, is_newer))
         # a new order enters its state; an updated one is recorded only when its state moved
         moved = pc.or_(is_new, pc.and_(is_newer, pc.invert(same_mask(state, previous_state))))
-        if count_true(moved):  # idempotent (keyed by order and time), so it may safely go first
+        history = None
+        if count_true(moved):
             observed = pa.scalar(observed_at, TIME)
             history = pa.Table.from_arrays(
                 [
@@ -446,11 +571,22 @@ class Store:
                 ],
                 schema=arrow_schema("state_history"),
             )
-            self._append_history(month, history, policy)
+        return _Decision(counts, won, ids.filter(is_new), history, existing)
+
+    def _write_file_group(
+        self,
+        place: tuple[str, str],
+        incoming: dict[str, pa.Table],
+        decision: _Decision,
+        policy: str,
+    ) -> int:
+        """Rewrite one file name of every table of the group with the winning orders."""
+        month, stem = place
+        won = decision.won
         # `orders` goes last: it is what marks an order as stored, so a sync killed between
         # these writes finds the order still to do and rewrites its items and addresses too
-        for name in ("order_items", "addresses", "raw_orders", "orders"):
-            current = existing_orders if name == "orders" else self.read_partition(name, month)
+        for name in FILE_GROUP:
+            current = decision.existing if name == "orders" else self.read_file(name, month, stem)
             fresh = incoming[name].filter(
                 pc.is_in(incoming[name].column("order_id"), value_set=won)
             )
@@ -461,9 +597,9 @@ class Store:
                 if not fresh.schema.equals(current.schema):
                     fresh = fresh.cast(current.schema)
                 fresh = pa.concat_tables([current, fresh])
-            self._write(name, month, fresh, policy if name in ORDER_GROUP else None)
-            counts.partitions_written += 1
-        return counts
+            self._write(name, month, fresh, policy if name in ORDER_GROUP else None, stem)
+        self._layout().add(place, decision.new.to_pylist())
+        return len(FILE_GROUP)
 
     def _append_history(self, month: str, incoming: pa.Table, policy: str) -> None:
         """Add state changes to a month of ``state_history``, skipping those already stored."""

@@ -42,7 +42,7 @@ def test_a_damaged_parquet_file_gives_a_clear_error_naming_rebuild(
     synced: Path, tmp_path: Path
 ) -> None:
     cache = copy_cache(synced, tmp_path / "c")
-    victim = next((cache / "tables" / "orders").glob("month=*/part.parquet"))
+    victim = next((cache / "tables" / "orders").glob("month=*/part*.parquet"))
     victim.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(CacheError, match="omsframe rebuild") as error:
         load(cache)
@@ -167,3 +167,41 @@ def test_a_lost_pii_key_is_an_error_not_a_silent_new_key(
     with pytest.raises(CacheError, match="restore the key from a backup"):
         sync(oms.url, token=oms.token, cache=cache, progress=False, events=False)
     assert not (cache / ".pii-key").exists()
+
+
+def test_new_orders_fill_a_small_last_file_then_go_to_new_bounded_files(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from omsframe import store as store_module
+
+    monkeypatch.setattr(store_module, "FILE_ORDERS", 10)
+    monkeypatch.setattr(store_module, "SMALL_FILE", 4)
+    layout = store_module._Layout()
+    assert layout.place_new("2025-01", 25) == [
+        ("part-00000", 9),
+        ("part-00001", 8),
+        ("part-00002", 8),
+    ]
+    layout.add(("2025-01", "part-00000"), list(range(3)))  # a small last file: filled first
+    assert layout.place_new("2025-01", 12) == [("part-00000", 7), ("part-00001", 5)]
+    layout.add(("2025-01", "part-00001"), list(range(3, 9)))  # a large enough one: left alone
+    assert layout.place_new("2025-01", 2) == [("part-00002", 2)]
+    assert layout.place_new("2025-02", 1) == [("part-00000", 1)]  # months are apart
+
+
+def test_files_a_killed_sync_left_without_their_orders_file_are_removed(
+    synced: Path, oms: SimulatorServer, tmp_path: Path
+) -> None:
+    import shutil
+
+    cache = copy_cache(synced, tmp_path / "c")
+    before = load(cache, engine="pyarrow")
+    # what a sync killed between the files of a new file name leaves: items, no orders
+    for folder in ("tables/order_items", "tables/addresses", "raw/orders"):
+        source = next((cache / folder).glob("month=*/part-*.parquet"))
+        shutil.copy(source, source.with_name("part-00099.parquet"))
+    sync(oms.url, token=oms.token, cache=cache, progress=False, events=False, full=True)
+    assert not list(cache.rglob("part-00099.parquet"))
+    after = load(cache, engine="pyarrow")
+    for name in ("order_items", "addresses"):
+        assert after[name].num_rows == before[name].num_rows  # no row doubled

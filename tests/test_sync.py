@@ -118,6 +118,64 @@ def test_full_then_incremental_sync_follow_the_live_shop(world: World, tmp_path:
     assert info.source == first.source
 
 
+def file_orders(root: Path) -> dict[tuple[str, str], dict[str, set[int]]]:
+    """The order ids in each file of the per-order tables, by (month folder, file name)."""
+    import pyarrow.parquet as pq
+
+    found: dict[tuple[str, str], dict[str, set[int]]] = defaultdict(dict)
+    for table in ("orders", "order_items", "addresses", "raw_orders"):
+        folder = root / ("raw/orders" if table == "raw_orders" else f"tables/{table}")
+        for path in folder.glob("month=*/part*.parquet"):
+            ids = pq.read_table(path, columns=["order_id"]).column(0).to_pylist()
+            found[(path.parent.name, path.name)][table] = set(ids)
+    return found
+
+
+def test_files_are_bounded_aligned_and_only_those_of_changed_orders_are_rewritten(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omsframe import store
+
+    monkeypatch.setattr(store, "FILE_ORDERS", 40)
+    monkeypatch.setattr(store, "SMALL_FILE", 15)
+    start = from_us(world.end_us) - 10 * DAY
+    with serve(world, clock=Clock(start=start)) as oms:
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False, batch_size=70)
+        check_cache(tmp_path, truth(world, oms.now_us))
+        files = file_orders(tmp_path)
+        assert len(files) > 10  # several files a month
+        for tables in files.values():
+            assert len(tables["orders"]) <= 40  # bounded
+            # the same file name holds the same orders in every per-order table
+            assert tables["raw_orders"] == tables["orders"]
+            for name in ("order_items", "addresses"):
+                assert tables.get(name, set()) <= tables["orders"]
+        orders = (tmp_path / "tables/orders").rglob("*.parquet")
+        stamps = {path: path.stat().st_mtime_ns for path in orders}
+        before = truth(world, oms.now_us)
+        oms.advance(2 * DAY)
+        second = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, batch_size=70)
+        after = truth(world, oms.now_us)
+        check_cache(tmp_path, after)
+    changed = {i for i, state in before["states"].items() if after["states"][i] != state}
+    assert second.orders_updated > 0 and changed
+    rewritten = {p for p, stamp in stamps.items() if p.stat().st_mtime_ns != stamp}
+    for path in stamps:
+        ids = set(pq_ids(path))
+        if path in rewritten:
+            assert ids & changed or len(ids) < 15  # changed orders, or new ones joined it
+        else:
+            assert not ids & changed
+    assert len(rewritten) < len(stamps) / 2
+
+
+def pq_ids(path: Path) -> list[int]:
+    import pyarrow.parquet as pq
+
+    ids: list[int] = pq.read_table(path, columns=["order_id"]).column(0).to_pylist()
+    return ids
+
+
 def test_sync_is_exact_under_faults(world: World, tmp_path: Path) -> None:
     faults = Faults(
         seed=4, rate_5xx=0.1, rate_429=0.05, rate_truncated=0.01, retry_after_seconds=0.01

@@ -84,9 +84,11 @@ def gc_paused() -> Iterator[None]:
 
     A parsed page is tens of thousands of dicts and lists, all alive until the page is
     flattened; the collector would walk them again and again as they are made (a third of
-    the parsing time). Reference counting still frees everything at once, and parsed JSON
-    holds no cycles; callers collect the young generations themselves now and then
-    (``gc.collect(1)``). The collector's previous state is restored on exit.
+    the parsing time). Reference counting still frees everything acyclic at once; what is
+    left to the collector (an HTTP response and its stream refer to each other) is freed by
+    the caller's ``gc.collect()`` now and then — cheap, because what existed before is frozen
+    out of the collector's sight meanwhile (unless the program froze objects itself). The
+    collector's previous state is restored on exit.
 
     Example:
         >>> import gc
@@ -95,10 +97,15 @@ def gc_paused() -> Iterator[None]:
         False
     """
     enabled = gc.isenabled()
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     gc.disable()
     try:
         yield
     finally:
+        if freeze:
+            gc.unfreeze()
         if enabled:
             gc.enable()
 

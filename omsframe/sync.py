@@ -365,7 +365,7 @@ def _sync_endpoint(
     read_started = time.monotonic()
     with decoder or contextlib.nullcontext(), gc_paused():
         for batch in _batches(iter(read), batch_size):
-            gc.collect(1)  # the garbage of the batch before (the collector is paused)
+            gc.collect()  # the cyclic garbage of the batch before (see gc_paused)
             if endpoint == "orders":
                 flat, raw = combine(batch)
                 report.add_orders(
@@ -388,12 +388,13 @@ def _sync_endpoint(
                 for name, count in counter.items():
                     merged[name] = merged.get(name, 0) + count
             ids = [r["id"] for r in batch if isinstance(r, dict) and isinstance(r.get("id"), int)]
-            stamps = [r.get("modified_date") for r in batch if isinstance(r, dict)]
-            stamps = [s for s in stamps if isinstance(s, str)]
-            if stamps:
-                newest_seen = max(
-                    (s for s in (newest_seen, *stamps) if s is not None), key=stamp_key
-                )
+            if high_water is None:  # the cursor will come from the stamps seen (see below)
+                stamps = [r.get("modified_date") for r in batch if isinstance(r, dict)]
+                stamps = [s for s in stamps if isinstance(s, str)]
+                if stamps:
+                    newest_seen = max(
+                        (s for s in (newest_seen, *stamps) if s is not None), key=stamp_key
+                    )
             if ids:
                 last_id = max(ids) if last_id is None else max(last_id, *ids)
             manifest["checkpoint"][endpoint] = {

@@ -207,3 +207,26 @@ def test_a_silent_worker_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
         body = decode(page([{"id": 4}]))
         assert decode._workers == [] and worker.process.poll() is not None
     assert [s["id"] for s in body["results"]] == [4]
+
+
+def test_the_collector_is_paused_only_inside_and_a_freeze_of_the_program_is_kept() -> None:
+    import gc
+
+    from omsframe.pageflat import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled() and gc.get_freeze_count() > 0  # what was there is frozen
+        cyclic: list[object] = []
+        cyclic.append(cyclic)
+        del cyclic
+        assert gc.collect() >= 1  # the caller's collections still free cycles made meanwhile
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.freeze()  # a program that froze its objects itself (a pre-forking server) keeps them so
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert gc.isenabled() and gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

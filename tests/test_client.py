@@ -748,3 +748,18 @@ def test_probe_of_an_empty_list_cannot_tell() -> None:
     result = make_client(FakeOms(records=[])).probe("webhook_events")
     assert result.ordering is None and set(result.filters.values()) == {None}
     assert "date_placed__gte" not in result.filters
+
+
+@pytest.mark.parametrize(
+    ("url", "verified"),
+    [("https://acme-oms.akinon.net", True), ("http://127.0.0.1:8765", False)],
+)
+def test_https_is_always_verified_and_plain_http_builds_no_tls_context(
+    url: str, verified: bool
+) -> None:
+    import ssl
+
+    with Client(url, token="t") as client:
+        pool = client._session._http._transport._pool  # type: ignore[attr-defined]
+        mode = pool._ssl_context.verify_mode
+    assert mode == (ssl.CERT_REQUIRED if verified else ssl.CERT_NONE)

@@ -69,16 +69,21 @@ def default_cache(url: str) -> Path:
 def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     """Batches of ``size`` records, the next one read while the caller stores this one.
 
-    A reader thread fills at most one batch ahead (memory: two batches), so the OMS works on
-    the next pages while this process flattens and writes. Errors of the reader are raised
+    A reader thread reads one batch ahead and no more: it starts a batch only once the caller
+    is done with the one before the batch it handed over (memory: two batches), so the OMS works
+    on the next pages while this process flattens and writes. Errors of the reader are raised
     here, in the caller's thread.
     """
     ahead: queue.Queue[list[dict[str, Any]] | BaseException | None] = queue.Queue(maxsize=1)
+    room = threading.Semaphore(2)  # batches alive: the one stored, the one read ahead
     stop = threading.Event()
 
     def read() -> None:
         try:
-            while not stop.is_set() and (batch := list(itertools.islice(records, size))):
+            while room.acquire() and not stop.is_set():
+                batch = list(itertools.islice(records, size))
+                if not batch:
+                    break
                 ahead.put(batch)
             ahead.put(None)
         except BaseException as error:  # handed to the caller's thread, raised there
@@ -91,8 +96,10 @@ def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict
             if isinstance(item, BaseException):
                 raise item
             yield item
+            room.release()  # the caller is done with this batch
     finally:
         stop.set()
+        room.release()  # a reader waiting for room sees `stop`
         while reader.is_alive():  # let a blocked reader finish its put and see `stop`
             with contextlib.suppress(queue.Empty):
                 ahead.get(timeout=0.05)

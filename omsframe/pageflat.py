@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 WORKER_THRESHOLD = 20_000
 #: Seconds a worker may stay silent before it is given up (its page is flattened here).
 ANSWER_TIMEOUT = 300.0
-_HEADER = struct.Struct("<Q")
+_HEADER = struct.Struct("<Q?")  # a message's size, and whether it is raw bytes
 #: A worker's program. It imports ``omsframe.pageflat`` without running the package's
 #: ``__init__`` (the whole public API, pandas and httpx included), and keeps pandas out: pyarrow
 #: imports it, if it can, the first time it builds an array from a list (to check for pandas
@@ -190,7 +190,7 @@ def _is_page(body: Any) -> bool:
     )
 
 
-def flatten_page(content: bytes, privacy: Privacy) -> tuple[Any, ...]:
+def flatten_page(content: bytes | bytearray, privacy: Privacy) -> tuple[Any, ...]:
     """Parse one page of orders and flatten it (also what a worker runs).
 
     Returns ``("page", count, next, previous, keys, FlatPage)`` for a page, or ``("body",
@@ -275,32 +275,44 @@ class _WorkerLostError(Exception):
 
 
 def _send(stream: IO[bytes], message: Any) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)))
+    """Frame a message: its size, its kind (raw bytes, or a pickle), then itself."""
+    raw = isinstance(message, bytes)  # a page's bytes go as they are: no pickle, no copy
+    data = message if raw else pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data), raw))
     stream.write(data)
     stream.flush()
 
 
-def _read(fd: int, size: int, timeout: float | None) -> bytes:
-    """Exactly ``size`` bytes from a pipe; the other end silent for ``timeout`` is lost."""
-    parts, left = [], size
-    while left:
-        if timeout is not None and os.name == "posix":  # (select works on pipes only there)
-            ready, _, _ = select.select([fd], [], [], timeout)
-            if not ready:
-                raise _WorkerLostError(f"no answer in {timeout:.0f} s")
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            raise _WorkerLostError("the other end of the pipe closed")
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
+def _read(fd: int, size: int, timeout: float | None) -> bytearray:
+    """Exactly ``size`` bytes from a pipe; the other end silent for ``timeout`` is lost.
+
+    The bytes are read straight into one buffer (no pieces joined afterwards).
+    """
+    buffer = bytearray(size)
+    with memoryview(buffer) as view:
+        got = 0
+        while got < size:
+            if timeout is not None and os.name == "posix":  # (select works on pipes only there)
+                ready, _, _ = select.select([fd], [], [], timeout)
+                if not ready:
+                    raise _WorkerLostError(f"no answer in {timeout:.0f} s")
+            if hasattr(os, "readv"):
+                count = os.readv(fd, [view[got:]])
+            else:  # pragma: no cover - Windows
+                chunk = os.read(fd, size - got)
+                count = len(chunk)
+                view[got : got + count] = chunk
+            if not count:
+                raise _WorkerLostError("the other end of the pipe closed")
+            got += count
+    return buffer
 
 
 def _receive(fd: int, timeout: float | None) -> Any:
     """The next message on a pipe (``timeout``: see :func:`_read`)."""
-    (size,) = _HEADER.unpack(_read(fd, _HEADER.size, timeout))
-    return pickle.loads(_read(fd, size, timeout))
+    size, raw = _HEADER.unpack(_read(fd, _HEADER.size, timeout))
+    data = _read(fd, size, timeout)
+    return data if raw else pickle.loads(data)
 
 
 class _Worker:

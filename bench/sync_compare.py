@@ -8,8 +8,10 @@ not share the GIL with the job), and reports seconds and its peak RSS:
 - ``sync-1``: the same in one process (``workers=0``);
 - ``naive``: a sequential httpx loop over the pages, ``pandas.json_normalize`` of the orders and
   of their items (``record_path``), ``to_parquet`` of both — the usual notebook;
-- ``incremental``: ``omsframe.sync`` again after the shop's clock moved so that about 1% of the
-  orders changed;
+- ``incremental``: ``omsframe.sync`` again after the shop's clock moved so that 1% of the
+  orders there were at the sync changed state (the orders placed meanwhile come on top);
+- ``incremental-any``: the same from a copy of the synced cache, after the clock moved so that
+  1% of the orders are new or changed state (new orders counted among the changes);
 - ``load``: ``omsframe.load`` of orders and items from the cache into pandas;
 - ``flatten``: ``omsframe.flatten_orders`` of the same orders from their JSON (what ``load``
   saves you from).
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,20 +41,29 @@ from omsframe.simulator.world import World, from_us
 world = World.generate(seed=9, orders=int(sys.argv[1]))
 start = from_us(world.end_us) - dt.timedelta(days=30)
 
-def delta_changing(share):
-    # the clock step after which `share` of the visible orders have changed
-    now = server.now_us
-    n = world.visible_orders(now)
-    times = np.where(world.transition_time > now, world.transition_time, np.iinfo(np.int64).max)
+synced_at = None  # the clock when the cache was synced (the first advance's starting point)
+
+def moment_changing(share, new_count):
+    # the clock time by which `share` of the orders visible at the sync have changed state
+    # (new_count=False), or have changed state or been placed since (new_count=True)
+    n = world.visible_orders(synced_at)
+    never = np.iinfo(np.int64).max
+    times = np.where(world.transition_time > synced_at, world.transition_time, never)
     first = np.minimum.reduceat(times[: world.transition_ptr[n]], world.transition_ptr[:n])
-    first = np.sort(first[first < np.iinfo(np.int64).max])
+    first = first[first < never]
+    if new_count:
+        first = np.concatenate([first, world.order_created[n:]])
+    first = np.sort(first)
     k = max(1, int(share * n))
-    return (int(first[min(k, len(first)) - 1]) - now) / 1e6
+    return int(first[min(k, len(first)) - 1])
 
 with SimulatorServer(world, clock=Clock(start=start)) as server:
     print(server.url, server.token, flush=True)
     for line in sys.stdin:
-        server.advance(dt.timedelta(seconds=delta_changing(float(line))))
+        share, mode = line.split()
+        synced_at = synced_at or server.now_us
+        target = moment_changing(float(share), mode == "any")
+        server.advance(dt.timedelta(microseconds=max(0, target - server.now_us)))
         print("ok", flush=True)
 """
 
@@ -72,7 +84,7 @@ def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
     started = time.perf_counter()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     detail = ""
-    if kind in ("sync", "sync-1", "incremental"):
+    if kind in ("sync", "sync-1", "incremental", "incremental-any"):
         workers = 0 if kind == "sync-1" else None
         report = omsframe.sync(
             url, token=token, cache=cache, events=False, progress=False, workers=workers
@@ -185,8 +197,15 @@ def main() -> None:
                 run("sync", url, token, cache),
                 run("naive", url, token, naive),
             ]
-            # move the shop's clock until 1% of its orders have changed
-            server.stdin.write("0.01\n")
+            shutil.copytree(cache, cache + "-any")
+            # move the shop's clock until 1% of its orders are new or have changed state
+            server.stdin.write("0.01 any\n")
+            server.stdin.flush()
+            server.stdout.readline()
+            results.append(run("incremental-any", url, token, cache + "-any"))
+            # ... and on, until 1% of the orders there were at the sync have changed state
+            # (the orders placed meanwhile come on top)
+            server.stdin.write("0.01 state\n")
             server.stdin.flush()
             server.stdout.readline()
             results += [

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -126,6 +127,7 @@ FILE_ORDERS = 2_000
 #: A month's last file takes new orders while it holds fewer than this many (else a new file).
 SMALL_FILE = 500
 SINGLE = "part"  # the file name of a table that keeps one file per folder
+_FILE_NAME = re.compile(r"part(-\d+)?")  # other files in a folder are not the cache's
 
 
 def _file_number(stem: str) -> int:
@@ -247,7 +249,7 @@ class Store:
         if not folder.is_dir():
             return []
         names = (p.name.removesuffix(".parquet") for p in folder.glob("part*.parquet"))
-        return sorted((n for n in names if n == SINGLE or n.startswith("part-")), key=_file_number)
+        return sorted((n for n in names if _FILE_NAME.fullmatch(n)), key=_file_number)
 
     def months(self, name: str) -> list[str]:
         """Months present for a partitioned table, sorted."""

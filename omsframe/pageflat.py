@@ -159,15 +159,16 @@ def raw_orders_table(orders: pa.Table, records: Iterable[Any]) -> pa.Table:
         >>> raw_orders_table(orders, [{"id": 1}]).column("record").to_pylist()
         ['{"id":1}']
     """
-    best: dict[int, tuple[str, Any]] = {}
-    for record in records:
-        if isinstance(record, dict) and isinstance(record.get("id"), int):
+    valid = [r for r in records if isinstance(r, dict) and isinstance(r.get("id"), int)]
+    best: dict[int, Any] = {record["id"]: record for record in valid}
+    if len(best) < len(valid):  # an id twice: the copy with the latest stamp (then the later)
+        stamps: dict[int, str] = {}
+        for record in valid:
             key = stamp_key(record.get("modified_date"))
-            previous = best.get(record["id"])
-            if previous is None or key >= previous[0]:
-                best[record["id"]] = (key, record)
+            if key >= stamps.get(record["id"], key):
+                stamps[record["id"]], best[record["id"]] = key, record
     texts = [
-        orjson.dumps(best[i][1]).decode() if i in best else None
+        orjson.dumps(best[i]).decode() if i in best else None
         for i in orders.column("order_id").to_pylist()
     ]
     return pa.table(

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -437,6 +438,7 @@ TABLES: dict[str, Table] = {
 }
 
 
+@functools.cache  # built once per table: an Arrow schema is immutable
 def arrow_schema(table: str) -> pa.Schema:
     """The Arrow schema of a table, with each column's meaning in the field metadata.
 

@@ -230,3 +230,23 @@ def test_the_collector_is_paused_only_inside_and_a_freeze_of_the_program_is_kept
         assert gc.isenabled() and gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_the_raw_layer_keeps_the_latest_copy_of_an_order_sent_twice() -> None:
+    import pyarrow as pa
+
+    from omsframe.pageflat import raw_orders_table
+
+    orders = pa.table(
+        {"order_id": [1, 2], "date_placed": [None, None], "modified_date": [None, None]}
+    )
+    older = {"id": 1, "modified_date": "2025-01-02T00:00:00Z", "number": "old"}
+    newer = {"id": 1, "modified_date": "2025-01-03T00:00:00Z", "number": "new"}
+    texts = [
+        raw_orders_table(orders, records).column("record").to_pylist()
+        for records in ([older, newer, {"id": 2}], [newer, older, {"id": 2}])
+    ]
+    assert texts[0] == texts[1]  # whichever came first, the latest stamp wins
+    assert orjson.loads(texts[0][0])["number"] == "new" and orjson.loads(texts[0][1]) == {"id": 2}
+    unique = raw_orders_table(orders, [{"id": 2}, older]).column("record").to_pylist()
+    assert [orjson.loads(t)["id"] for t in unique] == [1, 2]  # in the order of the orders table

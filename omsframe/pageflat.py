@@ -56,7 +56,7 @@ from omsframe.privacy import PiiMode, Privacy
 logger = logging.getLogger(__name__)
 
 #: Start worker processes when the server says a read holds at least this many records.
-WORKER_THRESHOLD = 20_000
+WORKER_THRESHOLD = 5_000
 #: Seconds a worker may stay silent before it is given up (its page is flattened here).
 ANSWER_TIMEOUT = 300.0
 _HEADER = struct.Struct("<Q?")  # a message's size, and whether it is raw bytes

@@ -224,10 +224,10 @@ def test_the_collector_is_paused_only_inside_and_a_freeze_of_the_program_is_kept
     assert gc.isenabled() and gc.get_freeze_count() == 0
     gc.freeze()  # a program that froze its objects itself (a pre-forking server) keeps them so
     try:
-        frozen = gc.get_freeze_count()
         with gc_paused():
             assert not gc.isenabled()
-        assert gc.isenabled() and gc.get_freeze_count() == frozen
+        # still frozen (the count itself may drop as frozen objects are freed meanwhile)
+        assert gc.isenabled() and gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
 

@@ -40,7 +40,7 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -80,40 +80,9 @@ sys.modules["omsframe"] = package
 from omsframe.pageflat import serve_worker
 serve_worker()
 """
-#: A worker collects cyclic garbage once per this many pages (see :func:`gc_paused`).
+#: A worker collects cyclic garbage once per this many pages (see
+#: :func:`~omsframe.flatten.collector_paused`).
 COLLECT_EVERY = 50
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while pages are parsed and flattened.
-
-    A parsed page is tens of thousands of dicts and lists, all alive until the page is
-    flattened; the collector would walk them again and again as they are made (a third of
-    the parsing time). Reference counting still frees everything acyclic at once; what is
-    left to the collector (an HTTP response and its stream refer to each other) is freed by
-    the caller's ``gc.collect()`` now and then — cheap, because what existed before is frozen
-    out of the collector's sight meanwhile (unless the program froze objects itself). The
-    collector's previous state is restored on exit.
-
-    Example:
-        >>> import gc
-        >>> with gc_paused():
-        ...     gc.isenabled()
-        False
-    """
-    enabled = gc.isenabled()
-    freeze = gc.get_freeze_count() == 0
-    if freeze:
-        gc.freeze()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if freeze:
-            gc.unfreeze()
-        if enabled:
-            gc.enable()
 
 
 _KEYS = ("id", "modified_date")
@@ -373,7 +342,7 @@ def serve_worker() -> None:
     stdin, stdout = sys.stdin.fileno(), sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the answers
     gc.freeze()  # what the imports made is never garbage: out of the collector's sight
-    gc.disable()  # see gc_paused
+    gc.disable()  # see omsframe.flatten.collector_paused
     try:
         mode, key = _receive(stdin, None)
         privacy = Privacy(mode=mode, key=key)

@@ -44,10 +44,10 @@ from omsframe.config import is_loopback
 from omsframe.convert import stamp_key
 from omsframe.errors import CacheError, ConfigError, sanitize_url
 from omsframe.export import recover_swap
-from omsframe.flatten import flatten_events
+from omsframe.flatten import collector_paused, flatten_events
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, save_manifest
-from omsframe.pageflat import PageDecoder, combine, gc_paused
+from omsframe.pageflat import PageDecoder, combine
 from omsframe.paging import Listing, ProbeResult
 from omsframe.privacy import PiiMode, Privacy
 from omsframe.schema import SCHEMA_VERSION
@@ -370,9 +370,9 @@ def _sync_endpoint(
     last_id = checkpoint.get("last_id") if resumed else None
     observed = _now()
     read_started = time.monotonic()
-    with decoder or contextlib.nullcontext(), gc_paused():
+    with decoder or contextlib.nullcontext(), collector_paused(freeze=True):
         for batch in _batches(iter(read), batch_size):
-            gc.collect()  # the cyclic garbage of the batch before (see gc_paused)
+            gc.collect()  # the cyclic garbage of the batch before (see collector_paused)
             if endpoint == "orders":
                 flat, raw = combine(batch)
                 report.add_orders(

@@ -212,10 +212,10 @@ def test_a_silent_worker_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_collector_is_paused_only_inside_and_a_freeze_of_the_program_is_kept() -> None:
     import gc
 
-    from omsframe.pageflat import gc_paused
+    from omsframe.flatten import collector_paused
 
     assert gc.isenabled()
-    with gc_paused():
+    with collector_paused(freeze=True):
         assert not gc.isenabled() and gc.get_freeze_count() > 0  # what was there is frozen
         cyclic: list[object] = []
         cyclic.append(cyclic)
@@ -224,7 +224,7 @@ def test_the_collector_is_paused_only_inside_and_a_freeze_of_the_program_is_kept
     assert gc.isenabled() and gc.get_freeze_count() == 0
     gc.freeze()  # a program that froze its objects itself (a pre-forking server) keeps them so
     try:
-        with gc_paused():
+        with collector_paused(freeze=True):
             assert not gc.isenabled()
         # still frozen (the count itself may drop as frozen objects are freed meanwhile)
         assert gc.isenabled() and gc.get_freeze_count() > 0

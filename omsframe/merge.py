@@ -70,6 +70,28 @@ def same_mask(left: pa.Array, right: pa.Array) -> pa.Array:
     return pc.coalesce(pc.equal(left, right), pc.and_(pc.is_null(left), pc.is_null(right)))
 
 
+def versus_stored(
+    keys: pa.Array, stamps: pa.Array, stored_keys: pa.Array, stored_stamps: pa.Array
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Each incoming row against the stored copy of its key.
+
+    Returns, per incoming row: the position of the stored copy (null when none is stored),
+    whether the incoming stamp is newer (:func:`newer_mask`), and whether it is the same
+    (:func:`same_mask`).
+
+    Example:
+        >>> position, is_newer, same = versus_stored(
+        ...     pa.array([1, 2, 3]), pa.array([5, 5, 5]), pa.array([1, 2]), pa.array([4, 5])
+        ... )
+        >>> position.to_pylist(), is_newer.to_pylist(), same.to_pylist()
+        ([0, 1, None], [True, False, True], [False, True, False])
+    """
+    position = pc.index_in(keys, value_set=stored_keys)
+    previous = stored_stamps.take(position)
+    stamps = stamps.cast(previous.type)
+    return position, newer_mask(stamps, previous), same_mask(stamps, previous)
+
+
 def merge_latest(
     current: pa.Table | None,
     incoming: pa.Table,
@@ -97,23 +119,19 @@ def merge_latest(
     """
     base = current if current is not None else incoming.schema.empty_table()
     stored_keys, incoming_keys = row_keys(base, incoming, keys)
-    position = pc.index_in(incoming_keys, value_set=stored_keys)
-    in_stored = pc.is_valid(position)
     total = incoming.num_rows
-    stored_count = count_true(in_stored)
-    if stamp is None:
-        wins = pa.array(np.ones(total, np.bool_))
-        unchanged = stale = 0
-        updated = stored_count
+    if stamp is None:  # no version: every incoming copy counts as newer
+        position = pc.index_in(incoming_keys, value_set=stored_keys)
+        is_newer, same = pa.array(np.ones(total, np.bool_)), pa.array(np.zeros(total, np.bool_))
     else:
-        value = column_array(incoming.column(stamp))
-        previous = column_array(base.column(stamp)).take(position)
-        value = value.cast(previous.type)
-        is_newer, same = newer_mask(value, previous), same_mask(value, previous)
-        wins = pc.or_(pc.invert(in_stored), is_newer)
-        updated = count_true(pc.and_(in_stored, is_newer))
-        unchanged = count_true(pc.and_(in_stored, same))
-        stale = stored_count - updated - unchanged
+        value, previous = column_array(incoming.column(stamp)), column_array(base.column(stamp))
+        position, is_newer, same = versus_stored(incoming_keys, value, stored_keys, previous)
+    in_stored = pc.is_valid(position)
+    stored_count = count_true(in_stored)
+    wins = pc.or_(pc.invert(in_stored), is_newer)
+    updated = count_true(pc.and_(in_stored, is_newer))
+    unchanged = count_true(pc.and_(in_stored, same))
+    stale = stored_count - updated - unchanged
     if counts is not None:
         counts.new += total - stored_count
         counts.updated += updated

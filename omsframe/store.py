@@ -61,9 +61,9 @@ from omsframe.merge import (
     column_array,
     count_true,
     merge_latest,
-    newer_mask,
     row_keys,
     same_mask,
+    versus_stored,
 )
 from omsframe.pageflat import RAW_ORDERS_SCHEMA, raw_orders_table
 from omsframe.schema import TABLES, arrow_schema
@@ -206,6 +206,24 @@ def _in_order(table: pa.Table, keys: list[str]) -> bool:
         before = pc.or_(before, pc.and_(tied, pc.less(left, right)))
         tied = pc.and_(tied, pc.equal(left, right))
     return bool(pc.all(pc.or_(before, tied)).as_py())
+
+
+def _against(
+    existing: pa.Table | None, orders: pa.Table
+) -> tuple[pa.Table, pa.Array, pa.Array, pa.Array]:
+    """Incoming ``orders`` against a stored ``orders`` file (``None``: none stored).
+
+    Returns the stored rows (empty for none), then per incoming order the position of its
+    stored copy (null when new), whether it is newer, and whether it is the same copy.
+    """
+    stored = existing if existing is not None else arrow_schema("orders").empty_table()
+    position, newer, same = versus_stored(
+        column_array(orders.column("order_id")),
+        column_array(orders.column("modified_date")),
+        column_array(stored.column("order_id")),
+        column_array(stored.column("modified_date")),
+    )
+    return stored, position, newer, same
 
 
 @dataclass
@@ -408,7 +426,7 @@ class Store:
         raw_table = raw if isinstance(raw, pa.Table) else raw_orders_table(orders, raw)
         incoming = {name: flat.tables[name] for name in ORDER_GROUP}
         incoming["raw_orders"] = raw_table
-        stale = self._move_out(orders, _months(orders, "date_placed"))
+        stale = self._move_out(orders, _months(orders, "date_placed"), policy)
         if stale:
             counts.stale += len(stale)
             skip = pa.array(sorted(stale), pa.int64())
@@ -483,7 +501,7 @@ class Store:
                 start += size
         return list(code_of), pa.array(codes)
 
-    def _move_out(self, orders: pa.Table, months: pa.Array) -> set[int]:
+    def _move_out(self, orders: pa.Table, months: pa.Array, policy: str) -> set[int]:
         """Take orders whose ``date_placed`` now falls in another month out of their old file.
 
         Only when the incoming copy is newer; the ids of older incoming copies are returned
@@ -504,39 +522,17 @@ class Store:
             candidates = orders.take(pa.array(rows, pa.int64()))
             ids = column_array(candidates.column("order_id"))
             current = self.read_file("orders", old, stem)
-            if current is None:
-                leaves = pa.array(np.ones(len(ids), np.bool_))
-            else:
-                position = pc.index_in(ids, value_set=column_array(current.column("order_id")))
-                previous = column_array(current.column("modified_date")).take(position)
-                leaves = pc.or_(
-                    pc.is_null(position),
-                    newer_mask(column_array(candidates.column("modified_date")), previous),
-                )
+            _, position, newer, _ = _against(current, candidates)
+            leaves = pc.or_(pc.is_null(position), newer)
             stale.update(ids.filter(pc.invert(leaves)).to_pylist())
             gone = ids.filter(leaves)
             if len(gone) == 0:
                 continue
             # `orders` last, as in a normal upsert: a sync killed midway finds the order still
             # stored in its old file (all of it) and moves it again
-            for name in FILE_GROUP:
-                part = current if name == "orders" else self.read_file(name, old, stem)
-                if part is not None:
-                    kept = part.filter(pc.invert(pc.is_in(part.column("order_id"), value_set=gone)))
-                    self._write(
-                        name,
-                        old,
-                        kept,
-                        self._policy_of(part) if name in ORDER_GROUP else None,
-                        stem,
-                    )
+            self._rewrite_group((old, stem), gone, policy, current)
             layout.remove((old, stem), gone.to_pylist())
         return stale
-
-    @staticmethod
-    def _policy_of(table: pa.Table) -> str | None:
-        value = (table.schema.metadata or {}).get(b"omsframe.pii_policy")
-        return value.decode() if value else None
 
     def _decide(
         self, place: tuple[str, str], new_orders: pa.Table, observed_at: dt.datetime
@@ -547,18 +543,11 @@ class Store:
         ids = column_array(new_orders.column("order_id"))
         modified = column_array(new_orders.column("modified_date"))
         state = column_array(new_orders.column("state_code"))
-        if existing is None:
-            position = pa.nulls(len(ids), pa.int32())
-            previous_modified = pa.nulls(len(ids), modified.type)
-            previous_state = pa.nulls(len(ids), state.type)
-        else:
-            stored_ids = column_array(existing.column("order_id"))
-            position = pc.index_in(ids, value_set=stored_ids)
-            previous_modified = column_array(existing.column("modified_date")).take(position)
-            previous_state = column_array(existing.column("state_code")).take(position)
+        stored, position, newer, same = _against(existing, new_orders)
+        previous_state = column_array(stored.column("state_code")).take(position)
         is_new = pc.is_null(position)
-        is_newer = pc.and_(pc.invert(is_new), newer_mask(modified, previous_modified))
-        same = pc.and_(pc.invert(is_new), same_mask(modified, previous_modified))
+        is_newer = pc.and_(pc.invert(is_new), newer)
+        same = pc.and_(pc.invert(is_new), same)
         counts.new = count_true(is_new)
         counts.updated = count_true(is_newer)
         counts.unchanged = count_true(same)
@@ -590,25 +579,45 @@ class Store:
         policy: str,
     ) -> int:
         """Rewrite one file name of every table of the group with the winning orders."""
-        month, stem = place
         won = decision.won
-        # `orders` goes last: it is what marks an order as stored, so a sync killed between
-        # these writes finds the order still to do and rewrites its items and addresses too
-        for name in FILE_GROUP:
-            current = decision.existing if name == "orders" else self.read_file(name, month, stem)
-            fresh = incoming[name].filter(
-                pc.is_in(incoming[name].column("order_id"), value_set=won)
-            )
-            if current is not None:
-                replaced = pc.is_in(current.column("order_id"), value_set=won)
-                if pc.any(replaced).as_py():  # else keep every stored row, without a copy
-                    current = current.filter(pc.invert(replaced))
-                if not fresh.schema.equals(current.schema):
-                    fresh = fresh.cast(current.schema)
-                fresh = pa.concat_tables([current, fresh])
-            self._write(name, month, fresh, policy if name in ORDER_GROUP else None, stem)
+        fresh = {
+            name: table.filter(pc.is_in(table.column("order_id"), value_set=won))
+            for name, table in incoming.items()
+        }
+        self._rewrite_group(place, won, policy, decision.existing, fresh)
         self._layout().add(place, decision.new.to_pylist())
         return len(FILE_GROUP)
+
+    def _rewrite_group(
+        self,
+        place: tuple[str, str],
+        drop: pa.Array,
+        policy: str,
+        orders: pa.Table | None,
+        fresh: dict[str, pa.Table] | None = None,
+    ) -> None:
+        """Rewrite one file name of every table of the group: ``drop`` out, ``fresh`` in.
+
+        ``orders`` is that file as already read (or ``None``). It goes last: it is what marks
+        an order as stored, so a sync killed between these writes finds the order still to do
+        and rewrites its items and addresses too.
+        """
+        month, stem = place
+        for name in FILE_GROUP:
+            current = orders if name == "orders" else self.read_file(name, month, stem)
+            rows = fresh[name] if fresh is not None else None
+            if current is not None:
+                replaced = pc.is_in(current.column("order_id"), value_set=drop)
+                if pc.any(replaced).as_py():  # else keep every stored row, without a copy
+                    current = current.filter(pc.invert(replaced))
+                if rows is None:
+                    rows = current
+                else:
+                    if not rows.schema.equals(current.schema):
+                        rows = rows.cast(current.schema)
+                    rows = pa.concat_tables([current, rows])
+            if rows is not None:
+                self._write(name, month, rows, policy if name in ORDER_GROUP else None, stem)
 
     def _append_history(self, month: str, incoming: pa.Table, policy: str) -> None:
         """Add state changes to a month of ``state_history``, skipping those already stored."""

@@ -166,13 +166,12 @@ def test_a_sync_killed_with_its_workers_running_resumes_and_leaves_no_worker(
     import sys
     import time
 
-    from tests.test_sync import _checkpoint
+    from tests.test_sync import _checkpoint, same_key_cache
 
-    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    clean = tmp_path / "clean"
     with serve(world) as oms:
         sync(oms.url, token=oms.token, cache=clean, progress=False, workers=0)
-        killed.mkdir()  # the same pseudonymization key, so that both caches can be compared
-        (killed / ".pii-key").write_bytes((clean / ".pii-key").read_bytes())
+        killed = same_key_cache(clean, tmp_path / "killed")
         process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, oms.url, oms.token, killed])
         deadline = time.monotonic() + 60
         workers: list[int] = []

@@ -16,7 +16,7 @@ import pytest
 from omsframe.simulator.server import SimulatorServer, serve
 from omsframe.simulator.world import World
 from omsframe.sync import sync
-from tests.test_sync import snapshot
+from tests.test_sync import same_key_cache, snapshot
 
 CHILD = """
 import os, sys
@@ -87,9 +87,7 @@ def clean(oms: SimulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def test_a_sync_dead_at_an_exact_point_resumes_to_the_same_cache(
     oms: SimulatorServer, clean: Path, tmp_path: Path, point: str, nth: int
 ) -> None:
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / ".pii-key").write_bytes((clean / ".pii-key").read_bytes())
+    cache = same_key_cache(clean, tmp_path / "cache")
     child = subprocess.run(
         [sys.executable, "-c", CHILD, oms.url, oms.token, str(cache), point, str(nth)],
         capture_output=True,

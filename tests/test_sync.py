@@ -242,6 +242,13 @@ def test_a_cache_refuses_another_source_and_another_pii_policy(
             sync(elsewhere, token=other.token, cache=tmp_path, progress=False)
 
 
+def same_key_cache(clean: Path, folder: Path) -> Path:
+    """An empty cache with the pseudonymization key of ``clean``, so the two can be compared."""
+    folder.mkdir()
+    (folder / ".pii-key").write_bytes((clean / ".pii-key").read_bytes())
+    return folder
+
+
 def _checkpoint(root: Path) -> str:
     try:
         manifest = json.loads((root / "manifest.json").read_text())
@@ -262,11 +269,10 @@ def test_a_sync_killed_at_random_moments_resumes_to_the_same_cache(
 ) -> None:
     import random
 
-    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    clean = tmp_path / "clean"
     with serve(world) as oms:
         sync(oms.url, token=oms.token, cache=clean, progress=False, batch_size=40)
-        killed.mkdir()  # the same pseudonymization key, so that both caches can be compared
-        (killed / ".pii-key").write_bytes((clean / ".pii-key").read_bytes())
+        killed = same_key_cache(clean, tmp_path / "killed")
         rng = random.Random(7)
         kills = 0
         for _ in range(20):

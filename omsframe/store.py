@@ -208,6 +208,21 @@ def _in_order(table: pa.Table, keys: list[str]) -> bool:
     return bool(pc.all(pc.or_(before, tied)).as_py())
 
 
+def _split(table: pa.Table, codes: pa.Array, count: int) -> list[pa.Table]:
+    """The rows of ``table`` for each code ``0 .. count-1`` (``codes``: one per row).
+
+    Rows come in code order in a full sync (orders by date, new files in turn): then each
+    part is a slice, without a copy. Otherwise one stable sort by code, then slices.
+    """
+    numbers = codes.to_numpy(zero_copy_only=False)
+    if len(numbers) > 1 and bool(np.any(numbers[1:] < numbers[:-1])):
+        order = np.argsort(numbers, kind="stable")
+        table, numbers = table.take(pa.array(order)), numbers[order]
+    ends = np.cumsum(np.bincount(numbers, minlength=count)).tolist()
+    starts = [0, *ends][:count]
+    return [table.slice(start, end - start) for start, end in zip(starts, ends, strict=True)]
+
+
 def _against(
     existing: pa.Table | None, orders: pa.Table
 ) -> tuple[pa.Table, pa.Array, pa.Array, pa.Array]:
@@ -393,11 +408,14 @@ class Store:
             table = table.cast(schema)
         table = _sorted(table, name).replace_schema_metadata(metadata)
         # the raw layer's JSON texts are all different: a dictionary would only cost time; it
-        # keeps zstd (large, very compressible, rarely read). The tables use lz4: zstd builds a
+        # keeps zstd (large, very compressible, rarely read), at level 1: as small as the
+        # default level 3 for these texts, in half the time. The tables use lz4: zstd builds a
         # context for each column of each file (~1 s of a 100,000-order sync) and decompresses
         # slower, for files a third smaller (see BENCHMARKS.md "Sync")
         options: dict[str, Any] = (
-            {"use_dictionary": False} if name in RAW_SCHEMAS else {"compression": "lz4"}
+            {"use_dictionary": False, "compression_level": 1}
+            if name in RAW_SCHEMAS
+            else {"compression": "lz4"}
         )
         write_parquet_atomic(table, self.file_path(name, month, stem), **options)
 
@@ -436,17 +454,18 @@ class Store:
             }
         places, codes = self._places(incoming["orders"])
         order_ids = incoming["orders"].column("order_id")
-        code_of = {
-            name: codes.take(pc.index_in(table.column("order_id"), value_set=order_ids))
+        per_file = {
+            name: _split(
+                table,
+                codes.take(pc.index_in(table.column("order_id"), value_set=order_ids)),
+                len(places),
+            )
             for name, table in incoming.items()
         }
         decided: list[tuple[tuple[str, str], dict[str, pa.Table], _Decision]] = []
         histories: dict[str, list[pa.Table]] = {}
         for code, place in enumerate(places):
-            in_file = {
-                name: table.filter(pc.equal(code_of[name], code))
-                for name, table in incoming.items()
-            }
+            in_file = {name: parts[code] for name, parts in per_file.items()}
             decision = self._decide(place, in_file["orders"], observed_at)
             counts.add(decision.counts)
             if decision.history is not None:
@@ -580,10 +599,12 @@ class Store:
     ) -> int:
         """Rewrite one file name of every table of the group with the winning orders."""
         won = decision.won
-        fresh = {
-            name: table.filter(pc.is_in(table.column("order_id"), value_set=won))
-            for name, table in incoming.items()
-        }
+        fresh = incoming  # every incoming order wins (a full sync): its rows as they are
+        if len(won) < incoming["orders"].num_rows:
+            fresh = {
+                name: table.filter(pc.is_in(table.column("order_id"), value_set=won))
+                for name, table in incoming.items()
+            }
         self._rewrite_group(place, won, policy, decision.existing, fresh)
         self._layout().add(place, decision.new.to_pylist())
         return len(FILE_GROUP)

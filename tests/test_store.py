@@ -189,6 +189,23 @@ def test_new_orders_fill_a_small_last_file_then_go_to_new_bounded_files(
     assert layout.place_new("2025-02", 1) == [("part-00000", 1)]  # months are apart
 
 
+def test_a_batch_is_split_into_its_files_in_order_or_not() -> None:
+    import pyarrow as pa
+
+    from omsframe.store import _split
+
+    table = pa.table({"order_id": [10, 11, 12, 13, 14]})
+
+    def ids(codes: list[int], count: int) -> list[list[int]]:
+        parts = _split(table, pa.array(codes, pa.int64()), count)
+        return [part.column("order_id").to_pylist() for part in parts]
+
+    assert ids([0, 0, 1, 2, 2], 3) == [[10, 11], [12], [13, 14]]  # in order: slices
+    assert ids([2, 0, 1, 0, 2], 3) == [[11, 13], [12], [10, 14]]  # out of order: kept stable
+    assert ids([1, 1, 1, 1, 1], 3) == [[], [10, 11, 12, 13, 14], []]
+    assert _split(table.slice(0, 0), pa.array([], pa.int64()), 0) == []
+
+
 def test_files_a_killed_sync_left_without_their_orders_file_are_removed(
     synced: Path, oms: SimulatorServer, tmp_path: Path
 ) -> None:

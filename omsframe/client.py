@@ -34,7 +34,7 @@ from omsframe.filters import EVENT_FILTERS, ORDER_FILTERS, EventFilters, OrderFi
 from omsframe.pages import FetchPage, PageBody
 from omsframe.paging import Listing, plan_read
 from omsframe.probe import ProbeResult, probe_filters, range_filters
-from omsframe.session import VANISHED, ClientStats, Session
+from omsframe.session import VANISHED, BodyDecoder, ClientStats, Session
 
 __all__ = ["Client", "ClientStats", "EnumChoice", "ListEndpoint", "Record"]
 
@@ -417,7 +417,7 @@ class Client:
         page_size: int | None,
         progress: bool,
         probed: ProbeResult | None,
-        decode: Callable[[bytes], Any] | None = None,
+        decode: BodyDecoder | None = None,
     ) -> Listing:
         """A lazy list; ``decode`` turns each page's bytes into its body (default: parse)."""
         plan = plan_read(
@@ -429,9 +429,7 @@ class Client:
         )
         return Listing(endpoint, self._page_reader(endpoint, decode), plan, progress=progress)
 
-    def _page_reader(
-        self, endpoint: ListEndpoint, decode: Callable[[bytes], Any] | None = None
-    ) -> FetchPage:
+    def _page_reader(self, endpoint: ListEndpoint, decode: BodyDecoder | None = None) -> FetchPage:
         path: str = getattr(self.settings.paths, endpoint)
 
         def fetch(params: Mapping[str, str]) -> PageBody | None:

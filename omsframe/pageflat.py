@@ -40,6 +40,7 @@ import struct
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -59,7 +60,8 @@ logger = logging.getLogger(__name__)
 WORKER_THRESHOLD = 5_000
 #: Seconds a worker may stay silent before it is given up (its page is flattened here).
 ANSWER_TIMEOUT = 300.0
-_HEADER = struct.Struct("<Q?")  # a message's size, and whether it is raw bytes
+_HEADER = struct.Struct("<QB")  # a message's size and kind, one of:
+_PICKLE, _BYTES, _GZIP = 0, 1, 2
 #: A worker's program. It imports ``omsframe.pageflat`` without running the package's
 #: ``__init__`` (the whole public API, pandas and httpx included), and keeps pandas out: pyarrow
 #: imports it, if it can, the first time it builds an array from a list (to check for pandas
@@ -160,13 +162,23 @@ def _is_page(body: Any) -> bool:
     )
 
 
-def flatten_page(content: bytes | bytearray, privacy: Privacy) -> tuple[Any, ...]:
+def flatten_page(
+    content: bytes | bytearray, privacy: Privacy, *, gzip: bool = False
+) -> tuple[Any, ...]:
     """Parse one page of orders and flatten it (also what a worker runs).
 
     Returns ``("page", count, next, previous, keys, FlatPage)`` for a page, or ``("body",
-    parsed)`` when the JSON is not shaped as a page (the caller reports that). Raises
-    ``orjson.JSONDecodeError`` for text that is not JSON.
+    parsed)`` when the JSON is not shaped as a page (the caller reports that). ``gzip``: the
+    bytes are the body as it came, gzip-compressed. Raises ``orjson.JSONDecodeError`` for
+    text that is not JSON, or gzip that is damaged or cut short.
     """
+    if gzip:
+        try:
+            content = zlib.decompress(content, wbits=31)
+        except zlib.error as error:
+            raise orjson.JSONDecodeError(f"damaged gzip body: {error}", "", 0) from None
+    if not content.strip():
+        return ("body", None)
     body = orjson.loads(content)
     if not _is_page(body):
         return ("body", body)
@@ -244,11 +256,16 @@ class _WorkerLostError(Exception):
     """A worker process ended or answered nonsense."""
 
 
-def _send(stream: IO[bytes], message: Any) -> None:
-    """Frame a message: its size, its kind (raw bytes, or a pickle), then itself."""
-    raw = isinstance(message, bytes)  # a page's bytes go as they are: no pickle, no copy
+def _send(stream: IO[bytes], message: Any, *, gzip: bool = False) -> None:
+    """Frame a message: its size, its kind, then itself.
+
+    The kinds: a pickle, or a page's bytes as they are (no pickle, no copy), or its gzip
+    body as it came (``gzip``).
+    """
+    raw = isinstance(message, bytes)
+    kind = (_GZIP if gzip else _BYTES) if raw else _PICKLE
     data = message if raw else pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data), raw))
+    stream.write(_HEADER.pack(len(data), kind))
     stream.write(data)
     stream.flush()
 
@@ -278,11 +295,16 @@ def _read(fd: int, size: int, timeout: float | None) -> bytearray:
     return buffer
 
 
+def _frame(fd: int, timeout: float | None) -> tuple[int, bytearray]:
+    """The next message on a pipe, as its kind and bytes (``timeout``: see :func:`_read`)."""
+    size, kind = _HEADER.unpack(_read(fd, _HEADER.size, timeout))
+    return kind, _read(fd, size, timeout)
+
+
 def _receive(fd: int, timeout: float | None) -> Any:
     """The next message on a pipe (``timeout``: see :func:`_read`)."""
-    size, raw = _HEADER.unpack(_read(fd, _HEADER.size, timeout))
-    data = _read(fd, size, timeout)
-    return data if raw else pickle.loads(data)
+    kind, data = _frame(fd, timeout)
+    return pickle.loads(data) if kind == _PICKLE else data
 
 
 class _Worker:
@@ -307,10 +329,10 @@ class _Worker:
         if _receive(self.stdout.fileno(), ANSWER_TIMEOUT) != "ready":
             raise _WorkerLostError("no greeting")
 
-    def ask(self, content: bytes) -> Any:
-        """Have the worker flatten one page."""
+    def ask(self, content: bytes, gzip: bool = False) -> Any:
+        """Have the worker flatten one page (``gzip``: its body as it came)."""
         try:
-            _send(self.stdin, content)
+            _send(self.stdin, content, gzip=gzip)
             answer = _receive(self.stdout.fileno(), ANSWER_TIMEOUT)
         except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
             raise _WorkerLostError(type(error).__name__) from None
@@ -350,9 +372,9 @@ def serve_worker() -> None:
         for served in itertools.count(1):
             if served % COLLECT_EVERY == 0:
                 gc.collect()
-            content = _receive(stdin, None)
+            kind, content = _frame(stdin, None)
             try:
-                answer: Any = flatten_page(content, privacy)
+                answer: Any = flatten_page(content, privacy, gzip=kind == _GZIP)
             except orjson.JSONDecodeError as error:
                 answer = ("json error", str(error)[:200])
             except Exception as error:  # reported to the parent, which flattens the page itself
@@ -396,9 +418,13 @@ class PageDecoder:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __call__(self, content: bytes) -> Any:
-        """The page body for ``content``, its records as :class:`Stub` (a page-less body as is)."""
-        answer = self._decode(content)
+    def __call__(self, content: bytes, *, gzip: bool = False) -> Any:
+        """The page body for ``content``, its records as :class:`Stub` (a page-less body as is).
+
+        ``gzip``: ``content`` is the body as it came, gzip-compressed (undone where the page
+        is flattened: a ninth of the bytes cross the pipe).
+        """
+        answer = self._decode(content, gzip)
         if answer[0] == "body":
             return answer[1]
         _, count, next_url, previous, keys, page = answer
@@ -407,14 +433,14 @@ class PageDecoder:
         results = [Stub(k, page, i) for i, k in enumerate(keys)]
         return {"count": count, "next": next_url, "previous": previous, "results": results}
 
-    def _decode(self, content: bytes) -> Any:
+    def _decode(self, content: bytes, gzip: bool) -> Any:
         if self._workers:
             worker = self._idle.get()
             if worker is None:  # no worker left: flatten here from now on
                 self._idle.put(None)
             else:
                 try:
-                    answer = worker.ask(content)
+                    answer = worker.ask(content, gzip)
                 except _WorkerLostError as error:
                     logger.warning("a flattening worker failed (%s); flattening here", error)
                     self._drop(worker)
@@ -422,7 +448,7 @@ class PageDecoder:
                     self._idle.put(worker)
                     self.pages_on_workers += 1
                     return answer
-        return flatten_page(content, self.privacy)
+        return flatten_page(content, self.privacy, gzip=gzip)
 
     def start(self) -> None:
         """Start the worker processes in the background (once; pages go to them when ready)."""

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -51,6 +51,18 @@ from omsframe.errors import (
 from omsframe.ratelimit import RateBudget, WaitTooLong, backoff_delay, parse_retry_after
 
 __all__ = ["VANISHED", "ClientStats", "Method", "Session"]
+
+
+class BodyDecoder(Protocol):
+    """Turns a response body into the result (what ``Session.request(decode=...)`` takes).
+
+    Called with ``gzip=True`` for a gzip body as it came (the decoder undoes the gzip itself:
+    on a worker process, say, so that this one neither inflates nor copies the full body).
+    Raises ``orjson.JSONDecodeError`` for a body that is not JSON or not valid gzip.
+    """
+
+    def __call__(self, content: bytes, *, gzip: bool = False) -> Any: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +213,7 @@ class Session:
         authenticate: bool = True,
         vanish: bool = False,
         write: bool = False,
-        decode: Callable[[bytes], Any] | None = None,
+        decode: BodyDecoder | None = None,
     ) -> Any:
         """Send one request until it succeeds or fails for good; return the parsed JSON.
 
@@ -214,8 +226,8 @@ class Session:
             authenticate: Send the token (log in first if needed; once more after a 401).
             vanish: A 404 "Invalid page." returns ``VANISHED`` instead of raising.
             write: A write: retried only when it surely did not reach the server.
-            decode: Turns the body into the result (default ``orjson.loads``); raises
-                ``orjson.JSONDecodeError`` for a body that is not JSON.
+            decode: Turns a successful body into the result (default ``orjson.loads``);
+                given a gzip body as it came (see :class:`BodyDecoder`).
         """
         policy = self.settings.retry
         url = httpx.URL(self.settings.url + path, params=params)
@@ -235,7 +247,9 @@ class Session:
                 self._requests += 1
                 self._retries += attempt > 1
             try:
-                response, throttled = self._send(method, url, shown, json, headers, attempt)
+                response, throttled, gzipped = self._send(
+                    method, url, shown, json, headers, attempt, keep_gzip=decode is not None
+                )
             except WaitTooLong as exc:
                 raise RateLimitError(
                     endpoint=endpoint,
@@ -257,17 +271,20 @@ class Session:
             status = response.status_code
 
             if response.is_success:
-                if not response.content.strip():
+                if gzipped is None and not response.content.strip():
                     return None
                 try:
+                    if gzipped is not None and decode is not None:
+                        return decode(gzipped, gzip=True)
                     return (decode or orjson.loads)(response.content)
                 except orjson.JSONDecodeError:
+                    size = len(response.content if gzipped is None else gzipped)
                     if last or write:
                         raise ResponseError(
                             endpoint=endpoint,
                             url=shown,
                             status=status,
-                            detail=f"invalid or truncated JSON ({len(response.content)} bytes)",
+                            detail=f"invalid or truncated JSON ({size} bytes)",
                         ) from None
                     self._back_off(backoff_delay(attempt, policy), shown, "bad JSON", attempt)
                     continue
@@ -314,18 +331,34 @@ class Session:
         json: Any,
         headers: dict[str, str],
         attempt: int,
-    ) -> tuple[httpx.Response, float]:
-        """Send once within the rate budget; returns the response and a 429's wait.
+        *,
+        keep_gzip: bool = False,
+    ) -> tuple[httpx.Response, float, bytes | None]:
+        """Send once within the rate budget; returns the response, a 429's wait, and a body.
 
-        A 429 throttles the budget before this request's slot is freed, so that no other
-        request starts in between.
+        The body is the one as it came when that is gzip and ``keep_gzip`` (else ``None``:
+        then it is ``response.content``). A 429 throttles the budget before this request's
+        slot is freed, so that no other request starts in between.
         """
         started = time.perf_counter()
         throttled = 0.0
+        gzipped: bytes | None = None
         with self.budget.slot(self.settings.retry.max_retry_after) as slot_start:
-            response = self._http.request(
-                method, url, json=json, headers=headers, follow_redirects=False
-            )
+            request = self._http.build_request(method, url, json=json, headers=headers)
+            response = self._http.send(request, stream=True, follow_redirects=False)
+            try:
+                encoding = response.headers.get("Content-Encoding", "").strip().lower()
+                if (
+                    keep_gzip
+                    and response.is_success
+                    and encoding == "gzip"
+                    and not response.is_stream_consumed  # (else read already, and inflated)
+                ):
+                    gzipped = b"".join(response.iter_raw())
+                else:
+                    response.read()
+            finally:
+                response.close()
             if response.status_code == 429:
                 asked = _retry_after(response)
                 throttled = backoff_delay(attempt, self.settings.retry) if asked is None else asked
@@ -334,7 +367,7 @@ class Session:
                 self.budget.succeeded()
         elapsed = time.perf_counter() - started
         logger.debug("%s %s -> %d in %.3fs", method, shown, response.status_code, elapsed)
-        return response, throttled
+        return response, throttled, gzipped
 
     def _back_off(self, seconds: float, shown: str, failure: str, attempt: int) -> None:
         logger.info("%s: %s, retrying in %.2fs (attempt %d)", shown, failure, seconds, attempt)

@@ -6,6 +6,7 @@ No test waits for real: the client gets a fake ``sleep`` and ``clock`` (:class:`
 from __future__ import annotations
 
 import datetime as dt
+import gzip as gzip_module
 import math
 import re
 import threading
@@ -419,6 +420,49 @@ def test_truncated_json_is_retried_then_a_response_error() -> None:
     api = FakeOms(fault=lambda request, n: truncated())
     with pytest.raises(ResponseError, match="truncated"):
         make_client(api).order(2)
+    assert len(api.requests) == 4
+
+
+def test_a_gzip_body_is_handed_as_it_came_to_a_decoder_that_asks_for_it() -> None:
+    def gzipped(body: bytes) -> httpx.Response:
+        return httpx.Response(  # a stream, as from the network (content= would inflate it)
+            200,
+            stream=httpx.ByteStream(gzip_module.compress(body)),
+            headers={"Content-Encoding": "gzip"},
+        )
+
+    seen: list[tuple[bytes, bool]] = []
+
+    def decode(content: bytes, *, gzip: bool = False) -> Any:
+        seen.append((content, gzip))
+        return orjson.loads(gzip_module.decompress(content) if gzip else content)
+
+    api = FakeOms(fault=lambda request, n: gzipped(b'{"id": 4}'))
+    session = make_client(api)._session
+    assert session.request("order", "GET", "/x/", decode=decode) == {"id": 4}
+    assert seen == [(gzip_module.compress(b'{"id": 4}'), True)]  # not inflated here
+    assert session.request("order", "GET", "/x/") == {"id": 4}  # no decoder: inflated here
+    plain = FakeOms(fault=lambda request, n: httpx.Response(200, content=b'{"id": 5}'))
+    assert make_client(plain)._session.request("order", "GET", "/x/", decode=decode) == {"id": 5}
+    assert seen[-1] == (b'{"id": 5}', False)
+
+
+def test_a_damaged_gzip_body_is_retried_then_a_response_error() -> None:
+    from omsframe.pageflat import PageDecoder
+    from omsframe.privacy import Privacy
+
+    def damaged() -> httpx.Response:
+        body = gzip_module.compress(orjson.dumps({"count": 0, "results": []}))[:-9]
+        return httpx.Response(
+            200, stream=httpx.ByteStream(body), headers={"Content-Encoding": "gzip"}
+        )
+
+    api = FakeOms(fault=lambda request, n: damaged())
+    with (
+        PageDecoder(Privacy(), workers=0) as decode,
+        pytest.raises(ResponseError, match="truncated"),
+    ):
+        make_client(api)._session.request("orders", "GET", "/x/", decode=decode)
     assert len(api.requests) == 4
 
 

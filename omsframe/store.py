@@ -48,12 +48,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from omsframe.atomic import write_atomic, write_parquet_atomic
+from omsframe.convert import json_texts
 from omsframe.errors import CacheError
 from omsframe.flatten import Flattened, QuarantinedRecord
 from omsframe.merge import (
@@ -677,13 +677,7 @@ class Store:
                 "event_id": events.column("event_id"),
                 "created_date": events.column("created_date"),
                 "modified_date": events.column("modified_date"),
-                "record": pa.array(
-                    [
-                        orjson.dumps(by_id[i]).decode() if i in by_id else None
-                        for i in events.column("event_id").to_pylist()
-                    ],
-                    pa.string(),
-                ),
+                "record": json_texts(by_id.get(i) for i in events.column("event_id").to_pylist()),
             },
             schema=RAW_SCHEMAS["raw_events"],
         )

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import itertools
 import logging
+import mmap
 import os
 import pickle
 import queue
@@ -41,13 +43,14 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc
 
 from omsframe.convert import json_texts, stamp_key
 from omsframe.drift import DriftReport
@@ -60,8 +63,15 @@ logger = logging.getLogger(__name__)
 WORKER_THRESHOLD = 5_000
 #: Seconds a worker may stay silent before it is given up (its page is flattened here).
 ANSWER_TIMEOUT = 300.0
-_HEADER = struct.Struct("<QB")  # a message's size and kind, one of:
+_HEADER = struct.Struct("<QBI")  # a message's size, kind (one of these) and count of buffers
 _PICKLE, _BYTES, _GZIP = 0, 1, 2
+_ALIGN = 64  # the alignment Arrow prefers, of every table of a pickle
+# a memory map's pages made at once (one call) rather than one fault at a time, where possible
+_POPULATED: dict[str, int] = (
+    {"flags": mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE}
+    if hasattr(mmap, "MAP_POPULATE")
+    else {}
+)
 #: A worker's program. It imports ``omsframe.pageflat`` without running the package's
 #: ``__init__`` (the whole public API, pandas and httpx included), and keeps pandas out: pyarrow
 #: imports it, if it can, the first time it builds an array from a list (to check for pandas
@@ -249,59 +259,175 @@ def _only(table: pa.Table, ids: pa.Array) -> pa.Table:
     return table.filter(pc.is_in(table.column("order_id"), value_set=ids))
 
 
+#: The variable by which a user picks pyarrow's allocator (then a sync keeps that one).
+POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
+
+
+@contextlib.contextmanager
+def returning_arrow_memory() -> Iterator[None]:
+    """Have Arrow give memory back to the system as soon as it is freed, for a while.
+
+    What a sync runs in. Each batch allocates and frees ~100 MiB in pieces of every size;
+    pyarrow's default allocator (mimalloc) keeps freed memory for reuse, and over 100,000
+    orders the process kept growing. Meanwhile Arrow allocates from its jemalloc, set to purge
+    at once (or, where pyarrow was built without it, from the system allocator): measured,
+    peak 409 MiB against 569, no slower (BENCHMARKS.md "Sync"). A choice of the user's
+    (``ARROW_DEFAULT_MEMORY_POOL``, or a pool set in the program) is kept; the previous pool is
+    restored on exit, and memory taken meanwhile is freed where it came from.
+
+    Example:
+        >>> with returning_arrow_memory():
+        ...     inside = pa.default_memory_pool().backend_name
+        >>> inside in ("jemalloc", "system")  # (unless ARROW_DEFAULT_MEMORY_POOL says otherwise)
+        True
+    """
+    previous = pa.default_memory_pool()
+    if os.environ.get(POOL_VARIABLE) or previous.backend_name != "mimalloc":
+        yield
+        return
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:  # a pyarrow built without jemalloc (Windows)
+        pool = pa.system_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
 class _WorkerLostError(Exception):
     """A worker process ended or answered nonsense."""
 
 
 def _send(stream: IO[bytes], message: Any, *, gzip: bool = False) -> None:
-    """Frame a message: its size, its kind, then itself.
+    """Frame a message: its size, its kind and its count of tables, then itself.
 
-    The kinds: a pickle, or a page's bytes as they are (no pickle, no copy), or its gzip
-    body as it came (``gzip``).
+    The kinds: a page's bytes as they are (no pickle, no copy), or its gzip body as it came
+    (``gzip``), or a pickle. The Arrow tables in a pickle (a flattened page's) go apart, after
+    it, in Arrow's IPC format (several times faster than pickling them): their sizes, then
+    each, padded to 64 bytes (see :func:`_unpickle`).
     """
-    raw = isinstance(message, bytes)
-    kind = (_GZIP if gzip else _BYTES) if raw else _PICKLE
-    data = message if raw else pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data), kind))
+    tables: list[pa.Buffer] = []
+    if isinstance(message, bytes):
+        kind, data = (_GZIP if gzip else _BYTES), message
+    else:
+        kind = _PICKLE
+        out = io.BytesIO()
+        _TablePickler(out, tables).dump(message)
+        data = out.getvalue()
+    stream.write(_HEADER.pack(len(data), kind, len(tables)))
     stream.write(data)
+    if tables:
+        sizes = [table.size for table in tables]
+        stream.write(struct.pack(f"<{len(sizes)}Q", *sizes))
+        for table, size in zip(tables, sizes, strict=True):
+            stream.write(table)
+            stream.write(bytes(_padded(size) - size))
     stream.flush()
 
 
-def _read(fd: int, size: int, timeout: float | None) -> bytearray:
-    """Exactly ``size`` bytes from a pipe; the other end silent for ``timeout`` is lost.
+class _TablePickler(pickle.Pickler):
+    """Pickles a message with each Arrow table in it set apart, as an IPC stream."""
 
-    The bytes are read straight into one buffer (no pieces joined afterwards).
-    """
+    def __init__(self, file: IO[bytes], tables: list[pa.Buffer]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.tables = tables
+
+    def persistent_id(self, obj: Any) -> int | None:
+        if not isinstance(obj, pa.Table):
+            return None
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, obj.schema) as writer:
+            writer.write_table(obj)
+        self.tables.append(sink.getvalue())
+        return len(self.tables) - 1
+
+
+class _TableUnpickler(pickle.Unpickler):
+    """Unpickles what :class:`_TablePickler` made, its tables read in place (no copy)."""
+
+    def __init__(self, data: bytearray, tables: list[memoryview]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.tables = tables
+
+    def persistent_load(self, pid: Any) -> pa.Table:
+        return pa.ipc.open_stream(pa.py_buffer(self.tables[pid])).read_all()
+
+
+def _padded(size: int) -> int:
+    return -(-size // _ALIGN) * _ALIGN
+
+
+def _read(fd: int, size: int, timeout: float | None) -> bytearray:
+    """Exactly ``size`` bytes from a pipe, in a new buffer (``timeout``: see :func:`_fill`)."""
     buffer = bytearray(size)
     with memoryview(buffer) as view:
-        got = 0
-        while got < size:
-            if timeout is not None and os.name == "posix":  # (select works on pipes only there)
-                ready, _, _ = select.select([fd], [], [], timeout)
-                if not ready:
-                    raise _WorkerLostError(f"no answer in {timeout:.0f} s")
-            if hasattr(os, "readv"):
-                count = os.readv(fd, [view[got:]])
-            else:  # pragma: no cover - Windows
-                chunk = os.read(fd, size - got)
-                count = len(chunk)
-                view[got : got + count] = chunk
-            if not count:
-                raise _WorkerLostError("the other end of the pipe closed")
-            got += count
+        _fill(fd, view, timeout)
     return buffer
 
 
-def _frame(fd: int, timeout: float | None) -> tuple[int, bytearray]:
-    """The next message on a pipe, as its kind and bytes (``timeout``: see :func:`_read`)."""
-    size, kind = _HEADER.unpack(_read(fd, _HEADER.size, timeout))
-    return kind, _read(fd, size, timeout)
+def _fill(fd: int, view: memoryview, timeout: float | None) -> None:
+    """Fill ``view`` from a pipe; the other end silent for ``timeout`` is lost.
+
+    The bytes are read straight into place (no pieces joined afterwards).
+    """
+    size = view.nbytes
+    got = 0
+    while got < size:
+        if timeout is not None and os.name == "posix":  # (select works on pipes only there)
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                raise _WorkerLostError(f"no answer in {timeout:.0f} s")
+        if hasattr(os, "readv"):
+            count = os.readv(fd, [view[got:]])
+        else:  # pragma: no cover - Windows
+            chunk = os.read(fd, size - got)
+            count = len(chunk)
+            view[got : got + count] = chunk
+        if not count:
+            raise _WorkerLostError("the other end of the pipe closed")
+        got += count
+
+
+def _frame(fd: int, timeout: float | None) -> tuple[int, Any]:
+    """The next page or pickle on a pipe, as its kind and bytes (``timeout``: see :func:`_fill`).
+
+    A pickle comes back unpickled, with its buffers in place (see :func:`_receive`).
+    """
+    size, kind, count = _HEADER.unpack(_read(fd, _HEADER.size, timeout))
+    data = _read(fd, size, timeout)
+    if kind != _PICKLE:
+        return kind, data
+    return kind, _unpickle(fd, data, count, timeout)
+
+
+def _unpickle(fd: int, data: bytearray, count: int, timeout: float | None) -> Any:
+    """A pickle whose ``count`` tables follow it on the pipe.
+
+    The tables are read into one anonymous memory map, and their arrays point into it (no
+    copy). It is given back to the system, whole, when the last of them goes: a flattened
+    page never becomes a hole in this process's heap (which kept growing when the pages' data
+    came as ordinary allocations: BENCHMARKS.md "Sync").
+    """
+    if not count:
+        return pickle.loads(data)
+    sizes = struct.unpack(f"<{count}Q", _read(fd, 8 * count, timeout))
+    padded = [_padded(size) for size in sizes]
+    memory = mmap.mmap(-1, max(1, sum(padded)), **_POPULATED)
+    whole = memoryview(memory)
+    _fill(fd, whole, timeout)
+    views, start = [], 0
+    for size, room in zip(sizes, padded, strict=True):
+        views.append(whole[start : start + size])
+        start += room
+    return _TableUnpickler(data, views).load()
 
 
 def _receive(fd: int, timeout: float | None) -> Any:
-    """The next message on a pipe (``timeout``: see :func:`_read`)."""
-    kind, data = _frame(fd, timeout)
-    return pickle.loads(data) if kind == _PICKLE else data
+    """The next message on a pipe (``timeout``: see :func:`_fill`): unpickled, or bytes."""
+    return _frame(fd, timeout)[1]
 
 
 class _Worker:

@@ -47,7 +47,7 @@ from omsframe.export import recover_swap
 from omsframe.flatten import collector_paused, flatten_events
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, save_manifest
-from omsframe.pageflat import PageDecoder, combine
+from omsframe.pageflat import PageDecoder, combine, returning_arrow_memory
 from omsframe.paging import Listing, ProbeResult
 from omsframe.privacy import PiiMode, Privacy
 from omsframe.schema import SCHEMA_VERSION
@@ -370,7 +370,11 @@ def _sync_endpoint(
     last_id = checkpoint.get("last_id") if resumed else None
     observed = _now()
     read_started = time.monotonic()
-    with decoder or contextlib.nullcontext(), collector_paused(freeze=True):
+    with (
+        decoder or contextlib.nullcontext(),
+        collector_paused(freeze=True),
+        returning_arrow_memory(),
+    ):
         for batch in _batches(iter(read), batch_size):
             gc.collect()  # the cyclic garbage of the batch before (see collector_paused)
             if endpoint == "orders":

@@ -257,3 +257,50 @@ def test_the_raw_layer_keeps_the_latest_copy_of_an_order_sent_twice() -> None:
     assert orjson.loads(texts[0][0])["number"] == "new" and orjson.loads(texts[0][1]) == {"id": 2}
     unique = raw_orders_table(orders, [{"id": 2}, older]).column("record").to_pylist()
     assert [orjson.loads(t)["id"] for t in unique] == [1, 2]  # in the order of the orders table
+
+
+def test_tables_cross_the_pipe_in_ipc_form_and_are_read_in_place() -> None:
+    import os
+
+    import pyarrow as pa
+
+    from omsframe.pageflat import _receive, _send
+
+    chunked = pa.concat_tables([pa.table({"a": [1, 2]}), pa.table({"a": [3]})])
+    nested = pa.table(
+        {
+            "tags": [["x"], [], None],
+            "money": pa.array(["1.10", None, "2"]).cast(pa.decimal128(18, 2)),
+        }
+    )
+    message = ("page", {"one": chunked, "two": [nested, pa.table({"e": pa.array([], pa.int8())})]})
+    read, write = os.pipe()
+    with os.fdopen(write, "wb") as stream:
+        _send(stream, message)
+        _send(stream, "no tables")
+    before = pa.total_allocated_bytes()
+    kind, tables = _receive(read, 5)
+    assert pa.total_allocated_bytes() == before  # read in place: no Arrow memory taken
+    assert _receive(read, 5) == "no tables"
+    os.close(read)
+    assert kind == "page"
+    assert tables["one"].equals(chunked) and tables["two"][0].equals(nested)
+    assert tables["two"][1].num_rows == 0 and tables["two"][1].schema.field("e").type == pa.int8()
+
+
+def test_a_sync_allocates_arrow_memory_that_goes_back_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyarrow as pa
+
+    from omsframe.pageflat import POOL_VARIABLE, returning_arrow_memory
+
+    monkeypatch.delenv(POOL_VARIABLE, raising=False)
+    default = pa.default_memory_pool().backend_name
+    with returning_arrow_memory():
+        inside = pa.default_memory_pool().backend_name
+    assert pa.default_memory_pool().backend_name == default
+    assert inside in ("jemalloc", "system") if default == "mimalloc" else inside == default
+    monkeypatch.setenv(POOL_VARIABLE, "mimalloc")
+    with returning_arrow_memory():
+        assert pa.default_memory_pool().backend_name == default  # the user's choice is kept

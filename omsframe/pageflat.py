@@ -531,6 +531,7 @@ class PageDecoder:
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
+        self._flattening = threading.Lock()
         self._starting = False
         self._closed = False
         self.pages_on_workers = 0
@@ -571,7 +572,10 @@ class PageDecoder:
                     self._idle.put(worker)
                     self.pages_on_workers += 1
                     return answer
-        return flatten_page(content, self.privacy, gzip=gzip)
+        # one page at a time here: reading threads flattening side by side fight over the
+        # interpreter's lock, and 28 pages took 2.5 times the CPU (measured: 0.65 s vs 0.26 s)
+        with self._flattening:
+            return flatten_page(content, self.privacy, gzip=gzip)
 
     def start(self) -> None:
         """Start the worker processes in the background (once; pages go to them when ready)."""

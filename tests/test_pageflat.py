@@ -304,3 +304,35 @@ def test_a_sync_allocates_arrow_memory_that_goes_back_unless_the_user_chose(
     monkeypatch.setenv(POOL_VARIABLE, "mimalloc")
     with returning_arrow_memory():
         assert pa.default_memory_pool().backend_name == default  # the user's choice is kept
+
+
+def test_pages_flattened_in_this_process_are_flattened_one_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from omsframe import pageflat
+
+    inside, most = 0, 0
+    count = threading.Lock()
+    real = pageflat.flatten_page
+
+    def watched(content: bytes, privacy: Privacy, *, gzip: bool = False) -> tuple[object, ...]:
+        nonlocal inside, most
+        with count:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.01)  # long enough for the other threads to come in, were they let
+        try:
+            return real(content, privacy, gzip=gzip)
+        finally:
+            with count:
+                inside -= 1
+
+    monkeypatch.setattr(pageflat, "flatten_page", watched)
+    with PageDecoder(Privacy(), workers=0) as decode, ThreadPoolExecutor(8) as pool:
+        bodies = list(pool.map(lambda n: decode(page([{"id": n}])), range(16)))
+    assert most == 1
+    assert sorted(b["results"][0]["id"] for b in bodies) == list(range(16))

@@ -39,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 import secrets
@@ -171,6 +172,11 @@ class _Layout:
 def schema_of(name: str) -> pa.Schema:
     """The Arrow schema of a stored table (data tables, raw layers)."""
     return RAW_SCHEMAS[name] if name in RAW_SCHEMAS else arrow_schema(name)
+
+
+@functools.cache
+def _text_columns(name: str) -> list[str]:
+    return [field.name for field in schema_of(name) if pa.types.is_string(field.type)]
 
 
 def _months(table: pa.Table, column: str) -> pa.Array:
@@ -411,11 +417,13 @@ class Store:
         # keeps zstd (large, very compressible, rarely read), at level 1: as small as the
         # default level 3 for these texts, in half the time. The tables use lz4: zstd builds a
         # context for each column of each file (~1 s of a 100,000-order sync) and decompresses
-        # slower, for files a third smaller (see BENCHMARKS.md "Sync")
+        # slower, for files a third smaller. Only text columns are dictionary-encoded: ids,
+        # amounts and times are nearly all different (a dictionary cost 10-60 % of a file's
+        # write time, for files about as large; see BENCHMARKS.md "Sync")
         options: dict[str, Any] = (
             {"use_dictionary": False, "compression_level": 1}
             if name in RAW_SCHEMAS
-            else {"compression": "lz4"}
+            else {"compression": "lz4", "use_dictionary": _text_columns(name)}
         )
         write_parquet_atomic(table, self.file_path(name, month, stem), **options)
 

@@ -222,3 +222,36 @@ def test_files_a_killed_sync_left_without_their_orders_file_are_removed(
     after = load(cache, engine="pyarrow")
     for name in ("order_items", "addresses"):
         assert after[name].num_rows == before[name].num_rows  # no row doubled
+
+
+def test_the_order_index_answers_like_a_dict_of_ids_to_files() -> None:
+    import random
+
+    import numpy as np
+
+    from omsframe.store import _Layout
+
+    layout = _Layout()
+    truth: dict[int, tuple[str, str]] = {}
+    assert layout.lookup([1, 2]) == [None, None]
+    rng = random.Random(7)
+    places = [("2025-01", "part-00000"), ("2025-01", "part-00001"), ("2025-02", "part-00000")]
+    for step in range(300):
+        place = rng.choice(places)
+        ids = rng.sample(range(500), rng.randint(0, 12))
+        if step % 4 == 3:
+            ids = [i for i in ids if truth.get(i) == place]
+            layout.remove(place, ids)
+            for i in ids:
+                truth.pop(i)
+        else:
+            layout.add(place, ids)
+            truth.update(dict.fromkeys(ids, place))
+        probe = rng.sample(range(-5, 505), 40)
+        assert layout.lookup(probe) == [truth.get(i) for i in probe]
+    assert layout.lookup([]) == []
+    built = _Layout.of(
+        [(place, np.array(sorted(i for i, p in truth.items() if p == place))) for place in places]
+    )
+    probe = list(range(-5, 505))
+    assert built.lookup(probe) == layout.lookup(probe)

@@ -359,6 +359,9 @@ class Session:
                     response.read()
             finally:
                 response.close()
+                # httpx's response and its stream refer to each other: read and closed, the
+                # stream goes, so the pair is freed at once, not by the cyclic collector
+                response.stream = httpx.ByteStream(b"")
             if response.status_code == 429:
                 asked = _retry_after(response)
                 throttled = backoff_delay(attempt, self.settings.retry) if asked is None else asked

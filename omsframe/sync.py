@@ -375,8 +375,9 @@ def _sync_endpoint(
         collector_paused(freeze=True),
         returning_arrow_memory(),
     ):
-        for batch in _batches(iter(read), batch_size):
-            gc.collect()  # the cyclic garbage of the batch before (see collector_paused)
+        for number, batch in enumerate(_batches(iter(read), batch_size)):
+            if number % COLLECT_EVERY == COLLECT_EVERY - 1:
+                gc.collect()  # cyclic garbage, should there be any (see collector_paused)
             if endpoint == "orders":
                 flat, raw = combine(batch)
                 report.add_orders(
@@ -442,6 +443,12 @@ def _sync_endpoint(
     manifest["checkpoint"].pop(endpoint, None)
     save_manifest(store.root, manifest)
     logger.info("%s: done, %d pages, cursor %s", endpoint, stats.pages, cursor)
+
+
+#: The cyclic garbage collector, paused during a sync, runs once per this many batches. A sync
+#: makes no cycles of its own (the one an HTTP response made is broken as it is read), and a
+#: collection walks every record of the batches alive: ~0.15 s for 5,000 webhook events.
+COLLECT_EVERY = 10
 
 
 def _minus(stamp: str, delta: dt.timedelta) -> str:

@@ -466,6 +466,33 @@ def test_a_damaged_gzip_body_is_retried_then_a_response_error() -> None:
     assert len(api.requests) == 4
 
 
+def test_a_response_is_freed_as_soon_as_it_is_read_without_the_cyclic_collector() -> None:
+    import gc
+    import weakref
+
+    from omsframe.session import Session
+
+    session = make_client(FakeOms())._session
+    seen: list[weakref.ref[httpx.Response]] = []
+    send = Session._send
+
+    def watched(self: Session, *args: Any, **kwargs: Any) -> Any:
+        answer = send(self, *args, **kwargs)
+        seen.append(weakref.ref(answer[0]))
+        return answer
+
+    was_enabled = gc.isenabled()
+    gc.disable()  # as during a sync: only reference counting frees
+    try:
+        Session._send = watched  # type: ignore[method-assign]
+        assert session.request("order", "GET", "/api/v1/oms/orders/2/")["id"] == 2
+    finally:
+        Session._send = send  # type: ignore[method-assign]
+        if was_enabled:
+            gc.enable()
+    assert len(seen) == 1 and seen[0]() is None  # no cycle kept it
+
+
 def test_a_wrong_shape_is_a_response_error() -> None:
     api = FakeOms(fault=lambda request, n: json_response(200, {"items": []}))
     with pytest.raises(ResponseError, match="orders_simple"):

@@ -67,15 +67,12 @@ def _preview(value: Any) -> str:
 
 def dumps(value: Any) -> str | None:
     """JSON text of a free-form value (``None`` stays null)."""
-    if value is None:
-        return None
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # e.g. integers beyond 64 bits, which orjson refuses
-        return json.dumps(value, ensure_ascii=False)
+    text = _json_bytes(value)
+    return None if text is None else text.decode()
 
 
 def _json_bytes(value: Any) -> bytes | None:
+    """JSON of a free-form value as UTF-8 bytes (``None`` stays null)."""
     if value is None:
         return None
     try:

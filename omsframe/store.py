@@ -154,15 +154,14 @@ class _Layout:
     def of(cls, files: list[tuple[tuple[str, str], np.ndarray]]) -> _Layout:
         """The layout of stored files, each with the ids of its orders (sorted once)."""
         layout = cls()
-        for code, (place, ids) in enumerate(files):
+        for place, ids in files:
             layout.sizes[place] = len(ids)
-            layout._code[place] = code
-            layout._places.append(place)
+            layout._code_of(place)
         if files:
-            ids = np.concatenate([ids for _, ids in files]).astype(np.int64)
-            codes = np.repeat(np.arange(len(files), dtype=np.int32), [len(i) for _, i in files])
-            order = np.argsort(ids, kind="stable")
-            layout._ids, layout._codes = ids[order], codes[order]
+            layout._insert(
+                np.concatenate([ids for _, ids in files]).astype(np.int64),
+                np.repeat(np.arange(len(files), dtype=np.int32), [len(i) for _, i in files]),
+            )
         return layout
 
     def _code_of(self, place: tuple[str, str]) -> int:
@@ -182,14 +181,16 @@ class _Layout:
         at = self._find(new)
         self._codes[at[at >= 0]] = code
         new = new[at < 0]
-        if len(self._ids) and len(new) and new[0] <= self._ids[-1]:  # not all past the end
-            ids_all = np.concatenate([self._ids, new])
-            order = np.argsort(ids_all, kind="stable")
-            codes_all = np.concatenate([self._codes, np.full(len(new), code, np.int32)])
-            self._ids, self._codes = ids_all[order], codes_all[order]
-        else:
-            self._ids = np.concatenate([self._ids, new])
-            self._codes = np.concatenate([self._codes, np.full(len(new), code, np.int32)])
+        self._insert(new, np.full(len(new), code, np.int32))
+
+    def _insert(self, ids: np.ndarray, codes: np.ndarray) -> None:
+        """Add ids not stored yet, with their file codes, keeping the ids sorted."""
+        all_ids = np.concatenate([self._ids, ids])
+        all_codes = np.concatenate([self._codes, codes])
+        if len(all_ids) > 1 and bool(np.any(all_ids[1:] < all_ids[:-1])):  # (often in order)
+            order = np.argsort(all_ids, kind="stable")
+            all_ids, all_codes = all_ids[order], all_codes[order]
+        self._ids, self._codes = all_ids, all_codes
 
     def remove(self, place: tuple[str, str], ids: list[int]) -> None:
         """Note that the orders ``ids`` left ``place``."""

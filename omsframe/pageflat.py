@@ -43,7 +43,7 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -257,44 +257,6 @@ def combine(batch: list[Any]) -> tuple[Flattened, pa.Table]:
 
 def _only(table: pa.Table, ids: pa.Array) -> pa.Table:
     return table.filter(pc.is_in(table.column("order_id"), value_set=ids))
-
-
-#: The variable by which a user picks pyarrow's allocator (then a sync keeps that one).
-POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
-
-
-@contextlib.contextmanager
-def returning_arrow_memory() -> Iterator[None]:
-    """Have Arrow give memory back to the system as soon as it is freed, for a while.
-
-    What a sync runs in. Each batch allocates and frees ~100 MiB in pieces of every size;
-    pyarrow's default allocator (mimalloc) keeps freed memory for reuse, and over 100,000
-    orders the process kept growing. Meanwhile Arrow allocates from its jemalloc, set to purge
-    at once (or, where pyarrow was built without it, from the system allocator): measured,
-    peak 409 MiB against 569, no slower (BENCHMARKS.md "Sync"). A choice of the user's
-    (``ARROW_DEFAULT_MEMORY_POOL``, or a pool set in the program) is kept; the previous pool is
-    restored on exit, and memory taken meanwhile is freed where it came from.
-
-    Example:
-        >>> with returning_arrow_memory():
-        ...     inside = pa.default_memory_pool().backend_name
-        >>> inside in ("jemalloc", "system")  # (unless ARROW_DEFAULT_MEMORY_POOL says otherwise)
-        True
-    """
-    previous = pa.default_memory_pool()
-    if os.environ.get(POOL_VARIABLE) or previous.backend_name != "mimalloc":
-        yield
-        return
-    try:
-        pool = pa.jemalloc_memory_pool()
-        pa.jemalloc_set_decay_ms(0)
-    except NotImplementedError:  # a pyarrow built without jemalloc (Windows)
-        pool = pa.system_memory_pool()
-    pa.set_memory_pool(pool)
-    try:
-        yield
-    finally:
-        pa.set_memory_pool(previous)
 
 
 class _WorkerLostError(Exception):

@@ -293,7 +293,7 @@ def test_a_sync_allocates_arrow_memory_that_goes_back_unless_the_user_chose(
 ) -> None:
     import pyarrow as pa
 
-    from omsframe.pageflat import POOL_VARIABLE, returning_arrow_memory
+    from omsframe.sync import POOL_VARIABLE, returning_arrow_memory
 
     monkeypatch.delenv(POOL_VARIABLE, raising=False)
     default = pa.default_memory_pool().backend_name

@@ -152,8 +152,7 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
                 if text is not None
             )
             for flat in iter_flatten_json(texts, privacy=privacy, batch_size=batch_size):
-                new.upsert_orders(flat, [], policy=privacy.mode, observed_at=observed)
-                new.upsert_entities(flat, policy=privacy.mode)
+                new.upsert_batch(flat, [], policy=privacy.mode, observed_at=observed)
         for month in old.months("raw_events"):
             part = old.read_partition("raw_events", month)
             if part is None:

@@ -38,12 +38,14 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import functools
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,6 +232,28 @@ class _Layout:
             size = count // pieces + (1 if piece < count % pieces else 0)
             places.append((f"part-{number + piece:05d}", size))
         return places
+
+
+#: Threads that write a batch's files (Arrow encodes, compresses and writes without holding the
+#: interpreter's lock, and the files of a batch are independent of one another).
+WRITE_THREADS = min(4, os.cpu_count() or 1)
+
+
+def _run_writes(writes: Sequence[Callable[[], int]]) -> list[int]:
+    """Run independent file writes side by side; their results in order.
+
+    After an error no other write starts; the error is raised once the writes already under
+    way have ended (none is left running).
+    """
+    if len(writes) < 2 or WRITE_THREADS < 2:
+        return [write() for write in writes]
+    threads = min(WRITE_THREADS, len(writes))
+    with ThreadPoolExecutor(threads, thread_name_prefix="omsframe-write") as pool:
+        futures = [pool.submit(write) for write in writes]
+        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        for future in futures:
+            future.cancel()  # (those not started yet)
+    return [future.result() for future in futures if not future.cancelled()]  # raises an error
 
 
 def schema_of(name: str) -> pa.Schema:
@@ -508,10 +532,46 @@ class Store:
         ``raw`` is the batch's records as flattened (secrets stripped, PII policy applied), or
         their raw-layer table already made (:func:`~omsframe.pageflat.raw_orders_table`).
         """
+        counts, writes, placed = self._order_writes(flat, raw, policy, observed_at)
+        _run_writes(writes)
+        self._place(placed)
+        return counts
+
+    def upsert_batch(
+        self,
+        flat: Flattened,
+        raw: Iterable[dict[str, Any]] | pa.Table,
+        *,
+        policy: str,
+        observed_at: dt.datetime,
+    ) -> UpsertCounts:
+        """:meth:`upsert_orders`, then :meth:`upsert_entities`, their files written side by side.
+
+        What a sync does with each batch. The files of the two are distinct, and each upsert is
+        idempotent, so the order in which they land does not matter to a resumed sync.
+        """
+        counts, writes, placed = self._order_writes(flat, raw, policy, observed_at)
+        counts.partitions_written += sum(_run_writes(writes + self._entity_writes(flat, policy)))
+        self._place(placed)
+        return counts
+
+    def _order_writes(
+        self,
+        flat: Flattened,
+        raw: Iterable[dict[str, Any]] | pa.Table,
+        policy: str,
+        observed_at: dt.datetime,
+    ) -> tuple[UpsertCounts, list[Callable[[], int]], list[tuple[tuple[str, str], pa.Array]]]:
+        """Decide an upsert of orders: its counts, the file writes, the new orders' files.
+
+        Orders that move to another month are moved out, and the state changes appended,
+        here; the writes of the file groups are left to the caller (they are independent of
+        one another), then the new orders' files noted in the index (:meth:`_place`).
+        """
         orders = flat.tables["orders"]
         counts = UpsertCounts()
         if orders.num_rows == 0:
-            return counts
+            return counts, [], []
         raw_table = raw if isinstance(raw, pa.Table) else raw_orders_table(orders, raw)
         incoming = {name: flat.tables[name] for name in ORDER_GROUP}
         incoming["raw_orders"] = raw_table
@@ -533,7 +593,8 @@ class Store:
             )
             for name, table in incoming.items()
         }
-        decided: list[tuple[tuple[str, str], dict[str, pa.Table], _Decision]] = []
+        writes: list[Callable[[], int]] = []
+        placed: list[tuple[tuple[str, str], pa.Array]] = []
         histories: dict[str, list[pa.Table]] = {}
         for code, place in enumerate(places):
             in_file = {name: parts[code] for name, parts in per_file.items()}
@@ -542,13 +603,20 @@ class Store:
             if decision.history is not None:
                 histories.setdefault(place[0], []).append(decision.history)
             if len(decision.won):
-                decided.append((place, in_file, decision))
+                writes.append(
+                    functools.partial(self._write_file_group, place, in_file, decision, policy)
+                )
+                placed.append((place, decision.new))
         # the state changes first (idempotent: keyed by order and time), then the files
         for month, parts in histories.items():
             self._append_history(month, pa.concat_tables(parts), policy)
-        for place, in_file, decision in decided:
-            counts.partitions_written += self._write_file_group(place, in_file, decision, policy)
-        return counts
+        return counts, writes, placed
+
+    def _place(self, placed: list[tuple[tuple[str, str], pa.Array]]) -> None:
+        """Note in the index the files that new orders went to (once they are written)."""
+        layout = self._layout()
+        for place, ids in placed:
+            layout.add(place, ids.to_pylist())
 
     def _layout(self) -> _Layout:
         """Where every stored order is (read once per Store, then kept current)."""
@@ -675,7 +743,6 @@ class Store:
                 for name, table in incoming.items()
             }
         self._rewrite_group(place, won, policy, decision.existing, fresh)
-        self._layout().add(place, decision.new.to_pylist())
         return len(FILE_GROUP)
 
     def _rewrite_group(
@@ -721,16 +788,24 @@ class Store:
     def upsert_entities(self, flat: Flattened, *, policy: str) -> UpsertCounts:
         """Upsert customers, products, channels and states (latest stamp wins, else newest)."""
         counts = UpsertCounts()
-        for name, stamp in ENTITY_STAMPS.items():
-            incoming = flat.tables.get(name)
-            if incoming is None or incoming.num_rows == 0:
-                continue
-            current = self.read_partition(name, None)
-            merged, changed = merge_latest(current, incoming, SORT_KEYS[name], stamp)
-            if changed:
-                self._write(name, None, merged, policy)
-                counts.partitions_written += 1
+        counts.partitions_written = sum(_run_writes(self._entity_writes(flat, policy)))
         return counts
+
+    def _entity_writes(self, flat: Flattened, policy: str) -> list[Callable[[], int]]:
+        """One write per entity table the batch brings rows for (each returns files written)."""
+        return [
+            functools.partial(self._upsert_entity, name, stamp, incoming, policy)
+            for name, stamp in ENTITY_STAMPS.items()
+            if (incoming := flat.tables.get(name)) is not None and incoming.num_rows
+        ]
+
+    def _upsert_entity(self, name: str, stamp: str | None, incoming: pa.Table, policy: str) -> int:
+        current = self.read_partition(name, None)
+        merged, changed = merge_latest(current, incoming, SORT_KEYS[name], stamp)
+        if not changed:
+            return 0
+        self._write(name, None, merged, policy)
+        return 1
 
     def upsert_events(
         self, flat: Flattened, raw: Iterable[dict[str, Any]], *, policy: str

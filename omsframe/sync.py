@@ -421,9 +421,8 @@ def _sync_endpoint(
             if endpoint == "orders":
                 flat, raw = combine(batch)
                 report.add_orders(
-                    store.upsert_orders(flat, raw, policy=privacy.mode, observed_at=observed)
+                    store.upsert_batch(flat, raw, policy=privacy.mode, observed_at=observed)
                 )
-                store.upsert_entities(flat, policy=privacy.mode)
                 report.orders_seen += len(batch)
                 report.items += flat.tables["order_items"].num_rows
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from omsframe.manifest import load_manifest
 from omsframe.schema import TABLES
 from omsframe.simulator.server import SimulatorServer, serve
 from omsframe.simulator.world import World
+from omsframe.store import WRITE_THREADS
 from omsframe.sync import sync
 
 
@@ -92,7 +94,7 @@ def test_a_full_disk_mid_write_leaves_no_debris_and_the_next_sync_completes(
     with pytest.raises(CacheError, match="No space left on device"):
         sync(oms.url, token=oms.token, cache=cache, progress=False, events=False)
     monkeypatch.undo()
-    assert calls["n"] == 7
+    assert 7 <= calls["n"] < 7 + WRITE_THREADS  # no write started after the failure
     assert list(cache.rglob("*.tmp")) == []
     load(cache)  # what was stored before the failure reads cleanly
     sync(oms.url, token=oms.token, cache=cache, progress=False, events=False)
@@ -255,3 +257,27 @@ def test_the_order_index_answers_like_a_dict_of_ids_to_files() -> None:
     )
     probe = list(range(-5, 505))
     assert built.lookup(probe) == layout.lookup(probe)
+
+
+def test_a_batch_s_writes_run_side_by_side_and_stop_at_the_first_error() -> None:
+    import threading
+    import time
+
+    from omsframe.store import _run_writes
+
+    echo = [functools.partial(int, n) for n in range(6)]
+    assert _run_writes(echo) == list(range(6))  # results in order
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def write(number: int) -> int:
+        with lock:
+            started.append(number)
+        if number == 0:
+            raise CacheError("cannot write part-00000.parquet: no space left")
+        time.sleep(0.05)
+        return number
+
+    with pytest.raises(CacheError, match="no space left"):
+        _run_writes([functools.partial(write, n) for n in range(8)])
+    assert 0 in started and len(started) < 8  # the queued writes never started

@@ -384,7 +384,7 @@ def test_an_interrupted_sync_resumes_by_id_where_the_server_ignores_ordering(
 ) -> None:
     from omsframe.store import Store
 
-    real = Store.upsert_orders
+    real = Store.upsert_batch
     calls = {"n": 0}
 
     def fail_on_the_third_batch(self: Store, *args: Any, **kwargs: Any) -> Any:
@@ -395,7 +395,7 @@ def test_an_interrupted_sync_resumes_by_id_where_the_server_ignores_ordering(
 
     dialect = Dialect(honour_ordering=False, default_ordering="-modified_date")
     with serve(world, dialect=dialect) as oms:
-        monkeypatch.setattr(Store, "upsert_orders", fail_on_the_third_batch)
+        monkeypatch.setattr(Store, "upsert_batch", fail_on_the_third_batch)
         with pytest.raises(KeyboardInterrupt):
             sync(oms.url, token=oms.token, cache=tmp_path, progress=False, batch_size=100)
         monkeypatch.undo()

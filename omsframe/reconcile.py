@@ -38,6 +38,8 @@ from collections import deque
 from collections.abc import Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
+
 from omsframe.pages import FetchPage, Page, PageBody, PagePlan, PagingStats, Record, page_count
 
 __all__ = ["read_pages"]
@@ -59,20 +61,20 @@ def read_pages(fetch: FetchPage, plan: PagePlan, stats: PagingStats) -> Generato
     Raises:
         omsframe.errors.ApiError: A page failed for good (after the client's retries).
     """
-    seen: set[object] = set()
+    seen = IdSet()
     unnamed = 0  # records without an id cannot be deduplicated; count them apart
 
     def take(body: PageBody, number: int, pass_number: int) -> Page:
         nonlocal unnamed
+        records = body["results"]
+        keys = [record.get("id") if isinstance(record, dict) else None for record in records]
+        new = iter(seen.add_all([key for key in keys if key is not None]))
         fresh: list[Record] = []
-        for record in body["results"]:
-            key = record.get("id") if isinstance(record, dict) else None
+        for record, key in zip(records, keys, strict=True):
             if key is None:
                 unnamed += 1
-            elif key in seen:
+            elif not next(new):
                 continue
-            else:
-                seen.add(key)
             fresh.append(record)
         dropped = len(body["results"]) - len(fresh)
         stats.pages += 1
@@ -124,6 +126,64 @@ def read_pages(fetch: FetchPage, plan: PagePlan, stats: PagingStats) -> Generato
             )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class IdSet:
+    """The ids a read handed out: integers kept as sorted 8-byte numbers, other ids in a set.
+
+    A Python set of 100,000 integer ids takes ~7 MiB, and a sync held one for every order
+    it read; sorted int64 numbers take 0.8 MiB. New ids wait in a small set and join the
+    sorted ones in bulk.
+
+    Example:
+        >>> ids = IdSet()
+        >>> ids.add_all([3, 1, 3, "x"]), ids.add_all([1, 2, "x"]), len(ids)
+        ([True, True, False, True], [False, True, False], 4)
+    """
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, np.int64)
+        self._recent: set[int] = set()
+        self._other: set[object] = set()
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent) + len(self._other)
+
+    def add_all(self, keys: list[object]) -> list[bool]:
+        """Add ``keys`` in turn; for each, whether it was new (``False`` when seen before)."""
+        stored = self._stored([key for key in keys if isinstance(key, int) and _is_int64(key)])
+        recent, other = self._recent, self._other
+        new: list[bool] = []
+        for key in keys:
+            if isinstance(key, int) and _is_int64(key):
+                known = key in stored or key in recent
+                if not known:
+                    recent.add(key)
+            else:
+                known = key in other
+                if not known:
+                    other.add(key)
+            new.append(not known)
+        if len(recent) >= max(_MERGE_AT, len(self._sorted) // 8):
+            merged = np.concatenate([self._sorted, np.fromiter(recent, np.int64, len(recent))])
+            merged.sort()
+            self._sorted, self._recent = merged, set()
+        return new
+
+    def _stored(self, ids: list[int]) -> set[int]:
+        """Those of ``ids`` among the sorted ones."""
+        if not ids or not len(self._sorted):
+            return set()
+        wanted = np.asarray(ids, np.int64)
+        at = np.minimum(np.searchsorted(self._sorted, wanted), len(self._sorted) - 1)
+        return set(wanted[self._sorted[at] == wanted].tolist())
+
+
+_MERGE_AT = 4_096  # new ids held in a set before they join the sorted ones (at least)
+
+
+def _is_int64(key: int) -> bool:
+    return key.__class__ is int and -(2**63) <= key < 2**63  # (not a bool, fits in 8 bytes)
 
 
 class _CountWatch:

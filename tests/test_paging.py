@@ -350,3 +350,32 @@ def test_probe_result_round_trips_through_json() -> None:
     assert result.honours("ordering") and not result.honours("created_date__gte")
     with pytest.raises(AttributeError):
         result.count = 3  # type: ignore[misc]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.integers(-5, 60),
+                st.sampled_from([2**63 - 1, -(2**63), 2**63, 2**70]),
+                st.text(max_size=2),
+            ),
+            max_size=12,
+        ),
+        max_size=25,
+    )
+)
+def test_the_ids_seen_answer_like_a_set(pages: list[list[object]]) -> None:
+    from omsframe import reconcile
+
+    ids, truth = reconcile.IdSet(), set[object]()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reconcile, "_MERGE_AT", 3)  # into the sorted ids often
+        for keys in pages:
+            expected = []
+            for key in keys:
+                expected.append(key not in truth)
+                truth.add(key)
+            assert ids.add_all(keys) == expected
+            assert len(ids) == len(truth)

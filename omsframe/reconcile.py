@@ -250,7 +250,9 @@ def _ordered_read(
         len(results) if 0 < len(results) < min(plan.page_size, first["count"]) else plan.page_size
     )
     last = page_count(first["count"], size)
+    del results
     yield 1, first
+    del first  # (the caller's now: not held for the rest of the read)
 
     window: deque[tuple[int, Future[PageBody | None]]] = deque()
     upcoming = 2

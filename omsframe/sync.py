@@ -125,6 +125,7 @@ def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict
                 if not batch:
                     break
                 ahead.put(batch)
+                del batch  # the caller's now: not kept alive while the next one is read
             ahead.put(None)
         except BaseException as error:  # handed to the caller's thread, raised there
             ahead.put(error)
@@ -136,6 +137,7 @@ def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict
             if isinstance(item, BaseException):
                 raise item
             yield item
+            item = None  # not kept alive while the next batch is awaited
             room.release()  # the caller is done with this batch
     finally:
         stop.set()
@@ -415,14 +417,19 @@ def _sync_endpoint(
         collector_paused(freeze=True),
         returning_arrow_memory(),
     ):
-        for number, batch in enumerate(_batches(iter(read), batch_size)):
-            if number % COLLECT_EVERY == COLLECT_EVERY - 1:
+        # (not enumerate: the result tuple it keeps for reuse would hold the last batch alive
+        # while the next one is read — a whole batch more at the peak)
+        number = 0
+        for batch in _batches(iter(read), batch_size):
+            number += 1  # noqa: SIM113 (see above)
+            if number % COLLECT_EVERY == 0:
                 gc.collect()  # cyclic garbage, should there be any (see collector_paused)
             if endpoint == "orders":
                 flat, raw = combine(batch)
                 report.add_orders(
                     store.upsert_batch(flat, raw, policy=privacy.mode, observed_at=observed)
                 )
+                del raw
                 report.orders_seen += len(batch)
                 report.items += flat.tables["order_items"].num_rows
             else:
@@ -459,6 +466,9 @@ def _sync_endpoint(
             logger.debug(
                 "%s: stored a batch of %d, checkpoint at id %s", endpoint, len(batch), last_id
             )
+            # let the batch go before the next one is awaited (else two whole batches are
+            # alive while the reader finishes the next, and that was the peak of a sync)
+            del batch, flat
     stats = read.stats
     report.pages += stats.pages
     if endpoint == "orders":

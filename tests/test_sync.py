@@ -406,3 +406,37 @@ def test_an_interrupted_sync_resumes_by_id_where_the_server_ignores_ordering(
         total = len(truth(world, oms.now_us)["order_ids"])
         assert report.orders_seen <= total - 200  # the two stored batches were not read again
         check_cache(tmp_path, truth(world, oms.now_us))
+
+
+def test_a_stored_batch_is_let_go_before_the_next_one_is_awaited(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two whole batches alive while the next one was read was the peak memory of a sync."""
+    import weakref
+
+    sync_module = sys.modules["omsframe.sync"]  # (the package re-exports the function)
+    real = sync_module._batches
+    alive: list[int] = []
+
+    def watched(records: Any, size: int) -> Any:
+        pages: list[Any] = []
+        for batch in real(records, size):
+            # the next batch is here: nothing may hold the pages of the one before any more
+            alive.append(sum(page() is not None for page in pages))
+            pages = [weakref.ref(stub.page) for stub in batch]
+            yield batch
+            del batch
+
+    monkeypatch.setattr(sync_module, "_batches", watched)
+    with serve(world) as oms:
+        report = sync(
+            oms.url,
+            token=oms.token,
+            cache=tmp_path,
+            progress=False,
+            events=False,
+            batch_size=200,  # (two whole pages)
+            workers=0,
+        )
+    assert report.orders_new == 600 and len(alive) == 3
+    assert alive == [0] * len(alive)

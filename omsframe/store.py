@@ -13,8 +13,8 @@ Layout of a cache folder (``data/<profile>/``)::
     tables/state_history/month=.../part.parquet      one file a month
     tables/events/month=.../part.parquet             by month of the event's created_date
     raw/events/month=.../part.parquet
-    tables/customers/part.parquet                    one file each: customers, products,
-    ...                                              channels, states
+    tables/customers/part-00000.parquet              customers, by ranges of CUSTOMER_SPAN ids
+    tables/products/part.parquet                     one file each: products, channels, states
     quarantine/part.parquet                          records that could not be flattened
 
 Hive-style ``month=`` folders: DuckDB, polars, Spark and Dask read the folder as it is.
@@ -129,6 +129,8 @@ FILE_GROUP = ("order_items", "addresses", "raw_orders", "orders")
 FILE_ORDERS = 2_000
 #: A month's last file takes new orders while it holds fewer than this many (else a new file).
 SMALL_FILE = 500
+#: Customers ids per file of ``customers`` (``part-00003`` holds new customers of ids 49,152 up).
+CUSTOMER_SPAN = 16_384
 SINGLE = "part"  # the file name of a table that keeps one file per folder
 _FILE_NAME = re.compile(r"part(-\d+)?")  # other files in a folder are not the cache's
 
@@ -409,7 +411,7 @@ class Store:
                     "or start a new cache (pseudonyms will differ from the old ones)"
                 )
             return key
-        if any((self.root / "tables").glob("*/**/part.parquet")):
+        if any((self.root / "tables").glob("*/**/part*.parquet")):
             raise CacheError(
                 f"{path} is missing but {self.root} already holds pseudonymized tables; restore "
                 "the key from a backup (a new key would no longer join returning customers), or "
@@ -792,19 +794,47 @@ class Store:
         return counts
 
     def _entity_writes(self, flat: Flattened, policy: str) -> list[Callable[[], int]]:
-        """One write per entity table the batch brings rows for (each returns files written)."""
-        return [
-            functools.partial(self._upsert_entity, name, stamp, incoming, policy)
-            for name, stamp in ENTITY_STAMPS.items()
-            if (incoming := flat.tables.get(name)) is not None and incoming.num_rows
-        ]
+        """The writes of the entity tables the batch brings rows for (each: files written)."""
+        writes: list[Callable[[], int]] = []
+        for name, stamp in ENTITY_STAMPS.items():
+            incoming = flat.tables.get(name)
+            if incoming is None or not incoming.num_rows:
+                continue
+            parts = self._customer_files(incoming) if name == "customers" else {SINGLE: incoming}
+            writes.extend(
+                functools.partial(self._upsert_entity, name, stem, stamp, rows, policy)
+                for stem, rows in parts.items()
+            )
+        return writes
 
-    def _upsert_entity(self, name: str, stamp: str | None, incoming: pa.Table, policy: str) -> int:
-        current = self.read_partition(name, None)
+    def _customer_files(self, incoming: pa.Table) -> dict[str, pa.Table]:
+        """The customers of a batch by the file each goes to.
+
+        A stored customer stays in the file it is in; a new one goes to the file of its id's
+        range (:data:`CUSTOMER_SPAN` ids a file), so that no file grows with the shop: a batch
+        merges bounded files, not one holding every customer (its copies were the largest
+        thing a sync held at 100,000 orders). A cache from before keeps its customers in
+        ``part.parquet``, where they stay.
+        """
+        ids = column_array(incoming.column("customer_id")).to_numpy(zero_copy_only=False)
+        ranges = (np.maximum(ids, 0) // CUSTOMER_SPAN).tolist()
+        target = np.array([f"part-{n:05d}" for n in ranges], dtype=object)
+        for stem in self.stems("customers", None):
+            with pq.ParquetFile(self.file_path("customers", None, stem)) as file:
+                stored = file.read(columns=["customer_id"]).column(0).to_numpy()
+            target[np.isin(ids, stored)] = stem
+        names, codes = np.unique(target, return_inverse=True)
+        parts = _split(incoming, pa.array(codes.astype(np.int64)), len(names))
+        return dict(zip(names.tolist(), parts, strict=True))
+
+    def _upsert_entity(
+        self, name: str, stem: str, stamp: str | None, incoming: pa.Table, policy: str
+    ) -> int:
+        current = self.read_file(name, None, stem)
         merged, changed = merge_latest(current, incoming, SORT_KEYS[name], stamp)
         if not changed:
             return 0
-        self._write(name, None, merged, policy)
+        self._write(name, None, merged, policy, stem)
         return 1
 
     def upsert_events(

@@ -6,6 +6,7 @@ import functools
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -281,3 +282,52 @@ def test_a_batch_s_writes_run_side_by_side_and_stop_at_the_first_error() -> None
     with pytest.raises(CacheError, match="no space left"):
         _run_writes([functools.partial(write, n) for n in range(8)])
     assert 0 in started and len(started) < 8  # the queued writes never started
+
+
+def test_customers_go_to_files_by_id_range_and_stay_where_they_are(tmp_path: Path) -> None:
+    from omsframe.flatten import flatten_orders
+    from omsframe.privacy import Privacy
+    from omsframe.store import CUSTOMER_SPAN, Store
+
+    privacy = Privacy(key=b"k" * 32)
+
+    def batch(*customers: tuple[int, str]) -> Any:
+        orders = [
+            {"id": n, "modified_date": f"2025-0{day}-01T10:00:00Z", "customer": {"pk": pk}}
+            for n, (pk, day) in enumerate(customers, start=1)
+        ]
+        return flatten_orders(orders, privacy=privacy)
+
+    store = Store(tmp_path)
+    old = batch((5, "1"), (2 * CUSTOMER_SPAN + 1, "1")).tables["customers"]
+    store._write("customers", None, old, privacy.mode)  # one file, as an earlier omsframe wrote
+    store.upsert_entities(
+        batch((2 * CUSTOMER_SPAN + 1, "2"), (7, "2"), (3 * CUSTOMER_SPAN, "2")), policy=privacy.mode
+    )
+    files = {
+        stem: sorted(
+            pq.read_table(store.file_path("customers", None, stem))["customer_id"].to_pylist()
+        )
+        for stem in store.stems("customers", None)
+    }
+    assert files == {
+        "part": [5, 2 * CUSTOMER_SPAN + 1],  # a stored customer stays in its file
+        "part-00000": [7],
+        "part-00003": [3 * CUSTOMER_SPAN],
+    }
+    table = store.read_table("customers")
+    stamps = dict(
+        zip(
+            table.column("customer_id").to_pylist(),
+            [t.month for t in table.column("last_order_modified").to_pylist()],
+            strict=True,
+        )
+    )
+    assert stamps == {5: 1, 2 * CUSTOMER_SPAN + 1: 2, 7: 2, 3 * CUSTOMER_SPAN: 2}
+    store.upsert_entities(batch((7, "3")), policy=privacy.mode)  # again: no file but its own
+    assert store.read_table("customers").num_rows == 4
+    assert [p.name for p in sorted(store.table_dir("customers").glob("*.parquet"))] == [
+        "part-00000.parquet",
+        "part-00003.parquet",
+        "part.parquet",
+    ]

@@ -34,7 +34,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -106,13 +106,18 @@ def returning_arrow_memory() -> Iterator[None]:
         pa.set_memory_pool(previous)
 
 
-def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(
+    records: Iterator[dict[str, Any]],
+    size: int,
+    meanwhile: Callable[[], object] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
     """Batches of ``size`` records, the next one read while the caller stores this one.
 
     A reader thread reads one batch ahead and no more: it starts a batch only once the caller
     is done with the one before the batch it handed over (memory: two batches), so the OMS works
     on the next pages while this process flattens and writes. Errors of the reader are raised
-    here, in the caller's thread.
+    here, in the caller's thread. ``meanwhile`` is called in the caller's thread once the
+    reader has started (work the first batch would otherwise wait for).
     """
     ahead: queue.Queue[list[dict[str, Any]] | BaseException | None] = queue.Queue(maxsize=1)
     room = threading.Semaphore(2)  # batches alive: the one stored, the one read ahead
@@ -133,6 +138,8 @@ def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict
     reader = threading.Thread(target=read, name="omsframe-sync-reader", daemon=True)
     reader.start()
     try:
+        if meanwhile is not None:
+            meanwhile()
         while (item := ahead.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
@@ -420,7 +427,9 @@ def _sync_endpoint(
         # (not enumerate: the result tuple it keeps for reuse would hold the last batch alive
         # while the next one is read — a whole batch more at the peak)
         number = 0
-        for batch in _batches(iter(read), batch_size):
+        # while the first pages load: where each stored order is (what the first store needs)
+        prepare = store.prepare if endpoint == "orders" else None
+        for batch in _batches(iter(read), batch_size, prepare):
             number += 1  # noqa: SIM113 (see above)
             if number % COLLECT_EVERY == 0:
                 gc.collect()  # cyclic garbage, should there be any (see collector_paused)

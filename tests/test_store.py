@@ -331,3 +331,41 @@ def test_customers_go_to_files_by_id_range_and_stay_where_they_are(tmp_path: Pat
         "part-00003.parquet",
         "part.parquet",
     ]
+
+
+def test_row_counts_are_read_from_footers_once_per_file_version(
+    synced: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from omsframe.store import Store
+
+    cache = copy_cache(synced, tmp_path / "c")
+    store = Store(cache)
+
+    def footers(name: str) -> int:
+        folder = store.table_dir(name)
+        return sum(pq.read_metadata(p).num_rows for p in folder.rglob("part*.parquet"))
+
+    counts = store.counts()
+    assert counts == {name: footers(name) for name in counts}
+    assert counts["orders"] == 200
+    remembered = cache / ".rows.json"
+    entries = json.loads(remembered.read_text())
+    assert any(key.startswith("tables/orders/") for key in entries)
+    # a file written since is read again
+    products = store.file_path("products", None)
+    pq.write_table(pq.read_table(products).slice(0, 1), products)
+    assert store.counts()["products"] == 1
+    # an unchanged file is not: its remembered count is used (here, a wrong one, to show it)
+    key = next(k for k in entries if k.startswith("tables/channels/"))
+    entries = json.loads(remembered.read_text())
+    entries[key][3] = 99
+    remembered.write_text(json.dumps(entries))
+    assert store.counts()["channels"] == 99
+    # damaged or missing, the remembered counts are rebuilt from the footers
+    for damage in ("{not json", "[1, 2]"):
+        remembered.write_text(damage)
+        assert store.counts() == {**counts, "products": 1}
+    remembered.unlink()
+    assert store.counts()["orders"] == 200 and remembered.exists()

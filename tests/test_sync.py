@@ -440,3 +440,23 @@ def test_a_stored_batch_is_let_go_before_the_next_one_is_awaited(
         )
     assert report.orders_new == 600 and len(alive) == 3
     assert alive == [0] * len(alive)
+
+
+def test_the_batcher_runs_work_meanwhile_in_the_caller_s_thread_while_the_reader_reads() -> None:
+    import threading
+
+    sync_module = sys.modules["omsframe.sync"]
+    started = threading.Event()
+    done: list[str] = []
+
+    def records() -> Any:
+        started.set()  # the reader is reading...
+        yield from ({"id": i} for i in range(5))
+
+    def meanwhile() -> None:
+        assert started.wait(5)  # ...while this runs, in the caller's thread
+        done.append(threading.current_thread().name)
+
+    batches = list(sync_module._batches(records(), 2, meanwhile))
+    assert [len(b) for b in batches] == [2, 2, 1]
+    assert done == [threading.current_thread().name]

@@ -424,11 +424,11 @@ def _sync_endpoint(
         collector_paused(freeze=True),
         returning_arrow_memory(),
     ):
+        # while the first pages load: where each stored order is (what the first store needs)
+        prepare = store.prepare if endpoint == "orders" else None
         # (not enumerate: the result tuple it keeps for reuse would hold the last batch alive
         # while the next one is read — a whole batch more at the peak)
         number = 0
-        # while the first pages load: where each stored order is (what the first store needs)
-        prepare = store.prepare if endpoint == "orders" else None
         for batch in _batches(iter(read), batch_size, prepare):
             number += 1  # noqa: SIM113 (see above)
             if number % COLLECT_EVERY == 0:

@@ -321,6 +321,10 @@ def test_the_cache_reads_in_duckdb_and_polars_without_omsframe(
     frame = pl.read_parquet(glob, hive_partitioning=True)
     assert frame.height == len(expected["item_ids"])
     assert "month" in frame.columns
+    # customers are in files by id range: the folder reads as one table, each customer once
+    customers = pl.read_parquet(str(tmp_path / "tables" / "customers" / "*.parquet"))
+    assert customers.height == customers["customer_id"].n_unique() > 100
+    assert customers.height == load(tmp_path, engine="pyarrow").customers.num_rows
     months = con.execute(
         f"SELECT DISTINCT strftime(date_placed, '%Y-%m'), month FROM read_parquet("
         f"'{tmp_path}/tables/orders/*/*.parquet', hive_partitioning=true) ORDER BY 1"

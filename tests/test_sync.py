@@ -422,9 +422,9 @@ def test_a_stored_batch_is_let_go_before_the_next_one_is_awaited(
     real = sync_module._batches
     alive: list[int] = []
 
-    def watched(records: Any, size: int) -> Any:
+    def watched(records: Any, size: int, meanwhile: Any = None) -> Any:
         pages: list[Any] = []
-        for batch in real(records, size):
+        for batch in real(records, size, meanwhile):
             # the next batch is here: nothing may hold the pages of the one before any more
             alive.append(sum(page() is not None for page in pages))
             pages = [weakref.ref(stub.page) for stub in batch]

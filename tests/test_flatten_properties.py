@@ -123,3 +123,41 @@ def _is_money(text: str) -> bool:
         )
     except ArithmeticError:
         return False
+
+
+_KEYS = st.one_of(
+    st.sampled_from(
+        [
+            "id",
+            "name",
+            "Token",
+            "api_KEY",
+            "x_password_y",
+            "Auth",
+            "secretive",
+            "credentials",
+            "to\u212aen",
+            "na\u0130me",
+            "author",
+            "tokens",
+            "state",
+        ]
+    ),
+    st.text(max_size=6),
+)
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.text(max_size=8)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(_KEYS, children, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_credentials_are_dropped_as_by_walking_every_key(value: Any) -> None:
+    from omsframe.privacy import _drop_credentials, drop_credentials
+
+    walked = _drop_credentials(copy.deepcopy(value))
+    assert drop_credentials(copy.deepcopy(value)) == walked  # the text check skips no key

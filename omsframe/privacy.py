@@ -74,8 +74,8 @@ def drop_credentials(value: Any) -> Any:
     """Remove, at any depth and in place, the keys whose names look like credentials.
 
     A value whose JSON text holds none of the words of a credential (in any case) has no such
-    key, and is left as it is without a walk through it: a webhook event carries a whole
-    order, and walking it key by key took ~65 µs an event against ~25 µs for the text.
+    key, and is left as it is without a walk through it (a webhook event carries a whole
+    order: ~50 µs for its text against ~70 µs for the walk).
 
     Example:
         >>> drop_credentials({"a": [{"api_key": "x", "b": 1}], "token": "y"})

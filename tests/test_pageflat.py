@@ -318,12 +318,14 @@ def test_pages_flattened_in_this_process_are_flattened_one_at_a_time(
     inside, most = 0, 0
     count = threading.Lock()
     real = pageflat.flatten_page
+    threads: set[str] = set()
 
     def watched(content: bytes, privacy: Privacy, *, gzip: bool = False) -> tuple[object, ...]:
         nonlocal inside, most
         with count:
             inside += 1
             most = max(most, inside)
+            threads.add(threading.current_thread().name)
         time.sleep(0.01)  # long enough for the other threads to come in, were they let
         try:
             return real(content, privacy, gzip=gzip)
@@ -336,3 +338,8 @@ def test_pages_flattened_in_this_process_are_flattened_one_at_a_time(
         bodies = list(pool.map(lambda n: decode(page([{"id": n}])), range(16)))
     assert most == 1
     assert sorted(b["results"][0]["id"] for b in bodies) == list(range(16))
+    # and on one thread (each thread that flattens keeps freed memory in its own C heap)
+    assert len(threads) == 1 and threads.pop().startswith("omsframe-flatten")
+    # a page that comes after the decoder closed is flattened by the thread that brings it
+    assert decode(page([{"id": 99}]))["results"][0]["id"] == 99
+    assert threads == {threading.current_thread().name}

@@ -256,9 +256,11 @@ def _run_writes(writes: Sequence[Callable[[], int]]) -> list[int]:
     threads = min(WRITE_THREADS, len(writes))
     with ThreadPoolExecutor(threads, thread_name_prefix="omsframe-write") as pool:
         futures = [pool.submit(write) for write in writes]
-        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
-        for future in futures:
-            future.cancel()  # (those not started yet)
+        try:
+            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        finally:  # an error, or Ctrl-C here: the writes not started yet never start
+            for future in futures:
+                future.cancel()
     return [future.result() for future in futures if not future.cancelled()]  # raises an error
 
 

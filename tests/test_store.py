@@ -283,6 +283,21 @@ def test_a_batch_s_writes_run_side_by_side_and_stop_at_the_first_error() -> None
         _run_writes([functools.partial(write, n) for n in range(8)])
     assert 0 in started and len(started) < 8  # the queued writes never started
 
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the writes run
+
+    import concurrent.futures
+
+    from omsframe import store
+
+    started.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "WRITE_THREADS", 2)  # (side by side even on one core)
+        patch.setattr(concurrent.futures, "wait", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            _run_writes([functools.partial(write, n + 1) for n in range(8)])
+    assert len(started) <= 2  # the two under way finished; the six queued never started
+
 
 def test_customers_go_to_files_by_id_range_and_stay_where_they_are(tmp_path: Path) -> None:
     from omsframe.flatten import flatten_orders

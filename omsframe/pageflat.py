@@ -60,8 +60,9 @@ from omsframe.privacy import PiiMode, Privacy
 
 logger = logging.getLogger(__name__)
 
-#: Start worker processes when the server says a read holds at least this many records.
-WORKER_THRESHOLD = 5_000
+#: Start worker processes when the server says a read holds at least this many records (below
+#: it, one process is as fast or faster: BENCHMARKS.md "Sync").
+WORKER_THRESHOLD = 20_000
 #: Seconds a worker may stay silent before it is given up (its page is flattened here).
 ANSWER_TIMEOUT = 300.0
 _HEADER = struct.Struct("<QBI")  # a message's size, kind (one of these) and count of buffers

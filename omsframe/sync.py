@@ -192,9 +192,8 @@ def sync(
             or ``True`` to wait for as long as it takes).
         allow_http: Allow plain ``http://`` to a host that is not loopback.
         workers: Processes that parse and flatten order pages while this one reads and
-            writes: by default one per core once the server says the read holds 5,000
-            orders or more (below that, starting them costs more than they save); ``0`` for
-            none.
+            writes: by default one per core once the server says the read holds 20,000
+            orders or more (below that, one process is as fast or faster); ``0`` for none.
 
     Returns:
         The :class:`SyncReport`.

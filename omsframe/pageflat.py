@@ -358,7 +358,7 @@ def _fill(fd: int, view: memoryview, timeout: float | None) -> None:
 def _frame(fd: int, timeout: float | None) -> tuple[int, Any]:
     """The next page or pickle on a pipe, as its kind and bytes (``timeout``: see :func:`_fill`).
 
-    A pickle comes back unpickled, with its buffers in place (see :func:`_receive`).
+    A pickle comes back unpickled, with its tables in place (see :func:`_unpickle`).
     """
     size, kind, count = _HEADER.unpack(_read(fd, _HEADER.size, timeout))
     data = _read(fd, size, timeout)

@@ -587,10 +587,7 @@ class Store:
         ``raw`` is the batch's records as flattened (secrets stripped, PII policy applied), or
         their raw-layer table already made (:func:`~omsframe.pageflat.raw_orders_table`).
         """
-        counts, writes, placed = self._order_writes(flat, raw, policy, observed_at)
-        _run_writes(writes)
-        self._place(placed)
-        return counts
+        return self._upsert(flat, raw, policy, observed_at, entities=False)
 
     def upsert_batch(
         self,
@@ -605,8 +602,21 @@ class Store:
         What a sync does with each batch. The files of the two are distinct, and each upsert is
         idempotent, so the order in which they land does not matter to a resumed sync.
         """
+        return self._upsert(flat, raw, policy, observed_at, entities=True)
+
+    def _upsert(
+        self,
+        flat: Flattened,
+        raw: Iterable[dict[str, Any]] | pa.Table,
+        policy: str,
+        observed_at: dt.datetime,
+        *,
+        entities: bool,
+    ) -> UpsertCounts:
         counts, writes, placed = self._order_writes(flat, raw, policy, observed_at)
-        counts.partitions_written += sum(_run_writes(writes + self._entity_writes(flat, policy)))
+        if entities:
+            writes += self._entity_writes(flat, policy)
+        counts.partitions_written += sum(_run_writes(writes))
         self._place(placed)
         return counts
 

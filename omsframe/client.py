@@ -67,6 +67,9 @@ class Client:
         concurrency: Requests in flight at most (``OMSFRAME_CONCURRENCY``, default 8).
         page_size: Records asked for per page (``OMSFRAME_PAGE_SIZE``, default 100).
         timeout: Seconds per request (``OMSFRAME_TIMEOUT``, default 30).
+        compress: Ask for gzip-compressed answers (``OMSFRAME_COMPRESS``, ``1`` or ``0``);
+            by default yes, except from a loopback host (a simulator, a server on this
+            machine): there compression costs both sides CPU and saves nothing.
         max_passes: Whole passes over a list at most when records fall short of ``count``.
         retry: The retry policy (attempts, backoff, cap).
         paths: Endpoint paths, when they differ from ``oms-api.md``.
@@ -100,6 +103,7 @@ class Client:
         concurrency: int | None = None,
         page_size: int | None = None,
         timeout: float | None = None,
+        compress: bool | None = None,
         max_passes: int = 2,
         retry: RetryPolicy | None = None,
         paths: EndpointPaths | None = None,
@@ -117,6 +121,7 @@ class Client:
             concurrency=concurrency,
             page_size=page_size,
             timeout=timeout,
+            compress=compress,
             max_passes=max_passes,
             retry=retry,
             paths=paths,

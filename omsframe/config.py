@@ -14,6 +14,7 @@ setting                      environment variable            default
 ``concurrency``              ``OMSFRAME_CONCURRENCY``        8 requests in flight
 ``page_size``                ``OMSFRAME_PAGE_SIZE``          100 records a page
 ``timeout``                  ``OMSFRAME_TIMEOUT``            30 seconds
+``compress``                 ``OMSFRAME_COMPRESS``           gzip, but not on loopback
 ``max_passes``               (argument only)                 2 passes over a list
 ``allow_http``               (argument only)                 ``False``
 ``retry``                    (argument only)                 :class:`RetryPolicy`
@@ -127,6 +128,10 @@ class Settings:
         concurrency: Maximum number of requests in flight.
         page_size: Records asked for per page (``limit``); the server may send fewer.
         timeout: Seconds to wait for connect, read and write.
+        compress: Ask for gzip-compressed answers. ``None`` (the default): yes, unless the
+            host is loopback (a simulator, a server on this machine), where compressing and
+            inflating the answers costs both sides CPU and saves no time; ``True`` for a
+            tunnel (``ssh -L``, ``kubectl port-forward``) to a remote server.
         max_passes: Whole passes over a list at most, when records fall short of ``count``.
         retry: The retry policy.
         paths: The endpoint paths.
@@ -140,6 +145,7 @@ class Settings:
     concurrency: int = DEFAULT_CONCURRENCY
     page_size: int = DEFAULT_PAGE_SIZE
     timeout: float = DEFAULT_TIMEOUT
+    compress: bool | None = None
     max_passes: int = 2
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     paths: EndpointPaths = field(default_factory=EndpointPaths)
@@ -160,6 +166,20 @@ class Settings:
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be positive, not {self.timeout}")
 
+    @property
+    def gzip(self) -> bool:
+        """Whether answers are asked for gzip-compressed (see ``compress``).
+
+        Example:
+            >>> Settings(url="http://127.0.0.1:8000", token="k").gzip
+            False
+            >>> Settings(url="https://acme-oms.akinon.net", token="k").gzip
+            True
+        """
+        if self.compress is not None:
+            return self.compress
+        return not is_loopback(urlsplit(self.url).hostname or "")
+
     @classmethod
     def resolve(
         cls,
@@ -172,6 +192,7 @@ class Settings:
         concurrency: int | None = None,
         page_size: int | None = None,
         timeout: float | None = None,
+        compress: bool | None = None,
         max_passes: int = 2,
         retry: RetryPolicy | None = None,
         paths: EndpointPaths | None = None,
@@ -188,6 +209,8 @@ class Settings:
             concurrency: Requests in flight; falls back to ``OMSFRAME_CONCURRENCY``.
             page_size: Records a page; falls back to ``OMSFRAME_PAGE_SIZE``.
             timeout: Seconds; falls back to ``OMSFRAME_TIMEOUT``.
+            compress: Ask for gzip; falls back to ``OMSFRAME_COMPRESS`` (``1`` or ``0``),
+                then to: yes, unless the host is loopback.
             max_passes: Whole passes over a list at most.
             retry: Retry policy (default :class:`RetryPolicy`).
             paths: Endpoint paths (default :class:`EndpointPaths`).
@@ -221,6 +244,7 @@ class Settings:
             concurrency=_number(concurrency, env, "CONCURRENCY", int, DEFAULT_CONCURRENCY),
             page_size=_number(page_size, env, "PAGE_SIZE", int, DEFAULT_PAGE_SIZE),
             timeout=_number(timeout, env, "TIMEOUT", float, DEFAULT_TIMEOUT),
+            compress=_switch(compress, env, "COMPRESS"),
             max_passes=max_passes,
             retry=retry or RetryPolicy(),
             paths=paths or EndpointPaths(),
@@ -232,6 +256,22 @@ class Settings:
         data.pop("token")
         data.pop("password")
         return data
+
+
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True}
+_SWITCH.update({"0": False, "false": False, "no": False, "off": False})
+
+
+def _switch(value: bool | None, env: Mapping[str, str], name: str) -> bool | None:
+    if value is not None:
+        return value
+    raw = env.get(ENV_PREFIX + name)
+    if not raw:
+        return None
+    try:
+        return _SWITCH[raw.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not a switch: use 1 or 0") from None
 
 
 def _number(

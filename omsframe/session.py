@@ -126,7 +126,9 @@ class Session:
             verify=urlsplit(settings.url).scheme.lower() != "http",
             timeout=httpx.Timeout(settings.timeout),
             limits=httpx.Limits(max_connections=max(10, settings.concurrency * 2)),
-            headers={"User-Agent": "omsframe", "Accept": "application/json"},
+            headers={"User-Agent": "omsframe", "Accept": "application/json"}
+            # (httpx's own default asks for gzip, deflate and more)
+            | ({} if settings.gzip else {"Accept-Encoding": "identity"}),
         )
         self._sleep = sleep
         self.budget = RateBudget(settings.concurrency, clock=clock, sleep=sleep)

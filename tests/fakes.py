@@ -6,7 +6,10 @@ import threading
 
 import pytest
 
-ENVIRONMENT = ("URL", "TOKEN", "USERNAME", "PASSWORD", "CONCURRENCY", "PAGE_SIZE", "TIMEOUT")
+ENVIRONMENT = (
+    *("URL", "TOKEN", "USERNAME", "PASSWORD"),
+    *("CONCURRENCY", "PAGE_SIZE", "TIMEOUT", "COMPRESS"),
+)
 
 
 class FakeTime:

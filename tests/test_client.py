@@ -834,3 +834,44 @@ def test_https_is_always_verified_and_plain_http_builds_no_tls_context(
         pool = client._session._http._transport._pool  # type: ignore[attr-defined]
         mode = pool._ssl_context.verify_mode
     assert mode == (ssl.CERT_REQUIRED if verified else ssl.CERT_NONE)
+
+
+@pytest.mark.parametrize(
+    ("url", "compress", "environment", "gzip"),
+    [
+        ("https://acme-oms.akinon.net", None, None, True),
+        ("http://127.0.0.1:8765", None, None, False),  # loopback: plain answers
+        ("http://localhost:8765", None, None, False),
+        ("http://127.0.0.1:8765", True, None, True),  # a tunnel to a remote server
+        ("http://127.0.0.1:8765", None, "1", True),
+        ("https://acme-oms.akinon.net", None, "off", False),
+        ("https://acme-oms.akinon.net", True, "0", True),  # the argument wins
+    ],
+)
+def test_gzip_is_asked_for_except_from_a_loopback_host(
+    url: str,
+    compress: bool | None,
+    environment: str | None,
+    gzip: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if environment is not None:
+        monkeypatch.setenv("OMSFRAME_COMPRESS", environment)
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Accept-Encoding", ""))
+        return httpx.Response(200, json={"id": 1})
+
+    transport = httpx.MockTransport(answer)
+    with Client(url, token="t", compress=compress, transport=transport) as client:
+        client.order(1)
+    assert ("gzip" in {part.strip() for part in seen[0].split(",")}) is gzip
+    if not gzip:
+        assert seen[0] == "identity"
+
+
+def test_a_compress_switch_that_is_not_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMSFRAME_COMPRESS", "maybe")
+    with pytest.raises(ConfigError, match=r"OMSFRAME_COMPRESS='maybe' is not a switch: use 1 or 0"):
+        Client("https://acme-oms.akinon.net", token="t")

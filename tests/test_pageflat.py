@@ -28,7 +28,12 @@ def page(records: Sequence[object], count: int | None = None) -> bytes:
     return orjson.dumps({**body, "results": records})
 
 
-def test_sync_on_workers_equals_sync_in_one_process(world: World, tmp_path: Path) -> None:
+@pytest.mark.parametrize("compress", ["1", "0"])
+def test_sync_on_workers_equals_sync_in_one_process(
+    world: World, tmp_path: Path, compress: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gzip bodies go to the workers as they came; plain ones (the default on loopback) too
+    monkeypatch.setenv("OMSFRAME_COMPRESS", compress)
     start = from_us(world.end_us) - 20 * dt.timedelta(days=1)
     here, there = tmp_path / "here", tmp_path / "there"
     with serve(world, clock=Clock(start=start)) as oms:

@@ -68,8 +68,8 @@ class Client:
         page_size: Records asked for per page (``OMSFRAME_PAGE_SIZE``, default 100).
         timeout: Seconds per request (``OMSFRAME_TIMEOUT``, default 30).
         compress: Ask for gzip-compressed answers (``OMSFRAME_COMPRESS``, ``1`` or ``0``);
-            by default yes, except from a loopback host (a simulator, a server on this
-            machine): there compression costs both sides CPU and saves nothing.
+            by default yes, except for the pages a sync hands to worker processes from a
+            loopback host (see :attr:`~omsframe.config.Settings.compress`).
         max_passes: Whole passes over a list at most when records fall short of ``count``.
         retry: The retry policy (attempts, backoff, cap).
         paths: Endpoint paths, when they differ from ``oms-api.md``.

@@ -14,7 +14,7 @@ setting                      environment variable            default
 ``concurrency``              ``OMSFRAME_CONCURRENCY``        8 requests in flight
 ``page_size``                ``OMSFRAME_PAGE_SIZE``          100 records a page
 ``timeout``                  ``OMSFRAME_TIMEOUT``            30 seconds
-``compress``                 ``OMSFRAME_COMPRESS``           gzip, but not on loopback
+``compress``                 ``OMSFRAME_COMPRESS``           gzip (see below)
 ``max_passes``               (argument only)                 2 passes over a list
 ``allow_http``               (argument only)                 ``False``
 ``retry``                    (argument only)                 :class:`RetryPolicy`
@@ -128,10 +128,11 @@ class Settings:
         concurrency: Maximum number of requests in flight.
         page_size: Records asked for per page (``limit``); the server may send fewer.
         timeout: Seconds to wait for connect, read and write.
-        compress: Ask for gzip-compressed answers. ``None`` (the default): yes, unless the
-            host is loopback (a simulator, a server on this machine), where compressing and
-            inflating the answers costs both sides CPU and saves no time; ``True`` for a
-            tunnel (``ssh -L``, ``kubectl port-forward``) to a remote server.
+        compress: Ask for gzip-compressed answers. ``None`` (the default): yes, except for
+            the pages a sync hands to its worker processes when the host is loopback (a
+            simulator, a server on this machine): there compressing and inflating them costs
+            both sides CPU and saves no time. ``True``: always (for a tunnel such as
+            ``ssh -L`` or ``kubectl port-forward`` to a remote server); ``False``: never.
         max_passes: Whole passes over a list at most, when records fall short of ``count``.
         retry: The retry policy.
         paths: The endpoint paths.
@@ -167,18 +168,14 @@ class Settings:
             raise ConfigError(f"timeout must be positive, not {self.timeout}")
 
     @property
-    def gzip(self) -> bool:
-        """Whether answers are asked for gzip-compressed (see ``compress``).
+    def loopback(self) -> bool:
+        """Whether the OMS is on this machine (its host is loopback).
 
         Example:
-            >>> Settings(url="http://127.0.0.1:8000", token="k").gzip
-            False
-            >>> Settings(url="https://acme-oms.akinon.net", token="k").gzip
+            >>> Settings(url="http://127.0.0.1:8000", token="k").loopback
             True
         """
-        if self.compress is not None:
-            return self.compress
-        return not is_loopback(urlsplit(self.url).hostname or "")
+        return is_loopback(urlsplit(self.url).hostname or "")
 
     @classmethod
     def resolve(
@@ -210,7 +207,7 @@ class Settings:
             page_size: Records a page; falls back to ``OMSFRAME_PAGE_SIZE``.
             timeout: Seconds; falls back to ``OMSFRAME_TIMEOUT``.
             compress: Ask for gzip; falls back to ``OMSFRAME_COMPRESS`` (``1`` or ``0``),
-                then to: yes, unless the host is loopback.
+                then to ``None`` (see the attribute).
             max_passes: Whole passes over a list at most.
             retry: Retry policy (default :class:`RetryPolicy`).
             paths: Endpoint paths (default :class:`EndpointPaths`).

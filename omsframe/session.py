@@ -59,6 +59,10 @@ class BodyDecoder(Protocol):
     Called with ``gzip=True`` for a gzip body as it came (the decoder undoes the gzip itself:
     on a worker process, say, so that this one neither inflates nor copies the full body).
     Raises ``orjson.JSONDecodeError`` for a body that is not JSON or not valid gzip.
+
+    A decoder whose ``plain`` attribute is true takes bodies to other processes on this
+    machine: from a loopback host, they are then asked for uncompressed (see
+    :attr:`~omsframe.config.Settings.compress`).
     """
 
     def __call__(self, content: bytes, *, gzip: bool = False) -> Any: ...
@@ -128,8 +132,9 @@ class Session:
             limits=httpx.Limits(max_connections=max(10, settings.concurrency * 2)),
             headers={"User-Agent": "omsframe", "Accept": "application/json"}
             # (httpx's own default asks for gzip, deflate and more)
-            | ({} if settings.gzip else {"Accept-Encoding": "identity"}),
+            | ({"Accept-Encoding": "identity"} if settings.compress is False else {}),
         )
+        self._plain_for_workers = settings.compress is None and settings.loopback
         self._sleep = sleep
         self.budget = RateBudget(settings.concurrency, clock=clock, sleep=sleep)
         self._auth_lock = threading.Lock()
@@ -245,6 +250,8 @@ class Session:
                 token, generation = self._credentials()
                 if token:
                     headers["Authorization"] = f"Token {token}"
+            if self._plain_for_workers and getattr(decode, "plain", False):
+                headers["Accept-Encoding"] = "identity"
             with self._counts_lock:
                 self._requests += 1
                 self._retries += attempt > 1

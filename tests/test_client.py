@@ -837,21 +837,24 @@ def test_https_is_always_verified_and_plain_http_builds_no_tls_context(
 
 
 @pytest.mark.parametrize(
-    ("url", "compress", "environment", "gzip"),
+    ("url", "compress", "environment", "plain_decoder", "gzip"),
     [
-        ("https://acme-oms.akinon.net", None, None, True),
-        ("http://127.0.0.1:8765", None, None, False),  # loopback: plain answers
-        ("http://localhost:8765", None, None, False),
-        ("http://127.0.0.1:8765", True, None, True),  # a tunnel to a remote server
-        ("http://127.0.0.1:8765", None, "1", True),
-        ("https://acme-oms.akinon.net", None, "off", False),
-        ("https://acme-oms.akinon.net", True, "0", True),  # the argument wins
+        ("https://acme-oms.akinon.net", None, None, False, True),
+        ("https://acme-oms.akinon.net", None, None, True, True),  # remote: always compressed
+        ("http://127.0.0.1:8765", None, None, False, True),
+        ("http://127.0.0.1:8765", None, None, True, False),  # loopback, pages to workers
+        ("http://localhost:8765", None, None, True, False),
+        ("http://127.0.0.1:8765", True, None, True, True),  # a tunnel to a remote server
+        ("http://127.0.0.1:8765", None, "1", True, True),
+        ("https://acme-oms.akinon.net", None, "off", False, False),
+        ("https://acme-oms.akinon.net", True, "0", False, True),  # the argument wins
     ],
 )
-def test_gzip_is_asked_for_except_from_a_loopback_host(
+def test_gzip_is_asked_for_except_for_worker_pages_from_a_loopback_host(
     url: str,
     compress: bool | None,
     environment: str | None,
+    plain_decoder: bool,
     gzip: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -863,9 +866,16 @@ def test_gzip_is_asked_for_except_from_a_loopback_host(
         seen.append(request.headers.get("Accept-Encoding", ""))
         return httpx.Response(200, json={"id": 1})
 
+    class Decoder:
+        plain = plain_decoder
+
+        def __call__(self, content: bytes, *, gzip: bool = False) -> Any:
+            return orjson.loads(gzip_module.decompress(content) if gzip else content)
+
     transport = httpx.MockTransport(answer)
     with Client(url, token="t", compress=compress, transport=transport) as client:
-        client.order(1)
+        result = client._session.request("order", "GET", "/api/v1/oms/orders/1/", decode=Decoder())
+    assert result == {"id": 1}
     assert ("gzip" in {part.strip() for part in seen[0].split(",")}) is gzip
     if not gzip:
         assert seen[0] == "identity"

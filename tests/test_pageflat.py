@@ -28,11 +28,12 @@ def page(records: Sequence[object], count: int | None = None) -> bytes:
     return orjson.dumps({**body, "results": records})
 
 
-@pytest.mark.parametrize("compress", ["1", "0"])
+@pytest.mark.parametrize("compress", ["1", ""])
 def test_sync_on_workers_equals_sync_in_one_process(
     world: World, tmp_path: Path, compress: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # gzip bodies go to the workers as they came; plain ones (the default on loopback) too
+    # gzip bodies go to the workers as they came; by default (""), from this loopback host,
+    # the pages for the workers come uncompressed
     monkeypatch.setenv("OMSFRAME_COMPRESS", compress)
     start = from_us(world.end_us) - 20 * dt.timedelta(days=1)
     here, there = tmp_path / "here", tmp_path / "there"
@@ -348,3 +349,14 @@ def test_pages_flattened_in_this_process_are_flattened_one_at_a_time(
     # a page that comes after the decoder closed is flattened by the thread that brings it
     assert decode(page([{"id": 99}]))["results"][0]["id"] == 99
     assert threads == {threading.current_thread().name}
+
+
+def test_pages_are_asked_for_plain_only_once_they_go_to_workers() -> None:
+    with PageDecoder(Privacy(), workers=0) as here:
+        here(page([{"id": 1}], count=10**6))
+        assert not here.plain  # flattened in this process: gzip bodies
+    with PageDecoder(Privacy(), threshold=10) as there:
+        there(page([{"id": 1}], count=5))
+        assert not there.plain  # a small read: no workers
+        there(page([{"id": 1}], count=50))
+        assert there.plain  # workers starting: the next pages come uncompressed

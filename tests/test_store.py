@@ -384,3 +384,39 @@ def test_row_counts_are_read_from_footers_once_per_file_version(
         assert store.counts() == {**counts, "products": 1}
     remembered.unlink()
     assert store.counts()["orders"] == 200 and remembered.exists()
+
+
+def test_a_store_counts_the_files_it_wrote_without_reading_their_footers(
+    synced: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copy
+    import datetime as dt
+
+    from omsframe import store as store_module
+    from omsframe.flatten import flatten_orders
+    from omsframe.privacy import Privacy
+    from tests.test_flatten import example_copy
+
+    cache = copy_cache(synced, tmp_path / "c")
+    store = store_module.Store(cache)
+    before = store.counts()  # (every footer read once, remembered)
+    order = copy.deepcopy(example_copy()[0])
+    flat = flatten_orders([order], privacy=Privacy(key=store.pii_key()))
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    store.upsert_orders(flat, [order], policy="pseudonymize", observed_at=now)
+    opened: list[str] = []
+    real = pq.ParquetFile
+
+    def watched(path: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "ParquetFile", watched)
+    counts = store.counts()
+    assert opened == []  # every file written since was written by this store
+    assert counts["orders"] == before["orders"] + 1
+    assert counts["order_items"] == before["order_items"] + flat.tables["order_items"].num_rows
+    assert store_module.Store(cache).counts() == counts  # (a new store: from .rows.json)
+    (cache / ".rows.json").unlink()
+    assert store_module.Store(cache).counts() == counts  # (and from the footers)
+    assert opened  # (those were read)

@@ -72,17 +72,35 @@ def default_cache(url: str) -> Path:
 POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
 
 
+#: How long Arrow keeps freed memory during an incremental sync (Arrow's own default): it
+#: reads and rewrites a few files at once, and memory given back at once is faulted in again
+#: (~10 % of its time); a full sync gives it back at once (see returning_arrow_memory)
+INCREMENTAL_DECAY_MS = 1_000
+
+
+def _decay_ms(plan: str) -> int:
+    """How long Arrow keeps freed memory in a sync of this plan (see INCREMENTAL_DECAY_MS).
+
+    Example:
+        >>> _decay_ms("full"), _decay_ms("incremental")
+        (0, 1000)
+    """
+    return INCREMENTAL_DECAY_MS if plan == "incremental" else 0
+
+
 @contextlib.contextmanager
-def returning_arrow_memory() -> Iterator[None]:
-    """Have Arrow give memory back to the system as soon as it is freed, for a while.
+def returning_arrow_memory(decay_ms: int = 0) -> Iterator[None]:
+    """Have Arrow give memory back to the system once freed (after ``decay_ms``), for a while.
 
     What a sync runs in. Each batch allocates and frees ~100 MiB in pieces of every size;
     pyarrow's default allocator (mimalloc) keeps freed memory for reuse, and over 100,000
     orders the process kept growing. Meanwhile Arrow allocates from its jemalloc, set to purge
-    at once (or, where pyarrow was built without it, from the system allocator): measured,
-    peak 409 MiB against 569, no slower (BENCHMARKS.md "Sync"). A choice of the user's
-    (``ARROW_DEFAULT_MEMORY_POOL``, or a pool set in the program) is kept; the previous pool is
-    restored on exit, and memory taken meanwhile is freed where it came from.
+    at once by default (or, where pyarrow was built without it, from the system allocator):
+    measured, peak 409 MiB against 569, no slower (BENCHMARKS.md "Sync"). jemalloc applies the
+    delay to the memory regions it creates from then on: in a process, the first sync sets
+    it. A choice of the user's (``ARROW_DEFAULT_MEMORY_POOL``, or a pool set in the program) is
+    kept; the previous pool is restored on exit, and memory taken meanwhile is freed where it
+    came from.
 
     Example:
         >>> with returning_arrow_memory():
@@ -96,7 +114,7 @@ def returning_arrow_memory() -> Iterator[None]:
         return
     try:
         pool = pa.jemalloc_memory_pool()
-        pa.jemalloc_set_decay_ms(0)
+        pa.jemalloc_set_decay_ms(decay_ms)
     except NotImplementedError:  # a pyarrow built without jemalloc (Windows)
         pool = pa.system_memory_pool()
     pa.set_memory_pool(pool)
@@ -434,7 +452,7 @@ def _sync_endpoint(
     with (
         decoder or contextlib.nullcontext(),
         collector_paused(freeze=True),
-        returning_arrow_memory(),
+        returning_arrow_memory(_decay_ms(plan)),
     ):
         # while the first pages load: where each stored order is (what the first store needs)
         prepare = _prepare_orders(store) if endpoint == "orders" else None

@@ -312,6 +312,26 @@ def test_a_sync_allocates_arrow_memory_that_goes_back_unless_the_user_chose(
         assert pa.default_memory_pool().backend_name == default  # the user's choice is kept
 
 
+def test_an_incremental_sync_lets_arrow_keep_freed_memory_for_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyarrow as pa
+
+    from omsframe.sync import POOL_VARIABLE, _decay_ms, returning_arrow_memory
+
+    set_to: list[int] = []
+    real = pa.default_memory_pool()
+    monkeypatch.delenv(POOL_VARIABLE, raising=False)
+    monkeypatch.setattr(pa, "jemalloc_set_decay_ms", set_to.append)
+    monkeypatch.setattr(pa, "default_memory_pool", pa.mimalloc_memory_pool)  # (pyarrow's own)
+    for plan in ("full", "incremental", "full scan"):
+        with returning_arrow_memory(_decay_ms(plan)):
+            pass
+    monkeypatch.undo()
+    pa.set_memory_pool(real)
+    assert set_to == [0, 1000, 0]
+
+
 def test_pages_flattened_in_this_process_are_flattened_one_at_a_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -8,6 +8,8 @@ not share the GIL with the job), and reports seconds and its peak RSS:
 - ``sync-1``: the same in one process (``workers=0``);
 - ``naive``: a sequential httpx loop over the pages, ``pandas.json_normalize`` of the orders and
   of their items (``record_path``), ``to_parquet`` of both — the usual notebook;
+- ``naive-plain``: the same, asking for uncompressed answers (``Accept-Encoding: identity``),
+  as the sync does for the pages it hands to its workers (httpx asks for gzip by default);
 - ``incremental``: ``omsframe.sync`` again after the shop's clock moved so that 1% of the
   orders there were at the sync changed state (the orders placed meanwhile come on top);
 - ``incremental-any``: the same from a copy of the synced cache, after the clock moved so that
@@ -91,9 +93,12 @@ def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
             url, token=token, cache=cache, events=False, progress=False, workers=workers
         )
         detail = f"{report.plan}: {report.orders_seen:,} orders read"
-    elif kind == "naive":
+    elif kind in ("naive", "naive-plain"):
         frames, items = [], []
-        with httpx.Client(headers={"Authorization": f"Token {token}"}, timeout=60) as http:
+        headers = {"Authorization": f"Token {token}"}
+        if kind == "naive-plain":
+            headers["Accept-Encoding"] = "identity"
+        with httpx.Client(headers=headers, timeout=60) as http:
             page = 1
             while True:
                 response = http.get(
@@ -197,6 +202,7 @@ def main() -> None:
                 run("sync-1", url, token, cache + "-1"),
                 run("sync", url, token, cache),
                 run("naive", url, token, naive),
+                run("naive-plain", url, token, naive),
             ]
             shutil.copytree(cache, cache + "-any")
             # move the shop's clock until 1% of its orders are new or have changed state

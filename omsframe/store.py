@@ -419,9 +419,8 @@ class Store:
         A file's count is kept in ``.rows.json`` beside the manifest, with the file's inode,
         size and modification time: a footer is read again only for a file written since (a
         sync rewrites a few files; ~300 footers took ~40 ms of every incremental sync), and not
-        even then when this Store wrote it (it knows how many rows it wrote: ~30 ms of an
-        incremental sync's ~25 files). The cache of counts is optional: missing, damaged or not
-        writable, it is rebuilt or skipped.
+        even then when this Store wrote it (it knows how many rows it wrote). The cache of
+        counts is optional: missing, damaged or not writable, it is rebuilt or skipped.
         """
         path = self.root / _ROWS_FILE
         try:

@@ -15,6 +15,8 @@ Layout of a cache folder (``data/<profile>/``)::
     tables/events/month=.../part.parquet             by month of the event's created_date
     raw/events/month=.../part.parquet
     tables/customers/part-00000.parquet              customers, by ranges of CUSTOMER_SPAN ids
+    pending/customers/part-000000.parquet            a running sync's customers, one file a
+                                                     batch, merged in at the end of its read
     tables/products/part.parquet                     one file each: products, channels, states
     quarantine/part.parquet                          records that could not be flattened
 
@@ -134,6 +136,10 @@ FILE_ORDERS = 2_000
 SMALL_FILE = 500
 #: Customers ids per file of ``customers`` (``part-00003`` holds new customers of ids 49,152 up).
 CUSTOMER_SPAN = 16_384
+#: A sync's batches of customers wait in ``pending/customers/`` and are merged into the
+#: customers files at the end of the read, this many batches' at a time (see
+#: :meth:`Store.merge_pending_customers`)
+PENDING_GROUP = 16
 SINGLE = "part"  # the file name of a table that keeps one file per folder
 _ROWS_FILE = ".rows.json"  # rows per file, by file version (see Store.counts)
 _FILE_NAME = re.compile(r"part(-\d+)?")  # other files in a folder are not the cache's
@@ -606,13 +612,16 @@ class Store:
         *,
         policy: str,
         observed_at: dt.datetime,
+        pend_customers: bool = False,
     ) -> UpsertCounts:
         """:meth:`upsert_orders`, then :meth:`upsert_entities`, their files written side by side.
 
         What a sync does with each batch. The files of the two are distinct, and each upsert is
         idempotent, so the order in which they land does not matter to a resumed sync.
+        ``pend_customers``: the batch's customers are written to a file of their own, to be
+        merged later by :meth:`merge_pending_customers` (what a sync does).
         """
-        return self._upsert(flat, raw, policy, observed_at, entities=True)
+        return self._upsert(flat, raw, policy, observed_at, entities=True, pend=pend_customers)
 
     def _upsert(
         self,
@@ -622,10 +631,11 @@ class Store:
         observed_at: dt.datetime,
         *,
         entities: bool,
+        pend: bool = False,
     ) -> UpsertCounts:
         counts, writes, placed = self._order_writes(flat, raw, policy, observed_at)
         if entities:
-            writes += self._entity_writes(flat, policy)
+            writes += self._entity_writes(flat, policy, pend_customers=pend)
         counts.partitions_written += sum(_run_writes(writes))
         self._place(placed)
         return counts
@@ -870,12 +880,17 @@ class Store:
         counts.partitions_written = sum(_run_writes(self._entity_writes(flat, policy)))
         return counts
 
-    def _entity_writes(self, flat: Flattened, policy: str) -> list[Callable[[], int]]:
+    def _entity_writes(
+        self, flat: Flattened, policy: str, *, pend_customers: bool = False
+    ) -> list[Callable[[], int]]:
         """The writes of the entity tables the batch brings rows for (each: files written)."""
         writes: list[Callable[[], int]] = []
         for name, stamp in ENTITY_STAMPS.items():
             incoming = flat.tables.get(name)
             if incoming is None or not incoming.num_rows:
+                continue
+            if name == "customers" and pend_customers:
+                writes.append(functools.partial(self._pend, incoming))
                 continue
             parts = self._customer_files(incoming) if name == "customers" else {SINGLE: incoming}
             writes.extend(
@@ -903,6 +918,57 @@ class Store:
         names, codes = np.unique(target, return_inverse=True)
         parts = _split(incoming, pa.array(codes.astype(np.int64)), len(names))
         return dict(zip(names.tolist(), parts, strict=True))
+
+    def _pending_dir(self) -> Path:
+        return self.root / "pending" / "customers"
+
+    def _pending_files(self) -> list[Path]:
+        folder = self._pending_dir()
+        return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+
+    def _pend(self, customers: pa.Table) -> int:
+        """Write a batch's customers to a pending file of their own (see upsert_batch)."""
+        folder = self._pending_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        files = self._pending_files()
+        number = int(files[-1].stem.split("-")[1]) + 1 if files else 0
+        schema = schema_of("customers")
+        if not customers.schema.equals(schema):
+            customers = customers.cast(schema)
+        write_parquet_atomic(customers, folder / f"part-{number:06d}.parquet")
+        return 0
+
+    def merge_pending_customers(self, policy: str) -> int:
+        """Merge the customers a sync's batches left pending into the customers files.
+
+        A customer's row is restamped by each new order of theirs, and a batch's customers
+        are spread over every id range: merged batch by batch, every customers file was
+        rewritten in every batch of a full sync (work that grew as batches × customers, and
+        the largest part of a sync's peak memory that grew with the shop). Pending, they are
+        merged :data:`PENDING_GROUP` batches at a time, at the end of the read; a pending file
+        is deleted once its rows are in the customers files (merging one again changes
+        nothing: the latest stamp wins, as always). Returns the files written.
+        """
+        files = self._pending_files()
+        written = 0
+        for start in range(0, len(files), PENDING_GROUP):
+            group = files[start : start + PENDING_GROUP]
+            incoming = pa.concat_tables([self._read_file(path, "customers") for path in group])
+            stamp = ENTITY_STAMPS["customers"]
+            written += sum(
+                _run_writes(
+                    [
+                        functools.partial(
+                            self._upsert_entity, "customers", stem, stamp, rows, policy
+                        )
+                        for stem, rows in self._customer_files(incoming).items()
+                    ]
+                )
+            )
+            del incoming
+            for path in group:
+                path.unlink()
+        return written
 
     def _upsert_entity(
         self, name: str, stem: str, stamp: str | None, incoming: pa.Table, policy: str

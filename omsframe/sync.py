@@ -466,7 +466,9 @@ def _sync_endpoint(
             if endpoint == "orders":
                 flat, raw = combine(batch)
                 report.add_orders(
-                    store.upsert_batch(flat, raw, policy=privacy.mode, observed_at=observed)
+                    store.upsert_batch(
+                        flat, raw, policy=privacy.mode, observed_at=observed, pend_customers=True
+                    )
                 )
                 del raw
                 report.orders_seen += len(batch)
@@ -508,6 +510,8 @@ def _sync_endpoint(
             # let the batch go before the next one is awaited (else two whole batches are
             # alive while the reader finishes the next, and that was the peak of a sync)
             del batch, flat
+        if endpoint == "orders":  # (also those a killed sync left: see the method)
+            store.merge_pending_customers(privacy.mode)
     stats = read.stats
     report.pages += stats.pages
     if endpoint == "orders":

@@ -420,3 +420,69 @@ def test_a_store_counts_the_files_it_wrote_without_reading_their_footers(
     (cache / ".rows.json").unlink()
     assert store_module.Store(cache).counts() == counts  # (and from the footers)
     assert opened  # (those were read)
+
+
+def test_a_sync_s_customers_wait_in_pending_files_and_are_merged_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+    import shutil
+
+    from omsframe import store as store_module
+    from omsframe.flatten import flatten_orders
+    from omsframe.privacy import Privacy
+
+    privacy = Privacy(key=b"k" * 32)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def batch(first: int, *customers: tuple[int, str]) -> Any:
+        orders = [
+            {
+                "id": n,
+                "date_placed": "2025-01-01T10:00:00Z",
+                "modified_date": f"2025-0{month}-01T10:00:00Z",
+                "customer": {"pk": pk, "first_name": f"name {month}"},
+            }
+            for n, (pk, month) in enumerate(customers, start=first)
+        ]
+        return flatten_orders(orders, privacy=privacy)
+
+    store = store_module.Store(tmp_path)
+    batches = [
+        batch(1, (1, "1"), (20_000, "1")),
+        batch(10, (1, "3"), (2, "2")),  # customer 1 again, newer
+        batch(20, (1, "2"), (20_000, "4")),  # customer 1 again, older than the one pending
+    ]
+    monkeypatch.setattr(store_module, "PENDING_GROUP", 2)  # two merges: 2 batches, then 1
+    for flat in batches:
+        store.upsert_batch(flat, [], policy=privacy.mode, observed_at=now, pend_customers=True)
+    assert store.read_table("customers").num_rows == 0  # nothing merged yet
+    pending = sorted((tmp_path / "pending" / "customers").glob("*.parquet"))
+    assert [p.name for p in pending] == [f"part-00000{n}.parquet" for n in range(3)]
+    assert store.read_table("orders").num_rows == 6  # the orders are stored meanwhile
+    kept = tmp_path / "kept.parquet"
+    shutil.copy(pending[0], kept)
+    store.merge_pending_customers(privacy.mode)
+    assert not list((tmp_path / "pending" / "customers").glob("*.parquet"))
+
+    def customers() -> dict[int, tuple[int, str]]:
+        table = store.read_table("customers")
+        return {
+            row["customer_id"]: (row["last_order_modified"].month, row["first_name"])
+            for row in table.to_pylist()
+        }
+
+    merged = customers()
+    assert {k: v[0] for k, v in merged.items()} == {1: 3, 2: 2, 20_000: 4}  # latest wins
+    direct = store_module.Store(tmp_path / "direct")  # the same batches merged as they come
+    for flat in batches:
+        direct.upsert_batch(flat, [], policy=privacy.mode, observed_at=now)
+    assert (
+        direct.read_table("customers")
+        .sort_by("customer_id")
+        .equals(store.read_table("customers").sort_by("customer_id"))
+    )
+    # a pending file merged again (a sync killed before deleting it) changes nothing
+    shutil.copy(kept, tmp_path / "pending" / "customers" / "part-000000.parquet")
+    store.merge_pending_customers(privacy.mode)
+    assert customers() == merged

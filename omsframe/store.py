@@ -968,6 +968,9 @@ class Store:
             del incoming
             for path in group:
                 path.unlink()
+        for folder in (self._pending_dir(), self._pending_dir().parent):
+            with contextlib.suppress(OSError):  # (gone, or not empty)
+                folder.rmdir()
         return written
 
     def _upsert_entity(

@@ -169,6 +169,9 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
             os.replace(root / "tables", retired)
         os.replace(staging, root / "tables")
         shutil.rmtree(retired, ignore_errors=True)
+        # the customers a killed sync left pending come from orders whose raw rows are stored
+        # (or that its next run reads again): the rebuilt customers hold them already
+        shutil.rmtree(root / "pending", ignore_errors=True)
         shutil.rmtree(root / ".rebuild-discard", ignore_errors=True)
         manifest["counts"] = old.counts()
         save_manifest(root, manifest)

@@ -368,10 +368,14 @@ def test_export_and_rebuild(world: World, tmp_path: Path) -> None:
             assert secret.encode() not in data, (file, secret)
     items_csv = (tmp_path / "csv" / "order_items.csv").read_text()
     assert '"net_amount"' in items_csv.splitlines()[0]
+    # a damaged file of customers a killed sync left pending (a sync would stop on it)
+    (cache / "pending" / "customers").mkdir(parents=True)
+    (cache / "pending" / "customers" / "part-000000.parquet").write_bytes(b"PAR1 damaged")
     rebuilt = rebuild(cache)
     assert rebuilt["orders"] == len(before["orders"])
     assert snapshot(cache) == before
     assert not (cache / "tables.rebuild").exists()
+    assert not (cache / "pending").exists()  # the rebuilt customers hold them
 
 
 def test_report_renders_for_terminals_and_notebooks(world: World, tmp_path: Path) -> None:

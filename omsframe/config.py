@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -43,6 +43,7 @@ from omsframe.errors import ConfigError
 __all__ = ["EndpointPaths", "RetryPolicy", "Settings"]
 
 _Number = TypeVar("_Number", int, float)
+_Value = TypeVar("_Value")
 
 ENV_PREFIX = "OMSFRAME_"
 DEFAULT_CONCURRENCY = 8  # from bench/client_paging.py: see BENCHMARKS.md, "Client"
@@ -255,34 +256,42 @@ class Settings:
         return data
 
 
-_SWITCH = {"1": True, "true": True, "yes": True, "on": True}
-_SWITCH.update({"0": False, "false": False, "no": False, "off": False})
+_SWITCH = {word: True for word in ("1", "true", "yes", "on")} | {
+    word: False for word in ("0", "false", "no", "off")
+}
 
 
 def _switch(value: bool | None, env: Mapping[str, str], name: str) -> bool | None:
-    if value is not None:
-        return value
-    raw = env.get(ENV_PREFIX + name)
-    if not raw:
-        return None
-    try:
-        return _SWITCH[raw.strip().lower()]
-    except KeyError:
-        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not a switch: use 1 or 0") from None
+    def parse(raw: str) -> bool:
+        return _SWITCH[raw.strip().lower()]  # (KeyError: not a switch)
+
+    return _setting(value, env, name, parse, None, "a switch: use 1 or 0")
 
 
 def _number(
     value: _Number | None, env: Mapping[str, str], name: str, kind: type[_Number], default: _Number
 ) -> _Number:
+    return _setting(value, env, name, kind, default, f"a valid {kind.__name__}")
+
+
+def _setting(
+    value: _Value | None,
+    env: Mapping[str, str],
+    name: str,
+    parse: Callable[[str], _Value],
+    default: _Value,
+    what: str,
+) -> _Value:
+    """``value``, else ``OMSFRAME_<name>`` parsed, else ``default``; a bad one: ConfigError."""
     if value is not None:
         return value
     raw = env.get(ENV_PREFIX + name)
     if not raw:
         return default
     try:
-        return kind(raw)
-    except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not a valid {kind.__name__}") from None
+        return parse(raw)
+    except (ValueError, KeyError):
+        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not {what}") from None
 
 
 def is_loopback(host: str) -> bool:

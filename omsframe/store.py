@@ -270,6 +270,11 @@ def _run_writes(writes: Sequence[Callable[[], int]]) -> list[int]:
     return [future.result() for future in futures if not future.cancelled()]  # raises an error
 
 
+def _counts_file(entry: Any, stamp: list[int]) -> bool:
+    """Whether a remembered ``[inode, size, mtime, rows]`` is of the file version ``stamp``."""
+    return isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp
+
+
 def _is_part_file(entry: os.DirEntry[str]) -> bool:
     name = entry.name
     return name.endswith(".parquet") and bool(_FILE_NAME.fullmatch(name[: -len(".parquet")]))
@@ -441,11 +446,11 @@ class Store:
             total = 0
             for file, stat in self._files(name):
                 key = os.path.relpath(file, self.root)
-                entry = known.get(key)
                 stamp = [stat.st_ino, stat.st_size, stat.st_mtime_ns]
-                if not (isinstance(entry, list) and entry[:3] == stamp and len(entry) == 4):
+                entry: Any = known.get(key)
+                if not _counts_file(entry, stamp):
                     entry = self._written.get(key)  # written here: its count is known
-                if not (isinstance(entry, list) and entry[:3] == stamp and len(entry) == 4):
+                if not _counts_file(entry, stamp):
                     entry = [*stamp, pq.ParquetFile(file).metadata.num_rows]
                 seen[key] = entry
                 total += entry[3]
@@ -889,15 +894,23 @@ class Store:
             incoming = flat.tables.get(name)
             if incoming is None or not incoming.num_rows:
                 continue
-            if name == "customers" and pend_customers:
+            if name != "customers":
+                writes.append(
+                    functools.partial(self._upsert_entity, name, SINGLE, stamp, incoming, policy)
+                )
+            elif pend_customers:
                 writes.append(functools.partial(self._pend, incoming))
-                continue
-            parts = self._customer_files(incoming) if name == "customers" else {SINGLE: incoming}
-            writes.extend(
-                functools.partial(self._upsert_entity, name, stem, stamp, rows, policy)
-                for stem, rows in parts.items()
-            )
+            else:
+                writes += self._customer_writes(incoming, policy)
         return writes
+
+    def _customer_writes(self, incoming: pa.Table, policy: str) -> list[Callable[[], int]]:
+        """The writes that upsert customers, one per file they go to (see _customer_files)."""
+        stamp = ENTITY_STAMPS["customers"]
+        return [
+            functools.partial(self._upsert_entity, "customers", stem, stamp, rows, policy)
+            for stem, rows in self._customer_files(incoming).items()
+        ]
 
     def _customer_files(self, incoming: pa.Table) -> dict[str, pa.Table]:
         """The customers of a batch by the file each goes to.
@@ -954,17 +967,7 @@ class Store:
         for start in range(0, len(files), PENDING_GROUP):
             group = files[start : start + PENDING_GROUP]
             incoming = pa.concat_tables([self._read_file(path, "customers") for path in group])
-            stamp = ENTITY_STAMPS["customers"]
-            written += sum(
-                _run_writes(
-                    [
-                        functools.partial(
-                            self._upsert_entity, "customers", stem, stamp, rows, policy
-                        )
-                        for stem, rows in self._customer_files(incoming).items()
-                    ]
-                )
-            )
+            written += sum(_run_writes(self._customer_writes(incoming, policy)))
             del incoming
             for path in group:
                 path.unlink()

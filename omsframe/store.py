@@ -4,6 +4,7 @@ Layout of a cache folder (``data/<profile>/``)::
 
     manifest.json                      source, versions, cursors, probe, counts, policy, last sync
     .rows.json                         rows per file, by file version (spares reading footers)
+    .orders-index.arrow                which file each order is in (see omsframe.layout)
     .pii-key                           the pseudonymization key (owner-only; never exported)
     .lock                              the writer lock (see omsframe.lock)
     tables/orders/month=2024-05/part-00000.parquet   per-order tables, by month of date_placed,
@@ -64,6 +65,7 @@ from omsframe.atomic import write_atomic, write_parquet_atomic
 from omsframe.convert import json_texts
 from omsframe.errors import CacheError
 from omsframe.flatten import Flattened, QuarantinedRecord
+from omsframe.layout import OrderLayout, Place, file_number, read_layout, save_layout
 from omsframe.merge import (
     UpsertCounts,
     column_array,
@@ -145,107 +147,6 @@ _ROWS_FILE = ".rows.json"  # rows per file, by file version (see Store.counts)
 _FILE_NAME = re.compile(r"part(-\d+)?")  # other files in a folder are not the cache's
 
 
-def _file_number(stem: str) -> int:
-    """The number of a file name (``part-00007`` -> 7; the single-file name sorts first)."""
-    return -1 if stem == SINGLE else int(stem.removeprefix("part-"))
-
-
-class _Layout:
-    """Where each stored order is: its month and file name, and how many orders each file holds.
-
-    The order ids are kept in one sorted array beside the code of their file (12 bytes an
-    order, where a dict of them took ~100 and grew with the cache).
-    """
-
-    def __init__(self) -> None:
-        self.sizes: dict[tuple[str, str], int] = {}
-        self._places: list[tuple[str, str]] = []
-        self._code: dict[tuple[str, str], int] = {}
-        self._ids = np.empty(0, np.int64)
-        self._codes = np.empty(0, np.int32)
-
-    @classmethod
-    def of(cls, files: list[tuple[tuple[str, str], np.ndarray]]) -> _Layout:
-        """The layout of stored files, each with the ids of its orders (sorted once)."""
-        layout = cls()
-        for place, ids in files:
-            layout.sizes[place] = len(ids)
-            layout._code_of(place)
-        if files:
-            layout._insert(
-                np.concatenate([ids for _, ids in files]).astype(np.int64),
-                np.repeat(np.arange(len(files), dtype=np.int32), [len(i) for _, i in files]),
-            )
-        return layout
-
-    def _code_of(self, place: tuple[str, str]) -> int:
-        code = self._code.get(place)
-        if code is None:
-            code = self._code[place] = len(self._places)
-            self._places.append(place)
-        return code
-
-    def add(self, place: tuple[str, str], ids: list[int]) -> None:
-        """Note that the orders ``ids`` are in ``place`` (wherever they were before)."""
-        self.sizes[place] = self.sizes.get(place, 0) + len(ids)
-        if not ids:
-            return
-        code = self._code_of(place)
-        new = np.unique(np.asarray(ids, np.int64))
-        at = self._find(new)
-        self._codes[at[at >= 0]] = code
-        new = new[at < 0]
-        self._insert(new, np.full(len(new), code, np.int32))
-
-    def _insert(self, ids: np.ndarray, codes: np.ndarray) -> None:
-        """Add ids not stored yet, with their file codes, keeping the ids sorted."""
-        all_ids = np.concatenate([self._ids, ids])
-        all_codes = np.concatenate([self._codes, codes])
-        if len(all_ids) > 1 and bool(np.any(all_ids[1:] < all_ids[:-1])):  # (often in order)
-            order = np.argsort(all_ids, kind="stable")
-            all_ids, all_codes = all_ids[order], all_codes[order]
-        self._ids, self._codes = all_ids, all_codes
-
-    def remove(self, place: tuple[str, str], ids: list[int]) -> None:
-        """Note that the orders ``ids`` left ``place``."""
-        at = self._find(np.asarray(ids, np.int64))
-        keep = np.ones(len(self._ids), np.bool_)
-        keep[at[at >= 0]] = False
-        self._ids, self._codes = self._ids[keep], self._codes[keep]
-        self.sizes[place] = max(0, self.sizes.get(place, 0) - len(ids))
-
-    def lookup(self, ids: list[int]) -> list[tuple[str, str] | None]:
-        """The file of each order (``None``: not stored)."""
-        if not len(self._ids):
-            return [None] * len(ids)
-        at = self._find(np.asarray(ids, np.int64))
-        codes = np.where(at >= 0, self._codes[np.maximum(at, 0)], -1)
-        places = self._places
-        return [places[code] if code >= 0 else None for code in codes.tolist()]
-
-    def _find(self, ids: np.ndarray) -> np.ndarray:
-        """The position of each id in the sorted ids, -1 where it is not there."""
-        if not len(self._ids):
-            return np.full(len(ids), -1, np.int64)
-        at = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
-        return np.where(self._ids[at] == ids, at, -1)
-
-    def place_new(self, month: str, count: int) -> list[tuple[str, int]]:
-        """File names (and how many orders each) for ``count`` new orders of ``month``."""
-        stems = sorted((s for m, s in self.sizes if m == month), key=_file_number)
-        places: list[tuple[str, int]] = []
-        if stems and self.sizes[(month, stems[-1])] < SMALL_FILE:
-            take = min(count, FILE_ORDERS - self.sizes[(month, stems[-1])])
-            places.append((stems[-1], take))
-            count -= take
-        number = _file_number(stems[-1]) + 1 if stems else 0
-        pieces = -(-count // FILE_ORDERS)
-        for piece in range(pieces):
-            size = count // pieces + (1 if piece < count % pieces else 0)
-            places.append((f"part-{number + piece:05d}", size))
-        return places
-
-
 #: Threads that write a batch's files (Arrow encodes, compresses and writes without holding the
 #: interpreter's lock, and the files of a batch are independent of one another).
 WRITE_THREADS = min(4, os.cpu_count() or 1)
@@ -275,17 +176,26 @@ def _counts_file(entry: Any, stamp: list[int]) -> bool:
     return isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp
 
 
+def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
+    """What tells one version of a file from another: its inode, size and modification time."""
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def _is_part_file(entry: os.DirEntry[str]) -> bool:
     name = entry.name
     return name.endswith(".parquet") and bool(_FILE_NAME.fullmatch(name[: -len(".parquet")]))
 
 
-def _entries(folder: str, wanted: Callable[[os.DirEntry[str]], bool]) -> list[str]:
+def _is_month_folder(entry: os.DirEntry[str]) -> bool:
+    return entry.name.startswith("month=") and entry.is_dir()
+
+
+def _entries(folder: str | Path, wanted: Callable[[os.DirEntry[str]], bool]) -> list[str]:
     """Paths of the entries of ``folder`` that are ``wanted`` (none if it does not exist)."""
     try:
         with os.scandir(folder) as entries:
             return [entry.path for entry in entries if wanted(entry)]
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
 
 
@@ -387,10 +297,11 @@ class Store:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
-        self._index: _Layout | None = None
+        self._index: OrderLayout | None = None
         # the row count of each file this Store wrote, by its path relative to the root, with
         # the file's inode, size and modification time (as in .rows.json: see counts)
         self._written: dict[str, list[int]] = {}
+        self._rows: dict[str, list[int]] | None = None  # every file's, as counts() last saw
 
     # --- paths --------------------------------------------------------------------------------
     def table_dir(self, name: str) -> Path:
@@ -408,21 +319,16 @@ class Store:
         """The file names (without ``.parquet``) of a month of a table, in order."""
         folder = self.table_dir(name)
         folder = folder / f"month={month}" if month else folder
-        if not folder.is_dir():
-            return []
-        names = (p.name.removesuffix(".parquet") for p in folder.glob("part*.parquet"))
-        return sorted((n for n in names if _FILE_NAME.fullmatch(n)), key=_file_number)
+        names = (os.path.basename(p)[: -len(".parquet")] for p in _entries(folder, _is_part_file))
+        return sorted(names, key=file_number)
 
     def months(self, name: str) -> list[str]:
         """Months present for a partitioned table, sorted."""
-        folder = self.table_dir(name)
-        if not folder.is_dir():
-            return []
-        return sorted(
-            p.name.removeprefix("month=")
-            for p in folder.glob("month=*")
-            if self.stems(name, p.name.removeprefix("month="))
+        months = (
+            os.path.basename(folder).removeprefix("month=")
+            for folder in _entries(self.table_dir(name), _is_month_folder)
         )
+        return sorted(month for month in months if self.stems(name, month))
 
     def counts(self) -> dict[str, int]:
         """Rows per stored table, from the parquet footers.
@@ -446,7 +352,7 @@ class Store:
             total = 0
             for file, stat in self._files(name):
                 key = os.path.relpath(file, self.root)
-                stamp = [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+                stamp = list(_stamp(stat))
                 entry: Any = known.get(key)
                 if not _counts_file(entry, stamp):
                     entry = self._written.get(key)  # written here: its count is known
@@ -455,6 +361,7 @@ class Store:
                 seen[key] = entry
                 total += entry[3]
             result[name] = total
+        self._rows = seen
         if seen != known:
             with contextlib.suppress(CacheError):  # (a read-only cache: counted each time)
                 write_atomic(path, orjson.dumps(seen))
@@ -462,12 +369,16 @@ class Store:
 
     def _files(self, name: str) -> Iterator[tuple[str, os.stat_result]]:
         """The files of a table (what :meth:`months` and :meth:`stems` list), with their stat."""
+        for file in self._paths(name):
+            yield file, os.stat(file)
+
+    def _paths(self, name: str) -> Iterator[str]:
+        """The paths of the files of a table (what :meth:`months` and :meth:`stems` list)."""
         folders = [os.fspath(self.table_dir(name))]
         if name in PARTITION_DATE:
-            folders = _entries(folders[0], lambda e: e.is_dir() and e.name.startswith("month="))
+            folders = _entries(folders[0], _is_month_folder)
         for folder in sorted(folders):
-            for file in sorted(_entries(folder, _is_part_file)):
-                yield file, os.stat(file)
+            yield from sorted(_entries(folder, _is_part_file))
 
     # --- the key of the PII policy ---------------------------------------------------------------
     def pii_key(self) -> bytes:
@@ -588,7 +499,7 @@ class Store:
         write_parquet_atomic(table, path, **options)
         stat = path.stat()
         key = os.path.relpath(path, self.root)
-        self._written[key] = [stat.st_ino, stat.st_size, stat.st_mtime_ns, table.num_rows]
+        self._written[key] = [*_stamp(stat), table.num_rows]
 
     def upsert_orders(
         self,
@@ -712,26 +623,54 @@ class Store:
         """Read where every stored order is (else done by the first upsert of orders)."""
         self._layout()
 
-    def _layout(self) -> _Layout:
-        """Where every stored order is (read once per Store, then kept current)."""
+    def _layout(self) -> OrderLayout:
+        """Where every stored order is (read once per Store, then kept current).
+
+        From the index the last sync left (see :mod:`omsframe.layout`), and the ``orders``
+        files written since.
+        """
         if self._index is None:
-            files = []
-            for month in self.months("orders"):
-                for stem in self.stems("orders", month):
-                    path = self.file_path("orders", month, stem)
-                    with pq.ParquetFile(path) as file:
-                        ids = file.read(columns=["order_id"]).column(0).to_numpy()
-                    files.append(((month, stem), ids))
-            layout = _Layout.of(files)
+            files = [(self._place_of(path), _stamp(stat)) for path, stat in self._files("orders")]
+
+            def read_ids(place: Place) -> np.ndarray:
+                with pq.ParquetFile(self.file_path("orders", *place)) as file:
+                    ids: np.ndarray = file.read(columns=["order_id"]).column(0).to_numpy()
+                return ids
+
+            layout = read_layout(self.root, files, read_ids)
             # a killed sync may have left files of a new file name without its `orders` file:
             # their rows were never stored (the batch is read again), so they go
             for name in FILE_GROUP[:-1]:
-                for month in self.months(name):
-                    for stem in self.stems(name, month):
-                        if (month, stem) not in layout.sizes:
-                            self.file_path(name, month, stem).unlink(missing_ok=True)
+                for path in self._paths(name):
+                    if self._place_of(path) not in layout.sizes:
+                        Path(path).unlink(missing_ok=True)
             self._index = layout
         return self._index
+
+    @staticmethod
+    def _place_of(path: str) -> Place:
+        """The month and file name of a file of a partitioned table."""
+        folder, name = os.path.split(path)
+        return os.path.basename(folder).removeprefix("month="), name.removesuffix(".parquet")
+
+    def save_layout(self) -> None:
+        """Leave where every order is for the next sync (once a sync has stored its orders).
+
+        Only files whose row count is known for their version on disk (see :meth:`counts`)
+        are saved; the next sync reads the others.
+        """
+        if self._index is None:
+            return
+        if self._rows is None:
+            self.counts()
+        rows = self._rows or {}
+        files = []
+        for path, stat in self._files("orders"):
+            stamp = _stamp(stat)
+            entry: Any = rows.get(os.path.relpath(path, self.root))
+            if _counts_file(entry, list(stamp)):
+                files.append((self._place_of(path), stamp, int(entry[3])))
+        save_layout(self.root, self._index, files)
 
     def _places(self, orders: pa.Table) -> tuple[list[tuple[str, str]], pa.Array]:
         """The files a batch's orders go to, and the index in that list of each order's file."""
@@ -748,7 +687,7 @@ class Store:
                 codes[row] = code_of.setdefault(place, len(code_of))
         for month, rows in fresh.items():
             start = 0
-            for stem, size in layout.place_new(month, len(rows)):
+            for stem, size in layout.place_new(month, len(rows), FILE_ORDERS, SMALL_FILE):
                 codes[rows[start : start + size]] = code_of.setdefault((month, stem), len(code_of))
                 start += size
         return list(code_of), pa.array(codes)

@@ -299,6 +299,7 @@ def sync(
             report.waited_seconds = after.waited_seconds - before.waited_seconds
             report.duration_seconds = time.monotonic() - started
             manifest["counts"] = store.counts()
+            store.save_layout()  # where every order is, for the next sync
             manifest["last_sync"] = {
                 "finished": _now().isoformat(timespec="seconds"),
                 **{k: v for k, v in report.to_dict().items() if k not in ("cache", "drift")},

@@ -172,24 +172,24 @@ def test_a_lost_pii_key_is_an_error_not_a_silent_new_key(
     assert not (cache / ".pii-key").exists()
 
 
-def test_new_orders_fill_a_small_last_file_then_go_to_new_bounded_files(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from omsframe import store as store_module
+def test_new_orders_fill_a_small_last_file_then_go_to_new_bounded_files() -> None:
+    from omsframe.layout import OrderLayout
 
-    monkeypatch.setattr(store_module, "FILE_ORDERS", 10)
-    monkeypatch.setattr(store_module, "SMALL_FILE", 4)
-    layout = store_module._Layout()
-    assert layout.place_new("2025-01", 25) == [
+    layout = OrderLayout()
+
+    def place_new(month: str, count: int) -> list[tuple[str, int]]:
+        return layout.place_new(month, count, file_orders=10, small_file=4)
+
+    assert place_new("2025-01", 25) == [
         ("part-00000", 9),
         ("part-00001", 8),
         ("part-00002", 8),
     ]
     layout.add(("2025-01", "part-00000"), list(range(3)))  # a small last file: filled first
-    assert layout.place_new("2025-01", 12) == [("part-00000", 7), ("part-00001", 5)]
+    assert place_new("2025-01", 12) == [("part-00000", 7), ("part-00001", 5)]
     layout.add(("2025-01", "part-00001"), list(range(3, 9)))  # a large enough one: left alone
-    assert layout.place_new("2025-01", 2) == [("part-00002", 2)]
-    assert layout.place_new("2025-02", 1) == [("part-00000", 1)]  # months are apart
+    assert place_new("2025-01", 2) == [("part-00002", 2)]
+    assert place_new("2025-02", 1) == [("part-00000", 1)]  # months are apart
 
 
 def test_a_batch_is_split_into_its_files_in_order_or_not() -> None:
@@ -232,9 +232,9 @@ def test_the_order_index_answers_like_a_dict_of_ids_to_files() -> None:
 
     import numpy as np
 
-    from omsframe.store import _Layout
+    from omsframe.layout import OrderLayout
 
-    layout = _Layout()
+    layout = OrderLayout()
     truth: dict[int, tuple[str, str]] = {}
     assert layout.lookup([1, 2]) == [None, None]
     rng = random.Random(7)
@@ -253,7 +253,7 @@ def test_the_order_index_answers_like_a_dict_of_ids_to_files() -> None:
         probe = rng.sample(range(-5, 505), 40)
         assert layout.lookup(probe) == [truth.get(i) for i in probe]
     assert layout.lookup([]) == []
-    built = _Layout.of(
+    built = OrderLayout.of(
         [(place, np.array(sorted(i for i, p in truth.items() if p == place))) for place in places]
     )
     probe = list(range(-5, 505))

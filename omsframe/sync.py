@@ -466,9 +466,19 @@ def _sync_endpoint(
                 gc.collect()  # cyclic garbage, should there be any (see collector_paused)
             if endpoint == "orders":
                 flat, raw = combine(batch)
+                # customers wait in pending files, merged at the end of the read, unless the
+                # read is one batch (an incremental sync, mostly): then pending files would be
+                # written and read back for nothing, and merged after the batch instead of
+                # beside its writes (any left by a killed sync are merged at the end all the
+                # same: the latest stamp wins, whatever the order)
+                single = number == 1 and 0 < read.stats.count <= batch_size
                 report.add_orders(
                     store.upsert_batch(
-                        flat, raw, policy=privacy.mode, observed_at=observed, pend_customers=True
+                        flat,
+                        raw,
+                        policy=privacy.mode,
+                        observed_at=observed,
+                        pend_customers=not single,
                     )
                 )
                 del raw

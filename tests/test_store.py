@@ -487,3 +487,31 @@ def test_a_sync_s_customers_wait_in_pending_files_and_are_merged_at_the_end(
     shutil.copy(kept, tmp_path / "pending" / "customers" / "part-000000.parquet")
     store.merge_pending_customers(privacy.mode)
     assert customers() == merged
+
+
+def test_a_sync_of_one_batch_writes_its_customers_at_once_a_longer_one_pends_them(
+    oms: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omsframe import store as store_module
+
+    pended: list[int] = []
+    pend = store_module.Store._pend
+
+    def counting(self: store_module.Store, customers: Any) -> int:
+        pended.append(customers.num_rows)
+        return pend(self, customers)
+
+    monkeypatch.setattr(store_module.Store, "_pend", counting)
+    one, many = tmp_path / "one", tmp_path / "many"
+    sync(oms.url, token=oms.token, cache=one, progress=False, events=False)  # 200 orders
+    assert pended == []  # one batch: written with the batch's other files
+    sync(oms.url, token=oms.token, cache=many, progress=False, events=False, batch_size=50)
+    assert len(pended) == 4  # a batch each, merged at the end
+    assert not (many / "pending").exists()
+
+    def customers(cache: Path) -> list[tuple[Any, ...]]:
+        table = load(cache, tables=["customers"], engine="pyarrow").customers  # (keys differ:
+        columns = ["customer_id", "channel_id", "last_order_modified"]  # so do pseudonyms)
+        return sorted(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
+
+    assert customers(one) == customers(many)

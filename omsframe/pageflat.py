@@ -43,8 +43,8 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Future
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -176,93 +176,26 @@ def flatten_page(
 ) -> tuple[Any, ...]:
     """Parse one page of orders and flatten it (also what a worker runs).
 
-    Returns ``("page", count, next, previous, keys, FlatPage, offset)`` for a page (``offset``:
-    where its records start in the :class:`FlatPage`, here 0), or ``("body", parsed)`` when the
-    JSON is not shaped as a page (the caller reports that). ``gzip``: the bytes are the body as
-    it came, gzip-compressed. Raises ``orjson.JSONDecodeError`` for text that is not JSON, or
-    gzip that is damaged or cut short.
+    Returns ``("page", count, next, previous, keys, FlatPage)`` for a page, or ``("body",
+    parsed)`` when the JSON is not shaped as a page (the caller reports that). ``gzip``: the
+    bytes are the body as it came, gzip-compressed. Raises ``orjson.JSONDecodeError`` for
+    text that is not JSON, or gzip that is damaged or cut short.
     """
     if gzip:
         content = inflate(content)
     if not content.strip():
         return ("body", None)
     body = orjson.loads(content)
-    return _flatten_bodies([body], privacy)[0] if _is_page(body) else ("body", body)
-
-
-def _flatten_bodies(bodies: list[Any], privacy: Privacy) -> list[tuple[Any, ...]]:
-    """Flatten parsed pages as one :class:`FlatPage` (see :func:`flatten_pages`)."""
-    records = [record for body in bodies for record in body["results"]]
+    if not _is_page(body):
+        return ("body", body)
+    records = body["results"]
     keys = [{k: record[k] for k in _KEYS if k in record} for record in records]
     flat = flatten_orders(records, privacy=privacy)  # strips the secrets of every record
     for record in records:
         privacy.scrub_order(record)
     raw = raw_orders_table(flat.tables["orders"], records)
     page = FlatPage(flat, raw, len(records))
-    answers: list[tuple[Any, ...]] = []
-    offset = 0
-    for body in bodies:
-        size = len(body["results"])
-        part = keys[offset : offset + size]
-        answers.append(
-            ("page", body["count"], body.get("next"), body.get("previous"), part, page, offset)
-        )
-        offset += size
-    return answers
-
-
-def flatten_pages(
-    contents: Sequence[bytes | bytearray], privacy: Privacy
-) -> list[tuple[Any, ...] | Exception]:
-    """Flatten several pages, as one where they can be: each one's answer, as flatten_page's.
-
-    Arrow builds a table a column at a time, at a cost per column whatever its length: a page
-    of 100 orders took ~60 µs an order to turn into tables, a batch of 1,000 ~27. Pages that
-    wait together are flattened as one :class:`FlatPage` (each answer says where its records
-    start), unless an id is on two of them or is not an integer (then each page keeps its own
-    copy of an order, as when flattened alone, and the read decides which one it hands out).
-    An answer is the exception where :func:`flatten_page` would raise one.
-
-    Example:
-        >>> pages = [orjson.dumps({"count": 2, "next": None, "results": [{"id": n}]})
-        ...          for n in (1, 2)]
-        >>> first, second = flatten_pages(pages, Privacy())
-        >>> first[5] is second[5], first[6], second[6], first[5].size
-        (True, 0, 1, 2)
-    """
-    answers: list[tuple[Any, ...] | Exception | None] = [None] * len(contents)
-    together: dict[int, Any] = {}
-    seen: set[Any] = set()
-    for n, content in enumerate(contents):
-        try:
-            body: Any = orjson.loads(content) if content.strip() else None
-        except orjson.JSONDecodeError as error:
-            answers[n] = error
-            continue
-        ids = [r.get("id") for r in body["results"]] if _is_page(body) else None
-        if ids is not None and all(i.__class__ is int for i in ids) and seen.isdisjoint(ids):
-            together[n] = body
-            seen.update(ids)
-        else:
-            answers[n] = _flatten_alone(body, privacy)
-    if together:
-        shared: list[tuple[Any, ...] | Exception]
-        try:
-            shared = list(_flatten_bodies(list(together.values()), privacy))
-        except Exception:  # each page on its own, so that only the page at fault fails
-            shared = [_flatten_alone(body, privacy) for body in together.values()]
-        for n, answer in zip(together, shared, strict=True):
-            answers[n] = answer
-    return [answer for answer in answers if answer is not None]
-
-
-def _flatten_alone(body: Any, privacy: Privacy) -> tuple[Any, ...] | Exception:
-    if not _is_page(body):
-        return ("body", body)
-    try:
-        return _flatten_bodies([body], privacy)[0]
-    except Exception as error:  # the caller's to raise, in the thread that asked
-        return error
+    return ("page", body["count"], body.get("next"), body.get("previous"), keys, page)
 
 
 def inflate(content: bytes | bytearray) -> bytes:
@@ -549,59 +482,6 @@ def serve_worker() -> None:
         return  # the parent went away
 
 
-#: Pages flattened in this process that wait together are flattened as one, up to this many
-#: (see :func:`flatten_pages`).
-GROUP_PAGES = 4
-
-
-class _Flattener:
-    """The one thread that flattens the pages no worker takes, those waiting together as one."""
-
-    def __init__(self, privacy: Privacy) -> None:
-        self.privacy = privacy
-        self._jobs: queue.SimpleQueue[tuple[bytes, Future[Any]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="omsframe-flatten", daemon=True)
-        self._thread.start()
-
-    def submit(self, content: bytes) -> Future[Any]:
-        """Flatten a page (its plain bytes): its answer, as :func:`flatten_page` gives it."""
-        future: Future[Any] = Future()
-        self._jobs.put((content, future))
-        return future
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            job = self._jobs.get()
-            if job is None:
-                return
-            group = [job]
-            while len(group) < GROUP_PAGES:
-                try:
-                    waiting = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if waiting is None:  # the last group, then stop
-                    stop = True
-                    break
-                group.append(waiting)
-            try:
-                answers = flatten_pages([content for content, _ in group], self.privacy)
-            except Exception as error:  # (not expected: each page's own error is in answers)
-                answers = [error] * len(group)
-            for (_, future), answer in zip(group, answers, strict=True):
-                if isinstance(answer, Exception):
-                    future.set_exception(answer)
-                else:
-                    future.set_result(answer)
-            del group, answers, job  # the parsed pages go now, not when the next one comes
-
-    def shutdown(self) -> None:
-        """Flatten the pages already given, then end the thread."""
-        self._jobs.put(None)
-        self._thread.join()
-
-
 class PageDecoder:
     """Turns order-page bytes into a page of :class:`Stub` records (see the module).
 
@@ -625,7 +505,7 @@ class PageDecoder:
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
-        self._flattener: _Flattener | None = None
+        self._flattener: ThreadPoolExecutor | None = None
         self._starting = False
         self._closed = False
         self.pages_on_workers = 0
@@ -645,10 +525,10 @@ class PageDecoder:
         answer = self._decode(content, gzip)
         if answer[0] == "body":
             return answer[1]
-        _, count, next_url, previous, keys, page, offset = answer
+        _, count, next_url, previous, keys, page = answer
         if count >= self.threshold:
             self.start()
-        results = [Stub(k, page, offset + i) for i, k in enumerate(keys)]
+        results = [Stub(k, page, i) for i, k in enumerate(keys)]
         return {"count": count, "next": next_url, "previous": previous, "results": results}
 
     @property
@@ -685,17 +565,14 @@ class PageDecoder:
             content = inflate(content)  # this runs beside the flattening thread, not in it
         here = self._here()
         if here is None:  # closed: a straggler flattens its page itself
-            (answer,) = flatten_pages([content], self.privacy)
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-        return here.submit(content).result()
+            return flatten_page(content, self.privacy)
+        return here.submit(flatten_page, content, self.privacy).result()
 
-    def _here(self) -> _Flattener | None:
+    def _here(self) -> ThreadPoolExecutor | None:
         """The thread that flattens the pages no worker takes (started on first use)."""
         with self._lock:
             if self._flattener is None and not self._closed:
-                self._flattener = _Flattener(self.privacy)
+                self._flattener = ThreadPoolExecutor(1, thread_name_prefix="omsframe-flatten")
             return self._flattener
 
     def start(self) -> None:
@@ -742,6 +619,6 @@ class PageDecoder:
             self._idle.put(None)
             flattener, self._flattener = self._flattener, None
         if flattener is not None:
-            flattener.shutdown()
+            flattener.shutdown(wait=True)
         for worker in workers:
             worker.stop()

@@ -6,10 +6,8 @@ import datetime as dt
 import gzip
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
-import pyarrow.compute as pc
 import pytest
 
 from omsframe.pageflat import PageDecoder, Stub, combine
@@ -345,32 +343,27 @@ def test_pages_flattened_in_this_process_are_flattened_one_at_a_time(
 
     inside, most = 0, 0
     count = threading.Lock()
-    real = pageflat.flatten_pages
+    real = pageflat.flatten_page
     threads: set[str] = set()
-    groups: list[int] = []
 
-    def watched(contents: list[bytes | bytearray], privacy: Privacy) -> list[Any]:
+    def watched(content: bytes, privacy: Privacy, *, gzip: bool = False) -> tuple[object, ...]:
         nonlocal inside, most
         with count:
             inside += 1
             most = max(most, inside)
             threads.add(threading.current_thread().name)
-            groups.append(len(contents))
         time.sleep(0.01)  # long enough for the other threads to come in, were they let
         try:
-            return real(contents, privacy)
+            return real(content, privacy, gzip=gzip)
         finally:
             with count:
                 inside -= 1
 
-    monkeypatch.setattr(pageflat, "flatten_pages", watched)
+    monkeypatch.setattr(pageflat, "flatten_page", watched)
     with PageDecoder(Privacy(), workers=0) as decode, ThreadPoolExecutor(8) as pool:
         bodies = list(pool.map(lambda n: decode(page([{"id": n}])), range(16)))
     assert most == 1
     assert sorted(b["results"][0]["id"] for b in bodies) == list(range(16))
-    # the pages that waited meanwhile were flattened together, a few at most
-    assert sum(groups) == 16 and max(groups) <= pageflat.GROUP_PAGES and max(groups) > 1
-    assert len({id(b["results"][0].page) for b in bodies}) == len(groups)
     # and on one thread (each thread that flattens keeps freed memory in its own C heap)
     assert len(threads) == 1 and threads.pop().startswith("omsframe-flatten")
     # a page that comes after the decoder closed is flattened by the thread that brings it
@@ -387,78 +380,3 @@ def test_pages_are_asked_for_plain_only_once_they_go_to_workers() -> None:
         assert not there.plain  # a small read: no workers
         there(page([{"id": 1}], count=50))
         assert there.plain  # workers starting: the next pages come uncompressed
-
-
-def grouped_and_alone(contents: list[bytes]) -> tuple[list[Any], list[Any]]:
-    from omsframe.pageflat import flatten_page, flatten_pages
-
-    privacy = Privacy(mode="pseudonymize", key=b"k" * 32)
-    alone: list[Any] = []
-    for content in contents:
-        try:
-            alone.append(flatten_page(content, privacy))
-        except orjson.JSONDecodeError as error:
-            alone.append(error)
-    return flatten_pages(contents, privacy), alone
-
-
-def stubs(answers: list[Any]) -> list[Stub]:
-    return [
-        Stub(keys, answer[5], answer[6] + i)
-        for answer in answers
-        for i, keys in enumerate(answer[4])
-    ]
-
-
-def test_pages_waiting_together_are_flattened_as_one_with_the_same_rows() -> None:
-    def order(n: int, customer: int) -> dict[str, object]:
-        return {
-            "id": n,
-            "modified_date": f"2025-01-{n:02d}T00:00:00Z",
-            "date_placed": "2025-01-01T00:00:00Z",
-            "customer": {"pk": customer, "first_name": "Ayşe"},
-            "orderitem_set": [{"id": 100 + n, "price": "10.50", "price_currency": "try"}],
-        }
-
-    contents = [page([order(1, 7), order(2, 8)]), page([order(3, 7)]), page([order(4, 9)])]
-    grouped, alone = grouped_and_alone(contents)
-    assert len({id(answer[5]) for answer in grouped}) == 1  # one FlatPage for the three
-    assert [answer[6] for answer in grouped] == [0, 2, 3]  # where each page's records start
-    assert [answer[:5] for answer in grouped] == [answer[:5] for answer in alone]
-    flat, raw = combine(stubs(grouped))
-    flat_alone, raw_alone = combine(stubs(alone))
-    for name in ("orders", "order_items", "addresses"):
-        assert flat.tables[name].equals(flat_alone.tables[name]), name
-    assert raw.equals(raw_alone)
-    # customer 7 came on two pages: one row once flattened together (the store keeps the
-    # latest either way)
-    assert flat.tables["customers"].column("customer_id").to_pylist() == [7, 8, 9]
-    # a batch holding only some of a shared page's records keeps only theirs
-    part, part_raw = combine(stubs(grouped)[1:3])
-    assert part.tables["orders"].column("order_id").to_pylist() == [2, 3]
-    assert part_raw.column("order_id").to_pylist() == [2, 3]
-
-
-def test_pages_that_share_an_id_or_fail_are_flattened_alone() -> None:
-    older = {"id": 1, "modified_date": "2025-01-01T00:00:00Z"}
-    newer = {"id": 1, "modified_date": "2025-02-01T00:00:00Z"}
-    contents = [
-        page([older]),
-        page([newer, {"id": 2}]),  # id 1 again: apart, each page keeps its own copy
-        b"{not json",
-        orjson.dumps({"detail": "not a page"}),
-        b"",
-        page([{"id": 3}]),
-    ]
-    grouped, alone = grouped_and_alone(contents)
-    assert isinstance(grouped[2], orjson.JSONDecodeError) and isinstance(alone[2], type(grouped[2]))
-    assert grouped[3] == alone[3] == ("body", {"detail": "not a page"})
-    assert grouped[4] == alone[4] == ("body", None)
-    assert grouped[0][5] is grouped[5][5]  # pages 1 and 6 together
-    assert grouped[1][5] is not grouped[0][5]  # page 2 alone
-    for n in (0, 1):
-        kept = grouped[n][5].raw.filter(pc.equal(grouped[n][5].raw.column("order_id"), 1))
-        assert (
-            orjson.loads(kept.column("record")[0].as_py())["modified_date"]
-            == (older if n == 0 else newer)["modified_date"]
-        )

@@ -63,15 +63,21 @@ class OrderLayout:
     @classmethod
     def of(cls, files: Sequence[tuple[Place, np.ndarray]]) -> OrderLayout:
         """The layout of stored files, each with the ids of its orders (sorted once)."""
+        ids = [ids for _, ids in files]
+        return cls.from_codes(
+            [place for place, _ in files],
+            np.concatenate(ids) if ids else np.empty(0, np.int64),
+            np.repeat(np.arange(len(files), dtype=np.int32), [len(i) for i in ids]),
+        )
+
+    @classmethod
+    def from_codes(cls, places: Sequence[Place], ids: np.ndarray, codes: np.ndarray) -> OrderLayout:
+        """The layout of the files ``places``: each of ``ids`` is in the file numbered ``codes``."""
         layout = cls()
-        for place, ids in files:
-            layout.sizes[place] = len(ids)
+        for place in places:
             layout._code_of(place)
-        if files:
-            layout._insert(
-                np.concatenate([ids for _, ids in files]).astype(np.int64),
-                np.repeat(np.arange(len(files), dtype=np.int32), [len(i) for _, i in files]),
-            )
+        layout._insert(ids.astype(np.int64), codes.astype(np.int32))
+        layout.sizes = dict.fromkeys(places, 0) | layout.counts()
         return layout
 
     def _code_of(self, place: Place) -> int:
@@ -176,17 +182,14 @@ def read_layout(
     kept = np.array([on_disk.get(place) == stamp for place, stamp in saved_places], dtype=np.bool_)
     known = {place for (place, _), ok in zip(saved_places, kept, strict=True) if ok}
     fresh = [(place, read_ids(place)) for place, _ in files if place not in known]
-    layout = OrderLayout()
-    for place, _ in files:  # codes in the order of the files on disk
-        layout._code_of(place)
-    remap = np.array([layout._code.get(place, -1) for place, _ in saved_places], np.int32)
+    places = [place for place, _ in files]  # numbered in the order of the files on disk
+    number = {place: k for k, place in enumerate(places)}
+    remap = np.array([number.get(place, -1) for place, _ in saved_places], np.int32)
     mask = kept[saved_codes] if len(saved_codes) else np.zeros(0, np.bool_)
     ids = [saved_ids[mask], *(ids for _, ids in fresh)]
     codes = [remap[saved_codes[mask]]]
-    codes += [np.full(len(i), layout._code[place], np.int32) for place, i in fresh]
-    layout._insert(np.concatenate(ids).astype(np.int64), np.concatenate(codes).astype(np.int32))
-    layout.sizes = {place: 0 for place, _ in files} | layout.counts()
-    return layout
+    codes += [np.full(len(i), number[place], np.int32) for place, i in fresh]
+    return OrderLayout.from_codes(places, np.concatenate(ids), np.concatenate(codes))
 
 
 def _read_index(

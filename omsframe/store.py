@@ -656,20 +656,19 @@ class Store:
     def save_layout(self) -> None:
         """Leave where every order is for the next sync (once a sync has stored its orders).
 
-        Only files whose row count is known for their version on disk (see :meth:`counts`)
-        are saved; the next sync reads the others.
+        The files and their row counts are those :meth:`counts` saw last (a sync counts
+        right before); the next sync reads any written since.
         """
         if self._index is None:
             return
         if self._rows is None:
             self.counts()
-        rows = self._rows or {}
-        files = []
-        for path, stat in self._files("orders"):
-            stamp = _stamp(stat)
-            entry: Any = rows.get(os.path.relpath(path, self.root))
-            if _counts_file(entry, list(stamp)):
-                files.append((self._place_of(path), stamp, int(entry[3])))
+        folder = os.path.relpath(self.table_dir("orders"), self.root) + os.sep
+        files = [
+            (self._place_of(key), (ino, size, mtime), rows)
+            for key, (ino, size, mtime, rows) in (self._rows or {}).items()
+            if key.startswith(folder)
+        ]
         save_layout(self.root, self._index, files)
 
     def _places(self, orders: pa.Table) -> tuple[list[tuple[str, str]], pa.Array]:

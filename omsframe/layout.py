@@ -72,7 +72,13 @@ class OrderLayout:
 
     @classmethod
     def from_codes(cls, places: Sequence[Place], ids: np.ndarray, codes: np.ndarray) -> OrderLayout:
-        """The layout of the files ``places``: each of ``ids`` is in the file numbered ``codes``."""
+        """The layout of the files ``places``: each of ``ids`` is in the file numbered ``codes``.
+
+        Example:
+            >>> layout = OrderLayout.from_codes([("2025-01", "part")], np.array([4]), np.array([0]))
+            >>> layout.lookup([4]), layout.sizes
+            ([('2025-01', 'part')], {('2025-01', 'part'): 1})
+        """
         layout = cls()
         for place in places:
             layout._code_of(place)

@@ -43,9 +43,10 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import orjson
@@ -66,7 +67,7 @@ WORKER_THRESHOLD = 20_000
 #: Seconds a worker may stay silent before it is given up (its page is flattened here).
 ANSWER_TIMEOUT = 300.0
 _HEADER = struct.Struct("<QBI")  # a message's size, kind (one of these) and count of buffers
-_PICKLE, _BYTES, _GZIP = 0, 1, 2
+_PICKLE, _PAGES = 0, 1
 _ALIGN = 64  # the alignment Arrow prefers, of every table of a pickle
 # a memory map's pages made at once (one call) rather than one fault at a time, where possible
 _POPULATED: dict[str, int] = (
@@ -117,6 +118,18 @@ class FlatPage:
     flat: Flattened
     raw: pa.Table
     size: int
+    #: pages flattened together as this one: where each one's records start, and its rows in
+    #: each of :data:`SPLIT` (where each starts, then the end); ``None`` when the rows could
+    #: not be told apart (then :func:`combine` takes them as one page)
+    starts: list[int] = field(default_factory=lambda: [0])
+    rows: dict[str, list[int]] | None = None
+    #: whether a batch took the page's drift, duplicates and entity quarantine already (pages
+    #: flattened together can be shared by two batches: see :func:`combine`)
+    reported: bool = False
+
+
+#: The tables whose rows belong to one order each (the raw layer's follow ``orders``).
+SPLIT = ("orders", "order_items", "addresses")
 
 
 class Stub(dict[str, Any]):
@@ -176,26 +189,128 @@ def flatten_page(
 ) -> tuple[Any, ...]:
     """Parse one page of orders and flatten it (also what a worker runs).
 
-    Returns ``("page", count, next, previous, keys, FlatPage)`` for a page, or ``("body",
-    parsed)`` when the JSON is not shaped as a page (the caller reports that). ``gzip``: the
-    bytes are the body as it came, gzip-compressed. Raises ``orjson.JSONDecodeError`` for
-    text that is not JSON, or gzip that is damaged or cut short.
+    Returns ``("page", count, next, previous, keys, FlatPage, offset)`` for a page (``offset``:
+    where its records start in the :class:`FlatPage`, here 0), or ``("body", parsed)`` when the
+    JSON is not shaped as a page (the caller reports that). ``gzip``: the bytes are the body as
+    it came, gzip-compressed. Raises ``orjson.JSONDecodeError`` for text that is not JSON, or
+    gzip that is damaged or cut short.
     """
     if gzip:
         content = inflate(content)
     if not content.strip():
         return ("body", None)
     body = orjson.loads(content)
-    if not _is_page(body):
-        return ("body", body)
-    records = body["results"]
+    return _flatten_bodies([body], privacy)[0] if _is_page(body) else ("body", body)
+
+
+def _flatten_bodies(bodies: list[Any], privacy: Privacy) -> list[tuple[Any, ...]]:
+    """Flatten parsed pages as one :class:`FlatPage` (see :func:`flatten_pages`)."""
+    records = [record for body in bodies for record in body["results"]]
     keys = [{k: record[k] for k in _KEYS if k in record} for record in records]
     flat = flatten_orders(records, privacy=privacy)  # strips the secrets of every record
     for record in records:
         privacy.scrub_order(record)
     raw = raw_orders_table(flat.tables["orders"], records)
     page = FlatPage(flat, raw, len(records))
-    return ("page", body["count"], body.get("next"), body.get("previous"), keys, page)
+    if len(bodies) > 1:
+        page.starts = list(itertools.accumulate(len(b["results"]) for b in bodies[:-1]))
+        page.starts.insert(0, 0)
+        page.rows = _row_starts(flat, records, page.starts)
+    answers: list[tuple[Any, ...]] = []
+    offset = 0
+    for body in bodies:
+        size = len(body["results"])
+        part = keys[offset : offset + size]
+        answers.append(
+            ("page", body["count"], body.get("next"), body.get("previous"), part, page, offset)
+        )
+        offset += size
+    return answers
+
+
+def _row_starts(
+    flat: Flattened, records: list[Any], starts: list[int]
+) -> dict[str, list[int]] | None:
+    """Where each page's rows start in the tables of pages flattened together, then the end.
+
+    Rows come in the order of their orders' records; ``None`` if they do not (or an order id
+    is missing), and the pages then stay one in :func:`combine`.
+    """
+    ids = pa.array([record.get("id") for record in records], pa.int64())
+    bounds: dict[str, list[int]] = {}
+    for name in SPLIT:
+        positions = pc.index_in(flat.tables[name].column("order_id"), value_set=ids)
+        if positions.null_count:
+            return None
+        found = positions.to_pylist()
+        if any(b < a for a, b in itertools.pairwise(found)):
+            return None
+        bounds[name] = [bisect_left(found, start) for start in starts] + [len(found)]
+    return bounds
+
+
+def flatten_pages(
+    contents: Sequence[bytes | bytearray],
+    privacy: Privacy,
+    *,
+    gzip: Sequence[bool] | None = None,
+) -> list[tuple[Any, ...] | Exception]:
+    """Flatten several pages, as one where they can be: each one's answer, as flatten_page's.
+
+    Arrow builds a table a column at a time, at a cost per column whatever its length: a page
+    of 100 orders took ~60 µs an order to turn into tables, a batch of 1,000 ~27. Pages that
+    wait together for a worker are flattened as one :class:`FlatPage` (each answer says where
+    its records start), unless an id is on two of them or is not an integer (then each page
+    keeps its own copy of an order, as when flattened alone, and the read decides which one it
+    hands out). An answer is the exception where :func:`flatten_page` would raise one.
+    ``gzip``: which of ``contents`` are gzip bodies as they came.
+
+    Example:
+        >>> pages = [orjson.dumps({"count": 2, "next": None, "results": [{"id": n}]})
+        ...          for n in (1, 2)]
+        >>> first, second = flatten_pages(pages, Privacy())
+        >>> first[5] is second[5], first[6], second[6], first[5].size
+        (True, 0, 1, 2)
+    """
+    answers: list[tuple[Any, ...] | Exception | None] = [None] * len(contents)
+    together: dict[int, Any] = {}
+    plain: dict[int, bytes | bytearray] = {}
+    seen: set[Any] = set()
+    for n, content in enumerate(contents):
+        try:
+            if gzip is not None and gzip[n]:
+                content = inflate(content)
+            body: Any = orjson.loads(content) if content.strip() else None
+        except orjson.JSONDecodeError as error:
+            answers[n] = error
+            continue
+        ids = [r.get("id") for r in body["results"]] if _is_page(body) else None
+        if ids is not None and all(i.__class__ is int for i in ids) and seen.isdisjoint(ids):
+            together[n], plain[n] = body, content
+            seen.update(ids)
+        else:
+            answers[n] = _flatten_alone(body, privacy)
+    if together:
+        shared: list[tuple[Any, ...] | Exception]
+        try:
+            shared = list(_flatten_bodies(list(together.values()), privacy))
+        except Exception:  # each page on its own, so that only the page at fault fails
+            # parsed again: flattening strips and scrubs records in place (twice, a pseudonym
+            # would be a pseudonym's)
+            together.clear()
+            shared = [_flatten_alone(orjson.loads(plain[n]), privacy) for n in plain]
+        for n, answer in zip(plain, shared, strict=True):
+            answers[n] = answer
+    return [answer for answer in answers if answer is not None]
+
+
+def _flatten_alone(body: Any, privacy: Privacy) -> tuple[Any, ...] | Exception:
+    if not _is_page(body):
+        return ("body", body)
+    try:
+        return _flatten_bodies([body], privacy)[0]
+    except Exception as error:  # the caller's to raise, in the thread that asked
+        return error
 
 
 def inflate(content: bytes | bytearray) -> bytes:
@@ -214,19 +329,24 @@ def inflate(content: bytes | bytearray) -> bytes:
 def combine(batch: list[Any]) -> tuple[Flattened, pa.Table]:
     """One :class:`Flattened` and raw-layer table for a batch of :class:`Stub` records.
 
-    Rows of records the paging logic dropped (an id handed out already) are left out; so are
-    the quarantined records among them. Customers, products, channels and states may repeat
-    across pages: the store keeps the latest of each.
+    Rows come in the order of the records (pages flattened together are taken apart again:
+    their rows in the batch are as if each page had been flattened alone). Rows of records
+    the paging logic dropped (an id handed out already) are left out; so are the quarantined
+    records among them. Customers, products, channels and states may repeat across pages: the
+    store keeps the latest of each. A page whose records are shared by two batches (pages
+    flattened together) gives its schema drift, duplicates and quarantined customers,
+    products, channels and states to the first batch combined, not to both.
     """
-    pages: dict[int, tuple[FlatPage, int, set[int]]] = {}
-    offset = 0
+    parts_of: dict[tuple[int, int], tuple[FlatPage, int, set[int], list[Any]]] = {}
     for stub in batch:
-        entry = pages.get(id(stub.page))
+        page = stub.page
+        part = 0 if page.rows is None else bisect_right(page.starts, stub.position) - 1
+        entry = parts_of.get((id(page), part))
         if entry is None:
-            entry = pages[id(stub.page)] = (stub.page, offset, set())
-            offset += stub.page.size
+            entry = parts_of[id(page), part] = (page, part, set(), [])
         entry[2].add(stub.position)
-    if not pages:
+        entry[3].append(stub.get("id"))
+    if not parts_of:
         empty = flatten_orders([])
         return empty, raw_orders_table(empty.tables["orders"], [])
     parts: dict[str, list[pa.Table]] = {name: [] for name in ORDER_TABLES}
@@ -235,34 +355,46 @@ def combine(batch: list[Any]) -> tuple[Flattened, pa.Table]:
     drift = DriftReport()
     duplicates = 0
     policy = ""
-    for page, first, kept in pages.values():
+    offset = 0  # where the part's records start in the batch
+    pages: set[int] = set()
+    for page, part, kept, ids in parts_of.values():
         flat, raw = page.flat, page.raw
         policy = flat.pii_policy
         tables = dict(flat.tables)
-        if len(kept) < page.size:
-            ids = pa.array(
-                [s["id"] for s in batch if s.page is page and isinstance(s.get("id"), int)],
-                pa.int64(),
-            )
-            for name in ("orders", "order_items", "addresses"):
-                tables[name] = _only(tables[name], ids)
-            raw = _only(raw, ids)
+        low, high = 0, page.size
+        if page.rows is not None:  # one of pages flattened together
+            low = page.starts[part]
+            high = page.starts[part + 1] if part + 1 < len(page.starts) else page.size
+            for name in SPLIT:
+                start, end = page.rows[name][part], page.rows[name][part + 1]
+                tables[name] = tables[name].slice(start, end - start)
+            start, end = page.rows["orders"][part], page.rows["orders"][part + 1]
+            raw = raw.slice(start, end - start)
+        if len(kept) < high - low:
+            wanted = pa.array([i for i in ids if isinstance(i, int)], pa.int64())
+            for name in SPLIT:
+                tables[name] = _only(tables[name], wanted)
+            raw = _only(raw, wanted)
+        first_part = id(page) not in pages  # the page's other tables, once a batch
+        pages.add(id(page))
         for name in ORDER_TABLES:
-            parts[name].append(tables[name])
+            if first_part or name in SPLIT:
+                parts[name].append(tables[name])
         raws.append(raw)
+        whole = first_part and not page.reported  # the page's own reports, unless taken
+        if first_part:
+            page.reported = True
         for bad in flat.quarantine:
-            if bad.kind != "order" or bad.position in kept:
+            if (bad.kind == "order" and bad.position in kept) or (bad.kind != "order" and whole):
                 quarantine.append(
                     QuarantinedRecord(
-                        bad.kind,
-                        bad.position + first,
-                        bad.record_id,
-                        bad.reason,
-                        bad.record,
+                        bad.kind, bad.position - low + offset, bad.record_id, bad.reason, bad.record
                     )
                 )
-        drift.merge(flat.drift)
-        duplicates += flat.duplicates
+        if whole:
+            drift.merge(flat.drift)
+            duplicates += flat.duplicates
+        offset += high - low
     tables = {name: pa.concat_tables(parts[name]) for name in ORDER_TABLES}
     return Flattened(tables, quarantine, drift, policy, duplicates), pa.concat_tables(raws)
 
@@ -275,23 +407,18 @@ class _WorkerLostError(Exception):
     """A worker process ended or answered nonsense."""
 
 
-def _send(stream: IO[bytes], message: Any, *, gzip: bool = False) -> None:
-    """Frame a message: its size, its kind and its count of tables, then itself.
+def _send(stream: IO[bytes], message: Any) -> None:
+    """Frame a pickled message: its size, its kind and its count of tables, then itself.
 
-    The kinds: a page's bytes as they are (no pickle, no copy), or its gzip body as it came
-    (``gzip``), or a pickle. The Arrow tables in a pickle (a flattened page's) go apart, after
-    it, in Arrow's IPC format (several times faster than pickling them): their sizes, then
-    each, padded to 64 bytes (see :func:`_unpickle`).
+    The Arrow tables in it (a flattened page's) go apart, after it, in Arrow's IPC format
+    (several times faster than pickling them): their sizes, then each, padded to 64 bytes (see
+    :func:`_unpickle`). Pages go the other way with :func:`_send_pages`.
     """
     tables: list[pa.Buffer] = []
-    if isinstance(message, bytes):
-        kind, data = (_GZIP if gzip else _BYTES), message
-    else:
-        kind = _PICKLE
-        out = io.BytesIO()
-        _TablePickler(out, tables).dump(message)
-        data = out.getvalue()
-    stream.write(_HEADER.pack(len(data), kind, len(tables)))
+    out = io.BytesIO()
+    _TablePickler(out, tables).dump(message)
+    data = out.getvalue()
+    stream.write(_HEADER.pack(len(data), _PICKLE, len(tables)))
     stream.write(data)
     if tables:
         sizes = [table.size for table in tables]
@@ -299,6 +426,20 @@ def _send(stream: IO[bytes], message: Any, *, gzip: bool = False) -> None:
         for table, size in zip(tables, sizes, strict=True):
             stream.write(table)
             stream.write(bytes(_padded(size) - size))
+    stream.flush()
+
+
+def _send_pages(stream: IO[bytes], pages: Sequence[tuple[bytes, bool]]) -> None:
+    """Frame pages as one message: their sizes and gzip flags, then each as it is (no copy).
+
+    A page is its bytes as they came: plain, or its gzip body (flag set).
+    """
+    count = len(pages)
+    head = struct.pack(f"<{count}Q{count}?", *(len(c) for c, _ in pages), *(g for _, g in pages))
+    stream.write(_HEADER.pack(len(head), _PAGES, count))
+    stream.write(head)
+    for content, _ in pages:
+        stream.write(content)
     stream.flush()
 
 
@@ -366,14 +507,17 @@ def _fill(fd: int, view: memoryview, timeout: float | None) -> None:
 
 
 def _frame(fd: int, timeout: float | None) -> tuple[int, Any]:
-    """The next page or pickle on a pipe, as its kind and bytes (``timeout``: see :func:`_fill`).
+    """The next message on a pipe, as its kind and contents (``timeout``: see :func:`_fill`).
 
-    A pickle comes back unpickled, with its tables in place (see :func:`_unpickle`).
+    Pages come as a list of ``(bytes, gzip)`` (see :func:`_send_pages`); a pickle comes back
+    unpickled, with its tables in place (see :func:`_unpickle`).
     """
     size, kind, count = _HEADER.unpack(_read(fd, _HEADER.size, timeout))
     data = _read(fd, size, timeout)
-    if kind != _PICKLE:
-        return kind, data
+    if kind == _PAGES:
+        head = struct.unpack(f"<{count}Q{count}?", data)
+        sizes, flags = head[:count], head[count:]
+        return kind, [(_read(fd, n, timeout), g) for n, g in zip(sizes, flags, strict=True)]
     return kind, _unpickle(fd, data, count, timeout)
 
 
@@ -400,7 +544,7 @@ def _unpickle(fd: int, data: bytearray, count: int, timeout: float | None) -> An
 
 
 def _receive(fd: int, timeout: float | None) -> Any:
-    """The next message on a pipe (``timeout``: see :func:`_fill`): unpickled, or bytes."""
+    """The next message on a pipe (``timeout``: see :func:`_fill`)."""
     return _frame(fd, timeout)[1]
 
 
@@ -426,18 +570,20 @@ class _Worker:
         if _receive(self.stdout.fileno(), ANSWER_TIMEOUT) != "ready":
             raise _WorkerLostError("no greeting")
 
-    def ask(self, content: bytes, gzip: bool = False) -> Any:
-        """Have the worker flatten one page (``gzip``: its body as it came)."""
+    def ask(self, pages: Sequence[tuple[bytes, bool]]) -> list[Any]:
+        """Have the worker flatten pages (each ``(bytes, gzip)``): an answer for each.
+
+        An answer is :func:`flatten_page`'s, or ``("json error", message)``, or ``("failed",
+        type)`` for a page the worker could not flatten.
+        """
         try:
-            _send(self.stdin, content, gzip=gzip)
+            _send_pages(self.stdin, pages)
             answer = _receive(self.stdout.fileno(), ANSWER_TIMEOUT)
         except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
             raise _WorkerLostError(type(error).__name__) from None
-        if answer[0] == "json error":
-            raise orjson.JSONDecodeError(answer[1], "", 0)
-        if answer[0] == "failed":
-            raise _WorkerLostError(answer[1])
-        return answer
+        if answer[0] != "pages" or len(answer[1]) != len(pages):
+            raise _WorkerLostError(str(answer[1]) if answer[0] == "failed" else "no answer")
+        return list(answer[1])
 
     def stop(self, kill: bool = False) -> None:
         """Close the pipes (the worker then ends) and wait for it (``kill``: end it now)."""
@@ -454,7 +600,7 @@ class _Worker:
 
 
 def serve_worker() -> None:
-    """A worker's main loop: page bytes in on stdin, flattened pages out on stdout."""
+    """A worker's main loop: pages in on stdin, flattened pages out on stdout."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -466,20 +612,50 @@ def serve_worker() -> None:
         mode, key = _receive(stdin, None)
         privacy = Privacy(mode=mode, key=key)
         _send(stdout, "ready")
-        for served in itertools.count(1):
-            if served % COLLECT_EVERY == 0:
+        served = 0
+        while True:
+            _, pages = _frame(stdin, None)
+            if served // COLLECT_EVERY != (served + len(pages)) // COLLECT_EVERY:
                 gc.collect()
-            kind, content = _frame(stdin, None)
-            try:
-                answer: Any = flatten_page(content, privacy, gzip=kind == _GZIP)
-            except orjson.JSONDecodeError as error:
-                answer = ("json error", str(error)[:200])
-            except Exception as error:  # reported to the parent, which flattens the page itself
-                # the type only: a message could quote a value of the page into the parent's log
-                answer = ("failed", type(error).__name__)
-            _send(stdout, answer)
+            served += len(pages)
+            _send(stdout, _answer(pages, privacy))
+            del pages  # the pages go now, not when the next ones come
     except (_WorkerLostError, BrokenPipeError):
         return  # the parent went away
+
+
+def _answer(pages: list[tuple[bytearray, bool]], privacy: Privacy) -> tuple[Any, ...]:
+    """A worker's answer to pages (see :meth:`_Worker.ask`)."""
+    try:
+        flat = flatten_pages([p for p, _ in pages], privacy, gzip=[g for _, g in pages])
+    except Exception as error:  # reported to the parent, which flattens the pages itself
+        return ("failed", type(error).__name__)
+    answers: list[tuple[Any, ...]] = []
+    for answer in flat:
+        if isinstance(answer, orjson.JSONDecodeError):
+            answers.append(("json error", str(answer)[:200]))
+        elif isinstance(answer, Exception):
+            # the type only: a message could quote a value of the page into the parent's log
+            answers.append(("failed", type(answer).__name__))
+        else:
+            answers.append(answer)
+    return ("pages", answers)
+
+
+#: A worker takes the pages waiting for one when it is free, up to this many, in one message
+#: and flattens them as one (see :func:`flatten_pages`). A full sync of 100,000 orders on two
+#: cores, against one page at a time: 2 or 3 took ~7 % less of the workers' CPU and ~3 % less
+#: time; 4 as little CPU but ~5 % more time (a page waits longer for its answer).
+GROUP_PAGES = 2
+
+
+@dataclass(eq=False)
+class _Job:
+    """A page waiting for a worker, and where its answer goes."""
+
+    content: bytes
+    gzip: bool
+    future: Future[Any]
 
 
 class PageDecoder:
@@ -502,8 +678,9 @@ class PageDecoder:
         self.privacy = privacy
         self.wanted = (os.cpu_count() or 1) if workers is None else workers
         self.threshold = threshold if workers is None else 0
-        self._idle: queue.Queue[_Worker | None] = queue.Queue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._workers: list[_Worker] = []
+        self._drivers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._flattener: ThreadPoolExecutor | None = None
         self._starting = False
@@ -525,10 +702,10 @@ class PageDecoder:
         answer = self._decode(content, gzip)
         if answer[0] == "body":
             return answer[1]
-        _, count, next_url, previous, keys, page = answer
+        _, count, next_url, previous, keys, page, offset = answer
         if count >= self.threshold:
             self.start()
-        results = [Stub(k, page, i) for i, k in enumerate(keys)]
+        results = [Stub(k, page, offset + i) for i, k in enumerate(keys)]
         return {"count": count, "next": next_url, "previous": previous, "results": results}
 
     @property
@@ -543,20 +720,16 @@ class PageDecoder:
         return self._starting
 
     def _decode(self, content: bytes, gzip: bool) -> Any:
-        if self._workers:
-            worker = self._idle.get()
-            if worker is None:  # no worker left: flatten here from now on
-                self._idle.put(None)
-            else:
-                try:
-                    answer = worker.ask(content, gzip)
-                except _WorkerLostError as error:
-                    logger.warning("a flattening worker failed (%s); flattening here", error)
-                    self._drop(worker)
-                else:
-                    self._idle.put(worker)
-                    self.pages_on_workers += 1
-                    return answer
+        job = _Job(content, gzip, Future())
+        with self._lock:  # (a job is queued only while a worker is there to take it)
+            there = bool(self._workers)
+            if there:
+                self._jobs.put(job)
+        if there:
+            try:
+                return job.future.result()
+            except _WorkerLostError:
+                pass  # flattened here (the worker said why)
         # one page at a time, on one thread: reading threads flattening side by side fight
         # over the interpreter's lock (28 pages took 2.5 times the CPU: 0.65 s vs 0.26 s), and
         # each thread flattening leaves freed memory in its own C heap (glibc's arenas), which
@@ -598,26 +771,89 @@ class PageDecoder:
         with self._lock:
             if not self._closed:
                 for worker in started:
-                    self._idle.put(worker)
+                    driver = threading.Thread(
+                        target=self._drive, args=(worker,), name="omsframe-worker", daemon=True
+                    )
+                    driver.start()
+                    self._drivers.append(driver)
                 self._workers, started = started, []
         for worker in started:  # closed meanwhile
             worker.stop()
         logger.info("flattening on %d worker processes", self.wanted)
 
+    def _drive(self, worker: _Worker) -> None:
+        """A worker's thread: it hands the worker the pages waiting, up to GROUP_PAGES at once.
+
+        Ends when the decoder closes (after the pages queued before), or when the worker is
+        lost (its pages are then flattened by the threads that brought them).
+        """
+        stop = False
+        while not stop:
+            job = self._jobs.get()
+            if job is None:
+                break
+            group = [job]
+            while len(group) < GROUP_PAGES:
+                try:
+                    waiting = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if waiting is None:  # closed: this group is the last
+                    stop = True
+                    break
+                group.append(waiting)
+            try:
+                answers = worker.ask([(job.content, job.gzip) for job in group])
+            except Exception as error:  # _WorkerLostError, or anything unforeseen
+                reason = str(error) if isinstance(error, _WorkerLostError) else type(error).__name__
+                logger.warning("a flattening worker failed (%s); flattening here", reason)
+                self._drop(worker)  # first: a thread whose page comes back sees it gone
+                for job in group:
+                    job.future.set_exception(_WorkerLostError(reason))
+                return
+            done = 0
+            for job, answer in zip(group, answers, strict=True):
+                if answer[0] == "json error":
+                    job.future.set_exception(orjson.JSONDecodeError(answer[1], "", 0))
+                elif answer[0] == "failed":
+                    logger.warning("a flattening worker failed on a page (%s); here", answer[1])
+                    job.future.set_exception(_WorkerLostError(answer[1]))
+                else:
+                    done += 1
+                    job.future.set_result(answer)
+            with self._lock:
+                self.pages_on_workers += done
+            del group, answers, job  # the pages go now, not when the next ones come
+
     def _drop(self, worker: _Worker) -> None:
         with self._lock:
             self._workers = [w for w in self._workers if w is not worker]
-            if not self._workers:
-                self._idle.put(None)  # wakes the threads waiting for a worker
+            if not self._workers:  # the pages still waiting are flattened here
+                stops = 0  # (a closing decoder's word to the other drivers stays)
+                while True:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stops += 1
+                    else:
+                        job.future.set_exception(_WorkerLostError("no worker left"))
+                for _ in range(stops):
+                    self._jobs.put(None)
         worker.stop(kill=True)
 
     def close(self) -> None:
-        """Stop the workers (each finishes the page it is on), and the flattening thread."""
+        """Stop the workers (they flatten the pages given them first), and the thread here."""
         with self._lock:
             self._closed = True
             workers, self._workers = self._workers, []
-            self._idle.put(None)
+            drivers, self._drivers = self._drivers, []
+            for _ in drivers:
+                self._jobs.put(None)
             flattener, self._flattener = self._flattener, None
+        for driver in drivers:
+            driver.join()
         if flattener is not None:
             flattener.shutdown(wait=True)
         for worker in workers:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pyarrow.compute as pc
 import pytest
 
 from omsframe.pageflat import PageDecoder, Stub, combine
@@ -380,3 +383,182 @@ def test_pages_are_asked_for_plain_only_once_they_go_to_workers() -> None:
         assert not there.plain  # a small read: no workers
         there(page([{"id": 1}], count=50))
         assert there.plain  # workers starting: the next pages come uncompressed
+
+
+def grouped_and_alone(contents: list[bytes]) -> tuple[list[Any], list[Any]]:
+    from omsframe.pageflat import flatten_page, flatten_pages
+
+    privacy = Privacy(mode="pseudonymize", key=b"k" * 32)
+    alone: list[Any] = []
+    for content in contents:
+        try:
+            alone.append(flatten_page(content, privacy))
+        except orjson.JSONDecodeError as error:
+            alone.append(error)
+    return flatten_pages(contents, privacy), alone
+
+
+def stubs(answers: list[Any]) -> list[Stub]:
+    return [
+        Stub(keys, answer[5], answer[6] + i)
+        for answer in answers
+        for i, keys in enumerate(answer[4])
+    ]
+
+
+def test_pages_waiting_together_are_flattened_as_one_with_the_same_rows() -> None:
+    def order(n: int, customer: int) -> dict[str, object]:
+        return {
+            "id": n,
+            "modified_date": f"2025-01-{n:02d}T00:00:00Z",
+            "date_placed": "2025-01-01T00:00:00Z",
+            "customer": {"pk": customer, "first_name": "Ayşe"},
+            "orderitem_set": [{"id": 100 + n, "price": "10.50", "price_currency": "try"}],
+        }
+
+    contents = [page([order(1, 7), order(2, 8)]), page([order(3, 7)]), page([order(4, 9)])]
+    grouped, alone = grouped_and_alone(contents)
+    assert len({id(answer[5]) for answer in grouped}) == 1  # one FlatPage for the three
+    assert [answer[6] for answer in grouped] == [0, 2, 3]  # where each page's records start
+    assert [answer[:5] for answer in grouped] == [answer[:5] for answer in alone]
+    flat, raw = combine(stubs(grouped))
+    flat_alone, raw_alone = combine(stubs(alone))
+    for name in ("orders", "order_items", "addresses"):
+        assert flat.tables[name].equals(flat_alone.tables[name]), name
+    assert raw.equals(raw_alone)
+    # customer 7 came on two pages: one row once flattened together (the store keeps the
+    # latest either way)
+    assert flat.tables["customers"].column("customer_id").to_pylist() == [7, 8, 9]
+    # a batch holding only some of a shared page's records keeps only theirs
+    part, part_raw = combine(stubs(grouped)[1:3])
+    assert part.tables["orders"].column("order_id").to_pylist() == [2, 3]
+    assert part_raw.column("order_id").to_pylist() == [2, 3]
+
+
+def test_pages_that_share_an_id_or_fail_are_flattened_alone() -> None:
+    older = {"id": 1, "modified_date": "2025-01-01T00:00:00Z"}
+    newer = {"id": 1, "modified_date": "2025-02-01T00:00:00Z"}
+    contents = [
+        page([older]),
+        page([newer, {"id": 2}]),  # id 1 again: apart, each page keeps its own copy
+        b"{not json",
+        orjson.dumps({"detail": "not a page"}),
+        b"",
+        page([{"id": 3}]),
+    ]
+    grouped, alone = grouped_and_alone(contents)
+    assert isinstance(grouped[2], orjson.JSONDecodeError) and isinstance(alone[2], type(grouped[2]))
+    assert grouped[3] == alone[3] == ("body", {"detail": "not a page"})
+    assert grouped[4] == alone[4] == ("body", None)
+    assert grouped[0][5] is grouped[5][5]  # pages 1 and 6 together
+    assert grouped[1][5] is not grouped[0][5]  # page 2 alone
+    for n in (0, 1):
+        kept = grouped[n][5].raw.filter(pc.equal(grouped[n][5].raw.column("order_id"), 1))
+        assert (
+            orjson.loads(kept.column("record")[0].as_py())["modified_date"]
+            == (older if n == 0 else newer)["modified_date"]
+        )
+
+
+def test_a_page_shared_by_two_batches_reports_its_drift_and_quarantine_once() -> None:
+    from omsframe.pageflat import flatten_pages
+
+    bad_customer = {"pk": "not a number"}  # quarantined as a customer, not as an order
+    contents = [
+        page([{"id": 1, "new_thing": 1, "customer": bad_customer}, {"id": 2, "new_thing": 2}]),
+        page([{"id": 3, "new_thing": 3}]),
+    ]
+    grouped = flatten_pages(contents, Privacy())
+    records = stubs(grouped)
+    assert records[0].page is records[2].page
+    first, _ = combine(records[:1])  # the batch boundary falls inside the shared page
+    second, _ = combine(records[1:])
+    alone = combine(stubs([flatten_page_alone(c) for c in contents]))[0]
+    assert alone.drift.to_dict()["new_fields"] == {"order.new_thing": 3}
+    assert first.drift.to_dict()["new_fields"] == alone.drift.to_dict()["new_fields"]
+    assert second.drift.to_dict()["new_fields"] == {}
+    kinds = [bad.kind for bad in alone.quarantine]
+    assert "customers" in kinds
+    assert [bad.kind for bad in first.quarantine + second.quarantine] == kinds
+
+
+def flatten_page_alone(content: bytes) -> Any:
+    from omsframe.pageflat import flatten_page
+
+    return flatten_page(content, Privacy())
+
+
+def numbered_orders(n: int) -> list[dict[str, object]]:
+    return [
+        {"id": n * 100 + k, "orderitem_set": [{"id": n * 1000 + k, "price": "1.50"}]}
+        for k in range(30)
+    ]
+
+
+def test_pages_waiting_for_a_worker_go_to_it_together_and_give_the_same_tables() -> None:
+    from collections import Counter
+
+    import omsframe.pageflat as pageflat
+
+    with PageDecoder(Privacy(), workers=1) as decode, ThreadPoolExecutor(8) as pool:
+        decode._launch()
+        # pages come in any order: here none in the order of their ids
+        order = [5, 2, 9, 0, 11, 3, 7, 1, 10, 4, 8, 6]
+        came = pool.map(lambda n: decode(page(numbered_orders(n))), order)
+        bodies = [body for _, body in sorted(zip(order, came, strict=True))]
+        assert decode.pages_on_workers == 12
+    groups = Counter(id(body["results"][0].page) for body in bodies)
+    assert sum(groups.values()) == 12 and 1 < max(groups.values()) <= pageflat.GROUP_PAGES
+    with PageDecoder(Privacy(), workers=0) as here:
+        alone = [here(page(numbered_orders(n))) for n in range(12)]
+    for n, body in enumerate(bodies):
+        assert [s["id"] for s in body["results"]] == [s["id"] for s in alone[n]["results"]]
+    # a batch's rows come in the order of its records, whichever pages went together
+    flat, raw = combine([s for body in bodies for s in body["results"]])
+    flat_here, raw_here = combine([s for body in alone for s in body["results"]])
+    for name in ("orders", "order_items", "addresses"):
+        assert flat.tables[name].equals(flat_here.tables[name]), name
+    assert raw.equals(raw_here)
+    assert flat.tables["orders"].column("order_id").to_pylist() == [
+        n * 100 + k for n in range(12) for k in range(30)
+    ]
+    # and a batch that ends inside pages flattened together
+    records = [s for body in bodies for s in body["results"]][45:200]
+    part, part_raw = combine(records)
+    assert part.tables["orders"].column("order_id").to_pylist() == [s["id"] for s in records]
+    assert part.tables["order_items"].column("order_id").to_pylist() == [s["id"] for s in records]
+    assert part_raw.column("order_id").to_pylist() == [s["id"] for s in records]
+
+
+def test_pages_whose_rows_cannot_be_told_apart_stay_one_page() -> None:
+    from omsframe.flatten import flatten_orders
+    from omsframe.pageflat import _row_starts
+
+    records = [{"id": 1, "orderitem_set": [{"id": 10}]}, {"id": 2, "orderitem_set": [{"id": 20}]}]
+    flat = flatten_orders(records)
+    assert _row_starts(flat, records, [0, 1]) == {
+        "orders": [0, 1, 2],
+        "order_items": [0, 1, 2],
+        "addresses": [0, 0, 0],
+    }
+    assert _row_starts(flat, records[::-1], [0, 1]) is None  # rows not in the records' order
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="stops a process with SIGSTOP")
+def test_pages_given_together_to_a_worker_that_goes_silent_are_flattened_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+    import signal
+
+    import omsframe.pageflat as pageflat
+
+    with PageDecoder(Privacy(), workers=1) as decode, ThreadPoolExecutor(6) as pool:
+        decode._launch()
+        (worker,) = decode._workers
+        monkeypatch.setattr(pageflat, "ANSWER_TIMEOUT", 0.5)  # (once it has greeted)
+        os.kill(worker.process.pid, signal.SIGSTOP)
+        bodies = list(pool.map(lambda n: decode(page(numbered_orders(n))), range(6)))
+        assert decode._workers == [] and decode.pages_on_workers == 0
+    for n, body in enumerate(bodies):
+        assert [s["id"] for s in body["results"]] == [n * 100 + k for k in range(30)]

@@ -187,7 +187,7 @@ def _is_page(body: Any) -> bool:
 def flatten_page(
     content: bytes | bytearray, privacy: Privacy, *, gzip: bool = False
 ) -> tuple[Any, ...]:
-    """Parse one page of orders and flatten it (also what a worker runs).
+    """Parse one page of orders and flatten it (a worker flattens with :func:`flatten_pages`).
 
     Returns ``("page", count, next, previous, keys, FlatPage, offset)`` for a page (``offset``:
     where its records start in the :class:`FlatPage`, here 0), or ``("body", parsed)`` when the
@@ -195,12 +195,15 @@ def flatten_page(
     it came, gzip-compressed. Raises ``orjson.JSONDecodeError`` for text that is not JSON, or
     gzip that is damaged or cut short.
     """
+    body = _parse(content, gzip)
+    return _flatten_bodies([body], privacy)[0] if _is_page(body) else ("body", body)
+
+
+def _parse(content: bytes | bytearray, gzip: bool) -> Any:
+    """A page's JSON (``None`` for an empty body); raises as :func:`flatten_page` says."""
     if gzip:
         content = inflate(content)
-    if not content.strip():
-        return ("body", None)
-    body = orjson.loads(content)
-    return _flatten_bodies([body], privacy)[0] if _is_page(body) else ("body", body)
+    return orjson.loads(content) if content.strip() else None
 
 
 def _flatten_bodies(bodies: list[Any], privacy: Privacy) -> list[tuple[Any, ...]]:
@@ -278,9 +281,7 @@ def flatten_pages(
     seen: set[Any] = set()
     for n, content in enumerate(contents):
         try:
-            if gzip is not None and gzip[n]:
-                content = inflate(content)
-            body: Any = orjson.loads(content) if content.strip() else None
+            body = _parse(content, gzip is not None and gzip[n])
         except orjson.JSONDecodeError as error:
             answers[n] = error
             continue
@@ -297,8 +298,10 @@ def flatten_pages(
         except Exception:  # each page on its own, so that only the page at fault fails
             # parsed again: flattening strips and scrubs records in place (twice, a pseudonym
             # would be a pseudonym's)
-            together.clear()
-            shared = [_flatten_alone(orjson.loads(plain[n]), privacy) for n in plain]
+            shared = [
+                _flatten_alone(_parse(plain[n], gzip is not None and gzip[n]), privacy)
+                for n in plain
+            ]
         for n, answer in zip(plain, shared, strict=True):
             answers[n] = answer
     return [answer for answer in answers if answer is not None]
@@ -368,8 +371,8 @@ def combine(batch: list[Any]) -> tuple[Flattened, pa.Table]:
             for name in SPLIT:
                 start, end = page.rows[name][part], page.rows[name][part + 1]
                 tables[name] = tables[name].slice(start, end - start)
-            start, end = page.rows["orders"][part], page.rows["orders"][part + 1]
-            raw = raw.slice(start, end - start)
+                if name == "orders":  # the raw layer's rows are the orders'
+                    raw = raw.slice(start, end - start)
         if len(kept) < high - low:
             wanted = pa.array([i for i in ids if isinstance(i, int)], pa.int64())
             for name in SPLIT:
@@ -720,12 +723,12 @@ class PageDecoder:
         return self._starting
 
     def _decode(self, content: bytes, gzip: bool) -> Any:
-        job = _Job(content, gzip, Future())
+        job = None
         with self._lock:  # (a job is queued only while a worker is there to take it)
-            there = bool(self._workers)
-            if there:
+            if self._workers:
+                job = _Job(content, gzip, Future())
                 self._jobs.put(job)
-        if there:
+        if job is not None:
             try:
                 return job.future.result()
             except _WorkerLostError:

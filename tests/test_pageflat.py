@@ -461,31 +461,23 @@ def test_pages_that_share_an_id_or_fail_are_flattened_alone() -> None:
 
 
 def test_a_page_shared_by_two_batches_reports_its_drift_and_quarantine_once() -> None:
-    from omsframe.pageflat import flatten_pages
-
     bad_customer = {"pk": "not a number"}  # quarantined as a customer, not as an order
     contents = [
         page([{"id": 1, "new_thing": 1, "customer": bad_customer}, {"id": 2, "new_thing": 2}]),
         page([{"id": 3, "new_thing": 3}]),
     ]
-    grouped = flatten_pages(contents, Privacy())
+    grouped, answers_alone = grouped_and_alone(contents)
     records = stubs(grouped)
     assert records[0].page is records[2].page
     first, _ = combine(records[:1])  # the batch boundary falls inside the shared page
     second, _ = combine(records[1:])
-    alone = combine(stubs([flatten_page_alone(c) for c in contents]))[0]
+    alone = combine(stubs(answers_alone))[0]
     assert alone.drift.to_dict()["new_fields"] == {"order.new_thing": 3}
     assert first.drift.to_dict()["new_fields"] == alone.drift.to_dict()["new_fields"]
     assert second.drift.to_dict()["new_fields"] == {}
     kinds = [bad.kind for bad in alone.quarantine]
     assert "customers" in kinds
     assert [bad.kind for bad in first.quarantine + second.quarantine] == kinds
-
-
-def flatten_page_alone(content: bytes) -> Any:
-    from omsframe.pageflat import flatten_page
-
-    return flatten_page(content, Privacy())
 
 
 def numbered_orders(n: int) -> list[dict[str, object]]:

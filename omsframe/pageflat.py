@@ -64,6 +64,10 @@ logger = logging.getLogger(__name__)
 #: Start worker processes when the server says a read holds at least this many records (below
 #: it, one process is as fast or faster: BENCHMARKS.md "Sync").
 WORKER_THRESHOLD = 20_000
+#: A read of at least this many records, and fewer than WORKER_THRESHOLD (an incremental sync,
+#: mostly), gets one worker beside the thread that flattens pages here, the two taking the pages
+#: in turn; on one core, none (BENCHMARKS.md "Sync").
+HELPER_THRESHOLD = 1_000
 #: Seconds a worker may stay silent before it is given up (its page is flattened here).
 ANSWER_TIMEOUT = 300.0
 _HEADER = struct.Struct("<QBI")  # a message's size, kind (one of these) and count of buffers
@@ -78,15 +82,16 @@ _POPULATED: dict[str, int] = (
 #: A worker's program. It imports ``omsframe.pageflat`` without running the package's
 #: ``__init__`` (the whole public API, pandas and httpx included), and keeps pandas out: pyarrow
 #: imports it, if it can, the first time it builds an array from a list (to check for pandas
-#: objects), ~1 s of CPU a worker would spend for nothing. A worker is ready in ~0.25 s and
-#: holds only what flattening needs (its tables are the same: tested).
+#: objects), ~1 s of CPU a worker would spend for nothing. numpy too: pyarrow imports it if it
+#: can, and flattening has no use for it (~0.3 s of a worker's ~0.45 s start here). A worker is
+#: ready in ~0.15 s and holds only what flattening needs (its tables are the same: tested).
 _WORKER_MAIN = """
 import importlib.util, sys, types
-class NoPandas:
+class Unused:
     def find_spec(self, name, path=None, target=None):
-        if name == "pandas" or name.startswith("pandas."):
-            raise ImportError("a flattening worker does not use pandas")
-sys.meta_path.insert(0, NoPandas())
+        if name.partition(".")[0] in ("pandas", "numpy"):
+            raise ImportError("a flattening worker does not use " + name)
+sys.meta_path.insert(0, Unused())
 spec = importlib.util.find_spec("omsframe")
 package = types.ModuleType("omsframe")
 package.__path__ = list(spec.submodule_search_locations)
@@ -667,20 +672,37 @@ class PageDecoder:
     Args:
         privacy: The cache's PII policy and key.
         workers: Worker processes: ``None`` for one per core once a read holds at least
-            ``threshold`` records, ``0`` for none (everything in this process), ``n`` for
-            ``n`` from the first page on.
-        threshold: See ``workers``.
+            ``threshold`` records (and for one beside the thread here from
+            ``helper_threshold`` records, on more than one core), ``0`` for none (everything
+            in this process), ``n`` for ``n`` from the first page on.
+        threshold: See ``workers`` (default :data:`WORKER_THRESHOLD`).
+        helper_threshold: See ``workers`` (default :data:`HELPER_THRESHOLD`).
 
     Use as a context manager (the workers are stopped on exit), and call it with a page's
     bytes from any thread.
     """
 
     def __init__(
-        self, privacy: Privacy, *, workers: int | None = None, threshold: int = WORKER_THRESHOLD
+        self,
+        privacy: Privacy,
+        *,
+        workers: int | None = None,
+        threshold: int | None = None,
+        helper_threshold: int | None = None,
     ) -> None:
         self.privacy = privacy
-        self.wanted = (os.cpu_count() or 1) if workers is None else workers
-        self.threshold = threshold if workers is None else 0
+        cores = os.cpu_count() or 1
+        self.wanted = cores if workers is None else workers
+        self.threshold = (
+            (WORKER_THRESHOLD if threshold is None else threshold) if workers is None else 0
+        )
+        #: from how many records one worker helps the thread here (``None``: never)
+        self.helper_threshold = (
+            (HELPER_THRESHOLD if helper_threshold is None else helper_threshold)
+            if workers is None and cores > 1
+            else None
+        )
+        self._helper = False  # one worker beside the thread here, both taking pages
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._workers: list[_Worker] = []
         self._drivers: list[threading.Thread] = []
@@ -708,6 +730,8 @@ class PageDecoder:
         _, count, next_url, previous, keys, page, offset = answer
         if count >= self.threshold:
             self.start()
+        elif self.helper_threshold is not None and count >= self.helper_threshold:
+            self.start(helper=True)
         results = [Stub(k, page, offset + i) for i, k in enumerate(keys)]
         return {"count": count, "next": next_url, "previous": previous, "results": results}
 
@@ -720,15 +744,20 @@ class PageDecoder:
         Pages flattened here come compressed: the reading threads, which hold the
         interpreter's lock to receive, then carry a ninth of the bytes.
         """
-        return self._starting
+        return self._starting and not self._helper
 
     def _decode(self, content: bytes, gzip: bool) -> Any:
+        if gzip and self._helper:  # (may be flattened here: see below)
+            content, gzip = inflate(content), False
         job = None
         with self._lock:  # (a job is queued only while a worker is there to take it)
             if self._workers:
                 job = _Job(content, gzip, Future())
                 self._jobs.put(job)
         if job is not None:
+            here = self._here() if self._helper else None
+            if here is not None:  # the thread here takes the next page waiting, if any
+                here.submit(self._take)
             try:
                 return job.future.result()
             except _WorkerLostError:
@@ -744,6 +773,26 @@ class PageDecoder:
             return flatten_page(content, self.privacy)
         return here.submit(flatten_page, content, self.privacy).result()
 
+    def _take(self) -> None:
+        """Flatten the next page waiting for a worker, here (beside a helper: see ``start``).
+
+        Called once for each page queued, so every page queued is taken, by the thread here or
+        by the helper, whichever is free first.
+        """
+        try:
+            job = self._jobs.get_nowait()
+        except queue.Empty:
+            return  # the helper took it
+        if job is None:  # the decoder closes: that word is a driver's
+            self._jobs.put(None)
+            return
+        try:
+            answer = flatten_page(job.content, self.privacy, gzip=job.gzip)
+        except BaseException as error:  # the thread that brought the page raises it
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(answer)
+
     def _here(self) -> ThreadPoolExecutor | None:
         """The thread that flattens the pages no worker takes (started on first use)."""
         with self._lock:
@@ -751,18 +800,22 @@ class PageDecoder:
                 self._flattener = ThreadPoolExecutor(1, thread_name_prefix="omsframe-flatten")
             return self._flattener
 
-    def start(self) -> None:
-        """Start the worker processes in the background (once; pages go to them when ready)."""
+    def start(self, *, helper: bool = False) -> None:
+        """Start the worker processes in the background (once; pages go to them when ready).
+
+        ``helper``: one worker only, beside the thread here (a read too small for a worker per
+        core, but not for a second core): the two take the pages waiting in turn.
+        """
         with self._lock:
             if self._starting or self._closed or self.wanted < 1:
                 return
-            self._starting = True
+            self._starting, self._helper = True, helper
         threading.Thread(target=self._launch, name="omsframe-workers", daemon=True).start()
 
     def _launch(self) -> None:
         started: list[_Worker] = []
         try:
-            for _ in range(self.wanted):
+            for _ in range(1 if self._helper else self.wanted):
                 started.append(_Worker(self.privacy.mode, self.privacy.key))
             for worker in started:
                 worker.ready()
@@ -782,7 +835,7 @@ class PageDecoder:
                 self._workers, started = started, []
         for worker in started:  # closed meanwhile
             worker.stop()
-        logger.info("flattening on %d worker processes", self.wanted)
+        logger.info("flattening on %d worker processes", len(self._workers))
 
     def _drive(self, worker: _Worker) -> None:
         """A worker's thread: it hands the worker the pages waiting, up to GROUP_PAGES at once.

@@ -554,3 +554,98 @@ def test_pages_given_together_to_a_worker_that_goes_silent_are_flattened_here(
         assert decode._workers == [] and decode.pages_on_workers == 0
     for n, body in enumerate(bodies):
         assert [s["id"] for s in body["results"]] == [n * 100 + k for k in range(30)]
+
+
+def helped(decode: PageDecoder) -> None:
+    """Start a decoder's helper now, in this thread (as ``start(helper=True)`` does in one)."""
+    decode._starting, decode._helper = True, True
+    decode._launch()
+    assert len(decode._workers) == 1
+
+
+def test_a_helper_and_the_thread_here_share_the_pages_of_a_mid_sized_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import omsframe.pageflat as pageflat
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    flattened_here: list[str] = []
+    real = pageflat.flatten_page
+
+    def watched(content: bytes, privacy: Privacy, *, gzip: bool = False) -> Any:
+        import threading
+
+        flattened_here.append(threading.current_thread().name)
+        return real(content, privacy, gzip=gzip)
+
+    monkeypatch.setattr(pageflat, "flatten_page", watched)
+    with PageDecoder(Privacy(), helper_threshold=100) as decode:
+        decode(page(numbered_orders(0), count=50))  # too few records for a helper
+        assert not decode._starting
+        decode(page(numbered_orders(0), count=150))  # a helper starts in the background
+        assert decode._starting and decode._helper and not decode.plain  # (gzip pages still)
+    with PageDecoder(Privacy(), helper_threshold=100) as decode, ThreadPoolExecutor(8) as pool:
+        helped(decode)
+        flattened_here.clear()
+        # gzip bodies are inflated by the reading threads, whoever flattens them
+        bodies = list(
+            pool.map(
+                lambda n: decode(gzip.compress(page(numbered_orders(n))), gzip=True), range(24)
+            )
+        )
+        on_helper = decode.pages_on_workers
+    # every page was taken once: some by the helper, the others by the one thread here
+    assert 0 < on_helper < 24 and len(flattened_here) == 24 - on_helper
+    assert {name.rsplit("_", 1)[0] for name in flattened_here} == {"omsframe-flatten"}
+    with PageDecoder(Privacy(), workers=0) as here:
+        alone = [here(page(numbered_orders(n))) for n in range(24)]
+    flat, raw = combine([s for body in bodies for s in body["results"]])
+    flat_here, raw_here = combine([s for body in alone for s in body["results"]])
+    for name in ("orders", "order_items", "addresses"):
+        assert flat.tables[name].equals(flat_here.tables[name]), name
+    assert raw.equals(raw_here)
+
+
+def test_no_helper_on_one_core_nor_when_the_workers_are_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import omsframe.pageflat as pageflat
+
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert PageDecoder(Privacy()).helper_threshold is None
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert PageDecoder(Privacy()).helper_threshold == pageflat.HELPER_THRESHOLD
+    assert PageDecoder(Privacy(), workers=0).helper_threshold is None
+    assert PageDecoder(Privacy(), workers=3).helper_threshold is None
+
+
+def test_pages_of_a_lost_helper_are_flattened_here() -> None:
+    with PageDecoder(Privacy(), helper_threshold=100) as decode, ThreadPoolExecutor(6) as pool:
+        helped(decode)
+        (worker,) = decode._workers
+        worker.process.kill()
+        worker.process.wait()
+        bodies = list(pool.map(lambda n: decode(page(numbered_orders(n))), range(12)))
+        assert decode._workers == [] and decode.pages_on_workers == 0
+    for n, body in enumerate(bodies):
+        assert [s["id"] for s in body["results"]] == [n * 100 + k for k in range(30)]
+
+
+def test_a_worker_runs_without_pandas_and_numpy() -> None:
+    import subprocess
+    import sys
+
+    from omsframe.pageflat import _WORKER_MAIN
+
+    program = _WORKER_MAIN.replace(
+        "serve_worker()",
+        "from omsframe.pageflat import flatten_page\n"
+        "from omsframe.privacy import Privacy\n"
+        f"flatten_page({page(numbered_orders(1))!r}, Privacy(mode='pseudonymize', key=b'k' * 32))\n"
+        "print(sorted({m.partition('.')[0] for m in sys.modules} & {'pandas', 'numpy'}))",
+    )
+    assert "serve_worker()" not in program
+    out = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -147,6 +147,10 @@ _ROWS_FILE = ".rows.json"  # rows per file, by file version (see Store.counts)
 _FILE_NAME = re.compile(r"part(-\d+)?")  # other files in a folder are not the cache's
 
 
+#: Bytes of tables an incremental sync reads ahead, while its pages arrive, from the files its
+#: stored orders are in (see :meth:`Store.read_ahead`); beyond, the upsert reads them itself.
+READ_AHEAD_BYTES = 96 * 2**20
+
 #: Threads that write a batch's files (Arrow encodes, compresses and writes without holding the
 #: interpreter's lock, and the files of a batch are independent of one another).
 WRITE_THREADS = min(4, os.cpu_count() or 1)
@@ -302,6 +306,10 @@ class Store:
         # the file's inode, size and modification time (as in .rows.json: see counts)
         self._written: dict[str, list[int]] = {}
         self._rows: dict[str, list[int]] | None = None  # every file's, as counts() last saw
+        # files read ahead for the next upsert (see read_ahead): each with its stamp then
+        self._ahead: dict[Path, tuple[tuple[int, int, int], pa.Table]] = {}
+        self._ahead_places: set[Place] = set()
+        self._ahead_bytes = 0
 
     # --- paths --------------------------------------------------------------------------------
     def table_dir(self, name: str) -> Path:
@@ -404,6 +412,11 @@ class Store:
 
     # --- reading --------------------------------------------------------------------------------
     def _read_file(self, path: Path, name: str) -> pa.Table:
+        ahead = self._ahead.pop(path, None)
+        if ahead is not None:
+            with contextlib.suppress(OSError):
+                if _stamp(path.stat()) == ahead[0]:  # (else written since: read again)
+                    return ahead[1]
         try:
             with pq.ParquetFile(path) as file:  # lighter than pq.read_table for one file
                 table = file.read()
@@ -419,6 +432,49 @@ class Store:
                 "run `omsframe rebuild` to rebuild the cache"
             )
         return table
+
+    def read_ahead(self, ids: Sequence[int]) -> None:
+        """Read now the files of the stored orders among ``ids``, for the next upsert to find.
+
+        What an incremental sync does while its pages still arrive (the next upsert then reads
+        nothing it was given here): each file of the file groups these orders are in, and their
+        months of ``state_history``, up to :data:`READ_AHEAD_BYTES` of tables. A file written
+        in between is read again; what the upsert did not use is let go after it.
+
+        Example:
+            >>> import tempfile
+            >>> store = Store(tempfile.mkdtemp())
+            >>> store.read_ahead([1, 2])  # nothing stored: nothing to read
+            >>> store._ahead
+            {}
+        """
+        layout = self._layout()
+        places = dict.fromkeys(place for place in layout.lookup(list(ids)) if place is not None)
+        months = {month for month, _ in self._ahead_places}
+        for place in places:
+            if place in self._ahead_places or self._ahead_bytes >= READ_AHEAD_BYTES:
+                continue
+            self._ahead_places.add(place)
+            paths = [(name, self.file_path(name, *place)) for name in FILE_GROUP]
+            if place[0] not in months:
+                months.add(place[0])
+                paths += [
+                    ("state_history", self.file_path("state_history", place[0], stem))
+                    for stem in self.stems("state_history", place[0])
+                ]
+            for name, path in paths:
+                try:
+                    stamp = _stamp(path.stat())
+                except OSError:
+                    continue  # (not there: nothing to read)
+                table = self._read_file(path, name)
+                self._ahead[path] = (stamp, table)
+                self._ahead_bytes += table.nbytes
+
+    def _forget_ahead(self) -> None:
+        self._ahead.clear()
+        self._ahead_places.clear()
+        self._ahead_bytes = 0
 
     def read_partition(self, name: str, month: str | None) -> pa.Table | None:
         """One partition (all its files), or ``None`` when it does not exist."""
@@ -549,10 +605,13 @@ class Store:
         entities: bool,
         pend: bool = False,
     ) -> UpsertCounts:
-        counts, writes, placed = self._order_writes(flat, raw, policy, observed_at)
-        if entities:
-            writes += self._entity_writes(flat, policy, pend_customers=pend)
-        counts.partitions_written += sum(_run_writes(writes))
+        try:
+            counts, writes, placed = self._order_writes(flat, raw, policy, observed_at)
+            if entities:
+                writes += self._entity_writes(flat, policy, pend_customers=pend)
+            counts.partitions_written += sum(_run_writes(writes))
+        finally:
+            self._forget_ahead()  # (what was read ahead and not used)
         self._place(placed)
         return counts
 

@@ -128,6 +128,7 @@ def _batches(
     records: Iterator[dict[str, Any]],
     size: int,
     meanwhile: Callable[[], object] | None = None,
+    arriving: Callable[[list[int]], object] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Batches of ``size`` records, the next one read while the caller stores this one.
 
@@ -135,11 +136,16 @@ def _batches(
     is done with the one before the batch it handed over (memory: two batches), so the OMS works
     on the next pages while this process flattens and writes. Errors of the reader are raised
     here, in the caller's thread. ``meanwhile`` is called in the caller's thread once the
-    reader has started (work the first batch would otherwise wait for).
+    reader has started (work the first batch would otherwise wait for); then, until the first
+    batch is there, ``arriving`` with the ids of the records read since, now and then.
     """
     ahead: queue.Queue[list[dict[str, Any]] | BaseException | None] = queue.Queue(maxsize=1)
     room = threading.Semaphore(2)  # batches alive: the one stored, the one read ahead
     stop = threading.Event()
+    seen: queue.SimpleQueue[int] = queue.SimpleQueue()
+    first_handed = threading.Event()
+    if arriving is not None:
+        records = _noting(records, seen, first_handed)
 
     def read() -> None:
         try:
@@ -158,18 +164,56 @@ def _batches(
     try:
         if meanwhile is not None:
             meanwhile()
-        while (item := ahead.get()) is not None:
+        item = _first_batch(ahead, seen, arriving) if arriving is not None else ahead.get()
+        first_handed.set()
+        while item is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item
             item = None  # not kept alive while the next batch is awaited
             room.release()  # the caller is done with this batch
+            item = ahead.get()
     finally:
         stop.set()
         room.release()  # a reader waiting for room sees `stop`
         while reader.is_alive():  # let a blocked reader finish its put and see `stop`
             with contextlib.suppress(queue.Empty):
                 ahead.get(timeout=0.05)
+
+
+def _noting(
+    records: Iterator[Any], seen: queue.SimpleQueue[int], until: threading.Event
+) -> Iterator[Any]:
+    """``records`` as they are, each one's id (an integer) noted in ``seen`` ``until`` set."""
+    for record in records:
+        if (
+            not until.is_set()
+            and isinstance(record, dict)
+            and (key := record.get("id")).__class__ is int
+        ):
+            seen.put(key)
+        yield record
+
+
+def _first_batch(
+    ahead: queue.Queue[Any], seen: queue.SimpleQueue[int], arriving: Callable[[list[int]], object]
+) -> Any:
+    """Wait for the reader's first item, handing ``arriving`` the ids read meanwhile."""
+    while True:
+        try:
+            return ahead.get(timeout=ARRIVING_EVERY)
+        except queue.Empty:
+            pass
+        ids: list[int] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                ids.append(seen.get_nowait())
+        if ids:
+            arriving(ids)
+
+
+#: How often (seconds) a sync waiting for its first batch looks at the ids read meanwhile.
+ARRIVING_EVERY = 0.05
 
 
 def _prepare_orders(store: Store) -> Callable[[], None]:
@@ -460,7 +504,9 @@ def _sync_endpoint(
         # (not enumerate: the result tuple it keeps for reuse would hold the last batch alive
         # while the next one is read — a whole batch more at the peak)
         number = 0
-        for batch in _batches(iter(read), batch_size, prepare):
+        # an incremental read: the files its stored orders are in are read while pages arrive
+        arriving = store.read_ahead if endpoint == "orders" and plan == "incremental" else None
+        for batch in _batches(iter(read), batch_size, prepare, arriving):
             number += 1  # noqa: SIM113 (see above)
             if number % COLLECT_EVERY == 0:
                 gc.collect()  # cyclic garbage, should there be any (see collector_paused)

@@ -515,3 +515,90 @@ def test_a_sync_of_one_batch_writes_its_customers_at_once_a_longer_one_pends_the
         return sorted(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
 
     assert customers(one) == customers(many)
+
+
+def test_an_upsert_uses_the_files_read_ahead_unless_they_were_written_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copy
+    import datetime as dt
+
+    from omsframe.flatten import flatten_orders
+    from omsframe.privacy import Privacy
+    from omsframe.store import FILE_GROUP, Store
+    from tests.test_flatten import example_copy
+
+    privacy = Privacy(key=b"k" * 32)
+    now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+    def upsert(store: Store, order_id: int, modified: str, state: str = "400") -> None:
+        order = copy.deepcopy(example_copy()[0])
+        order.update(id=order_id, modified_date=modified)
+        order["state"]["enum_value"] = state
+        flat = flatten_orders([order], privacy=privacy)
+        store.upsert_orders(flat, [order], policy="pseudonymize", observed_at=now)
+
+    upsert(Store(tmp_path), 1, "2023-05-17T13:45:55.000000Z")
+    upsert(Store(tmp_path), 2, "2023-05-17T13:45:56.000000Z")
+    reads: list[str] = []
+    real = pq.ParquetFile
+
+    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
+        reads.append(Path(path).relative_to(tmp_path).parent.parent.as_posix())
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr("omsframe.store.pq.ParquetFile", counted)
+    store = Store(tmp_path)
+    store.prepare()  # (where each order is)
+    reads.clear()
+    store.read_ahead([1, 999])  # 999 is not stored: nothing to read for it
+    folders = [store.table_dir(name).relative_to(tmp_path).as_posix() for name in FILE_GROUP]
+    assert sorted(reads) == sorted([*folders, "tables/state_history"])
+    assert len(store._ahead) == len(FILE_GROUP) + 1
+    reads.clear()
+    upsert(store, 1, "2023-05-18T00:00:00.000000Z", state="550")
+    assert reads == []  # every file the upsert needed was there
+    assert store._ahead == {}
+    # a file group written between the read-ahead and the upsert is read again
+    store.read_ahead([2])
+    upsert(Store(tmp_path), 2, "2023-05-19T00:00:00.000000Z", state="600")  # another writer
+    upsert(store, 1, "2023-05-20T00:00:00.000000Z", state="650")
+    orders = Store(tmp_path).read_table("orders").sort_by("order_id")
+    assert orders.column("order_id").to_pylist() == [1, 2]
+    assert [m.day for m in orders.column("modified_date").to_pylist()] == [20, 19]
+    history = Store(tmp_path).read_table("state_history")
+    assert sorted(history.column("to_state_code").to_pylist()) == [
+        "400",
+        "400",
+        "550",
+        "600",
+        "650",
+    ]
+
+
+def test_a_read_ahead_stops_at_its_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import omsframe.store as store_module
+    from omsframe.store import Store
+
+    store = Store(tmp_path)
+    layout = store._layout()
+    layout.add(("2025-01", "part-00000"), [1])
+    layout.add(("2025-02", "part-00000"), [2])
+    read: list[Path] = []
+
+    def fake(self: Store, path: Path, name: str) -> Any:
+        read.append(path)
+        return pq.read_table(tmp_path / "one.parquet")
+
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"x": list(range(1000))}), tmp_path / "one.parquet")
+    for month in ("2025-01", "2025-02"):
+        for name in ("orders", "raw_orders"):
+            path = store.file_path(name, month, "part-00000")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+    monkeypatch.setattr(Store, "_read_file", fake)
+    monkeypatch.setattr(store_module, "READ_AHEAD_BYTES", 1)  # full after one file group
+    store.read_ahead([1, 2])
+    assert {p.parent.name for p in read} == {"month=2025-01"}

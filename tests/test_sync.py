@@ -426,9 +426,9 @@ def test_a_stored_batch_is_let_go_before_the_next_one_is_awaited(
     real = sync_module._batches
     alive: list[int] = []
 
-    def watched(records: Any, size: int, meanwhile: Any = None) -> Any:
+    def watched(records: Any, size: int, meanwhile: Any = None, arriving: Any = None) -> Any:
         pages: list[Any] = []
-        for batch in real(records, size, meanwhile):
+        for batch in real(records, size, meanwhile, arriving):
             # the next batch is here: nothing may hold the pages of the one before any more
             # (but those it shares with this one: pages flattened together, see flatten_pages)
             shared = {id(stub.page) for stub in batch}
@@ -470,3 +470,29 @@ def test_the_batcher_runs_work_meanwhile_in_the_caller_s_thread_while_the_reader
     batches = list(sync_module._batches(records(), 2, meanwhile))
     assert [len(b) for b in batches] == [2, 2, 1]
     assert done == [threading.current_thread().name]
+
+
+def test_the_batcher_hands_the_ids_read_before_the_first_batch_to_the_caller() -> None:
+    import threading
+
+    sync_module = sys.modules["omsframe.sync"]
+    handed: list[int] = []
+    threads: set[str] = set()
+    go_on = threading.Event()
+
+    def records() -> Any:
+        yield from ({"id": i} for i in range(3))
+        yield {"id": "x"}  # (not an id to look up)
+        assert go_on.wait(5)  # the first batch waits for more pages...
+        yield from ({"id": i} for i in range(3, 6))
+
+    def arriving(ids: list[int]) -> None:  # ...meanwhile the caller is told what came
+        handed.extend(ids)
+        threads.add(threading.current_thread().name)
+        go_on.set()
+
+    batches = list(sync_module._batches(records(), 5, None, arriving))
+    assert [len(b) for b in batches] == [5, 2]
+    assert handed == [0, 1, 2] and threads == {threading.current_thread().name}
+    # a read of nothing ends as one without the caller being told anything
+    assert list(sync_module._batches(iter([]), 5, None, arriving)) == []

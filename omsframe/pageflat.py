@@ -3,8 +3,9 @@
 A sync reads pages concurrently, but parsing and flattening are Python work, bound to one core
 by the interpreter's lock, and they used to compete with the cache writes for it. Here each
 page's bytes are parsed, flattened and prepared for the raw layer in one go — on worker
-processes (one per core) once the server says the read is large, in the reading thread before
-that — and the paging logic gets back light records (``id`` and ``modified_date`` only) that
+processes (one per core) once the server says the read is large, on one thread of this process
+before that (with one worker beside it for a read of middling size, on more than one core) —
+and the paging logic gets back light records (``id`` and ``modified_date`` only) that
 point at their page's tables. :func:`combine` turns a batch of such records back into one
 :class:`~omsframe.flatten.Flattened` and the raw layer's rows.
 

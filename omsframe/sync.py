@@ -268,7 +268,8 @@ def sync(
         allow_http: Allow plain ``http://`` to a host that is not loopback.
         workers: Processes that parse and flatten order pages while this one reads and
             writes: by default one per core once the server says the read holds 20,000
-            orders or more (below that, one process is as fast or faster); ``0`` for none.
+            orders or more, and one beside this process's flattening thread from 1,000
+            orders (on more than one core); ``0`` for none.
 
     Returns:
         The :class:`SyncReport`.

@@ -82,7 +82,10 @@ def _print(value: Any, as_json: bool) -> None:
 @click.option(
     "--workers",
     type=click.IntRange(min=0),
-    help="Processes flattening pages (default: one per core for 5,000+ orders; 0: none).",
+    help=(
+        "Processes flattening pages (default: one per core for 20,000+ orders, "
+        "one from 1,000; 0: none)."
+    ),
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_JSON

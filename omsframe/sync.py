@@ -128,7 +128,7 @@ def _batches(
     records: Iterator[dict[str, Any]],
     size: int,
     meanwhile: Callable[[], object] | None = None,
-    arriving: Callable[[list[int]], object] | None = None,
+    arriving: Callable[[list[dict[str, Any]]], object] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Batches of ``size`` records, the next one read while the caller stores this one.
 
@@ -137,12 +137,12 @@ def _batches(
     on the next pages while this process flattens and writes. Errors of the reader are raised
     here, in the caller's thread. ``meanwhile`` is called in the caller's thread once the
     reader has started (work the first batch would otherwise wait for); then, until the first
-    batch is there, ``arriving`` with the ids of the records read since, now and then.
+    batch is there, ``arriving`` with the records read since, now and then.
     """
     ahead: queue.Queue[list[dict[str, Any]] | BaseException | None] = queue.Queue(maxsize=1)
     room = threading.Semaphore(2)  # batches alive: the one stored, the one read ahead
     stop = threading.Event()
-    seen: queue.SimpleQueue[int] = queue.SimpleQueue()
+    seen: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
     first_handed = threading.Event()
     if arriving is not None:
         records = _noting(records, seen, first_handed)
@@ -182,37 +182,57 @@ def _batches(
 
 
 def _noting(
-    records: Iterator[Any], seen: queue.SimpleQueue[int], until: threading.Event
+    records: Iterator[Any], seen: queue.SimpleQueue[dict[str, Any]], until: threading.Event
 ) -> Iterator[Any]:
-    """``records`` as they are, each one's id (an integer) noted in ``seen`` ``until`` set."""
+    """``records`` as they are, each one (a dict) noted in ``seen`` on its way, ``until`` set."""
     for record in records:
-        if (
-            not until.is_set()
-            and isinstance(record, dict)
-            and (key := record.get("id")).__class__ is int
-        ):
-            seen.put(key)
+        if not until.is_set() and isinstance(record, dict):
+            seen.put(record)
         yield record
 
 
 def _first_batch(
-    ahead: queue.Queue[Any], seen: queue.SimpleQueue[int], arriving: Callable[[list[int]], object]
+    ahead: queue.Queue[Any],
+    seen: queue.SimpleQueue[dict[str, Any]],
+    arriving: Callable[[list[dict[str, Any]]], object],
 ) -> Any:
-    """Wait for the reader's first item, handing ``arriving`` the ids read meanwhile."""
+    """Wait for the reader's first item, handing ``arriving`` the records read meanwhile."""
     while True:
         try:
             return ahead.get(timeout=ARRIVING_EVERY)
         except queue.Empty:
             pass
-        ids: list[int] = []
+        came: list[dict[str, Any]] = []
         with contextlib.suppress(queue.Empty):
             while True:
-                ids.append(seen.get_nowait())
+                came.append(seen.get_nowait())
+        if came:
+            arriving(came)
+
+
+def _reading_ahead(store: Store, cursor: str | None) -> Callable[[list[dict[str, Any]]], None]:
+    """What an incremental read does with the records read before its first batch is there.
+
+    The files of those changed since the last sync (``modified_date`` after its ``cursor``)
+    are read ahead (:meth:`~omsframe.store.Store.read_ahead`); those of the look-back window
+    before it are mostly stored as they are, and their files are not rewritten (an order of
+    it that did change has its files read by the upsert, as without a read-ahead).
+    """
+    after = stamp_key(cursor)
+
+    def arriving(records: list[dict[str, Any]]) -> None:
+        ids = [
+            r["id"]
+            for r in records
+            if r.get("id").__class__ is int and stamp_key(r.get("modified_date")) > after
+        ]
         if ids:
-            arriving(ids)
+            store.read_ahead(ids)
+
+    return arriving
 
 
-#: How often (seconds) a sync waiting for its first batch looks at the ids read meanwhile.
+#: How often (seconds) a sync waiting for its first batch looks at the records read meanwhile.
 ARRIVING_EVERY = 0.05
 
 
@@ -506,7 +526,11 @@ def _sync_endpoint(
         # while the next one is read — a whole batch more at the peak)
         number = 0
         # an incremental read: the files its stored orders are in are read while pages arrive
-        arriving = store.read_ahead if endpoint == "orders" and plan == "incremental" else None
+        arriving = (
+            _reading_ahead(store, manifest["cursors"].get(endpoint))
+            if endpoint == "orders" and plan == "incremental"
+            else None
+        )
         for batch in _batches(iter(read), batch_size, prepare, arriving):
             number += 1  # noqa: SIM113 (see above)
             if number % COLLECT_EVERY == 0:

@@ -472,22 +472,22 @@ def test_the_batcher_runs_work_meanwhile_in_the_caller_s_thread_while_the_reader
     assert done == [threading.current_thread().name]
 
 
-def test_the_batcher_hands_the_ids_read_before_the_first_batch_to_the_caller() -> None:
+def test_the_batcher_hands_the_records_read_before_the_first_batch_to_the_caller() -> None:
     import threading
 
     sync_module = sys.modules["omsframe.sync"]
-    handed: list[int] = []
+    handed: list[Any] = []
     threads: set[str] = set()
     go_on = threading.Event()
 
     def records() -> Any:
         yield from ({"id": i} for i in range(3))
-        yield {"id": "x"}  # (not an id to look up)
+        yield "not a record"
         assert go_on.wait(5)  # the first batch waits for more pages...
         yield from ({"id": i} for i in range(3, 6))
 
-    def arriving(ids: list[int]) -> None:  # ...meanwhile the caller is told what came
-        handed.extend(ids)
+    def arriving(came: list[dict[str, Any]]) -> None:  # ...meanwhile the caller is told
+        handed.extend(r["id"] for r in came)
         threads.add(threading.current_thread().name)
         go_on.set()
 
@@ -496,3 +496,26 @@ def test_the_batcher_hands_the_ids_read_before_the_first_batch_to_the_caller() -
     assert handed == [0, 1, 2] and threads == {threading.current_thread().name}
     # a read of nothing ends as one without the caller being told anything
     assert list(sync_module._batches(iter([]), 5, None, arriving)) == []
+
+
+def test_an_incremental_reads_ahead_the_files_of_orders_changed_since_the_last_sync() -> None:
+    sync_module = sys.modules["omsframe.sync"]
+    asked: list[list[int]] = []
+
+    class Store:
+        def read_ahead(self, ids: list[int]) -> None:
+            asked.append(ids)
+
+    arriving = sync_module._reading_ahead(Store(), "2025-01-01T10:00:00Z")
+    arriving(
+        [
+            {"id": 1, "modified_date": "2025-01-01T09:45:00Z"},  # in the look-back window
+            {"id": 2, "modified_date": "2025-01-01T10:00:00.500000Z"},  # after the cursor
+            {"id": 3, "modified_date": "2025-01-01T12:00:00+03:00"},  # before it, in UTC
+            {"id": 4, "modified_date": "2025-01-01T11:00:00+00:00"},
+            {"id": "x", "modified_date": "2025-01-02T00:00:00Z"},  # not an id
+            {"id": 5},  # no stamp
+        ]
+    )
+    arriving([{"id": 6, "modified_date": "2025-01-01T09:00:00Z"}])  # nothing to read
+    assert asked == [[2, 4]]

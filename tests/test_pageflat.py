@@ -487,6 +487,21 @@ def numbered_orders(n: int) -> list[dict[str, object]]:
     ]
 
 
+def flat_as_alone(bodies: list[Any]) -> Any:
+    """A batch of numbered pages (``bodies[n]`` of ``numbered_orders(n)``), combined, after
+    checking its tables equal those of each page flattened alone in this process."""
+    with PageDecoder(Privacy(), workers=0) as here:
+        alone = [here(page(numbered_orders(n))) for n in range(len(bodies))]
+    for n, body in enumerate(bodies):
+        assert [s["id"] for s in body["results"]] == [s["id"] for s in alone[n]["results"]]
+    flat, raw = combine([s for body in bodies for s in body["results"]])
+    flat_here, raw_here = combine([s for body in alone for s in body["results"]])
+    for name in ("orders", "order_items", "addresses"):
+        assert flat.tables[name].equals(flat_here.tables[name]), name
+    assert raw.equals(raw_here)
+    return flat
+
+
 def test_pages_waiting_for_a_worker_go_to_it_together_and_give_the_same_tables() -> None:
     from collections import Counter
 
@@ -501,16 +516,8 @@ def test_pages_waiting_for_a_worker_go_to_it_together_and_give_the_same_tables()
         assert decode.pages_on_workers == 12
     groups = Counter(id(body["results"][0].page) for body in bodies)
     assert sum(groups.values()) == 12 and 1 < max(groups.values()) <= pageflat.GROUP_PAGES
-    with PageDecoder(Privacy(), workers=0) as here:
-        alone = [here(page(numbered_orders(n))) for n in range(12)]
-    for n, body in enumerate(bodies):
-        assert [s["id"] for s in body["results"]] == [s["id"] for s in alone[n]["results"]]
     # a batch's rows come in the order of its records, whichever pages went together
-    flat, raw = combine([s for body in bodies for s in body["results"]])
-    flat_here, raw_here = combine([s for body in alone for s in body["results"]])
-    for name in ("orders", "order_items", "addresses"):
-        assert flat.tables[name].equals(flat_here.tables[name]), name
-    assert raw.equals(raw_here)
+    flat = flat_as_alone(bodies)
     assert flat.tables["orders"].column("order_id").to_pylist() == [
         n * 100 + k for n in range(12) for k in range(30)
     ]
@@ -597,13 +604,7 @@ def test_a_helper_and_the_thread_here_share_the_pages_of_a_mid_sized_read(
     # every page was taken once: some by the helper, the others by the one thread here
     assert 0 < on_helper < 24 and len(flattened_here) == 24 - on_helper
     assert {name.rsplit("_", 1)[0] for name in flattened_here} == {"omsframe-flatten"}
-    with PageDecoder(Privacy(), workers=0) as here:
-        alone = [here(page(numbered_orders(n))) for n in range(24)]
-    flat, raw = combine([s for body in bodies for s in body["results"]])
-    flat_here, raw_here = combine([s for body in alone for s in body["results"]])
-    for name in ("orders", "order_items", "addresses"):
-        assert flat.tables[name].equals(flat_here.tables[name]), name
-    assert raw.equals(raw_here)
+    flat_as_alone(bodies)
 
 
 def test_no_helper_on_one_core_nor_when_the_workers_are_chosen(

@@ -740,15 +740,17 @@ class PageDecoder:
     def plain(self) -> bool:
         """Whether pages go to worker processes (see :class:`~omsframe.session.BodyDecoder`).
 
-        From a loopback host they are then asked for uncompressed: gzip costs the server ~2 ms
-        and a worker ~1 ms a page of 100 orders, and the pipe carries the ~800 KB cheaply.
-        Pages flattened here come compressed: the reading threads, which hold the
-        interpreter's lock to receive, then carry a ninth of the bytes.
+        From a loopback host they are then asked for uncompressed: gzip costs the server ~5 ms
+        and the side that flattens ~2 ms a page of 100 orders, and the pipe carries the ~800 KB
+        cheaply. So with a helper too, though half the pages are flattened here: a 2,736-order
+        incremental sync took ~6 % less time (26 A/B pairs; BENCHMARKS.md "Sync"). Pages all
+        flattened here come compressed: the reading threads, which hold the interpreter's lock
+        to receive, then carry a ninth of the bytes.
         """
-        return self._starting and not self._helper
+        return self._starting
 
     def _decode(self, content: bytes, gzip: bool) -> Any:
-        if gzip and self._helper:  # (may be flattened here: see below)
+        if gzip and self._helper:  # (may be flattened here: see below; a remote host's)
             content, gzip = inflate(content), False
         job = None
         with self._lock:  # (a job is queued only while a worker is there to take it)

@@ -630,7 +630,10 @@ def serve_worker() -> None:
             _send(stdout, _answer(pages, privacy))
             del pages  # the pages go now, not when the next ones come
     except (_WorkerLostError, BrokenPipeError):
-        return  # the parent went away
+        pass  # the parent closed the pipes, or went away
+    # every answer is out (each is flushed): end now, without the interpreter's tidying up
+    # (~16 ms, twice that on a busy machine, that the sync waited for at its end)
+    os._exit(0)
 
 
 def _answer(pages: list[tuple[bytearray, bool]], privacy: Privacy) -> tuple[Any, ...]:

@@ -652,3 +652,20 @@ def test_a_worker_runs_without_pandas_and_numpy() -> None:
         [sys.executable, "-c", program], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+
+def test_a_worker_ends_at_once_when_its_pipes_close() -> None:
+    import subprocess
+    import sys
+
+    from omsframe.pageflat import _WORKER_MAIN
+
+    # an exit handler stands for the interpreter's tidying up at exit, which a worker skips
+    program = _WORKER_MAIN.replace(
+        "serve_worker()",
+        "import atexit\natexit.register(lambda: sys.stderr.write('tidied'))\nserve_worker()",
+    )
+    assert "atexit.register" in program
+    done = subprocess.run([sys.executable, "-c", program], input=b"", capture_output=True)
+    assert done.returncode == 0 and b"tidied" not in done.stderr

@@ -654,7 +654,6 @@ def test_a_worker_runs_without_pandas_and_numpy() -> None:
     assert out.stdout.strip() == "[]"
 
 
-
 def test_a_worker_ends_at_once_when_its_pipes_close() -> None:
     import subprocess
     import sys

@@ -166,6 +166,7 @@ def _batches(
             meanwhile()
         item = _first_batch(ahead, seen, arriving) if arriving is not None else ahead.get()
         first_handed.set()
+        _drain(seen)  # the records noted since the last look: not held for the whole read
         while item is not None:
             if isinstance(item, BaseException):
                 raise item
@@ -202,12 +203,18 @@ def _first_batch(
             return ahead.get(timeout=ARRIVING_EVERY)
         except queue.Empty:
             pass
-        came: list[dict[str, Any]] = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                came.append(seen.get_nowait())
+        came = _drain(seen)
         if came:
             arriving(came)
+
+
+def _drain(seen: queue.SimpleQueue[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Everything in ``seen`` now, taken out."""
+    came: list[dict[str, Any]] = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            came.append(seen.get_nowait())
+    return came
 
 
 def _reading_ahead(store: Store, cursor: str | None) -> Callable[[list[dict[str, Any]]], None]:

@@ -156,18 +156,26 @@ READ_AHEAD_BYTES = 96 * 2**20
 WRITE_THREADS = min(4, os.cpu_count() or 1)
 
 
-def _run_writes(writes: Sequence[Callable[[], int]]) -> list[int]:
+def _run_writes(
+    writes: Sequence[Callable[[], int]],
+    later: Callable[[], Sequence[Callable[[], int]]] | None = None,
+) -> list[int]:
     """Run independent file writes side by side; their results in order.
 
-    After an error no other write starts; the error is raised once the writes already under
-    way have ended (none is left running).
+    ``later``: called once ``writes`` are under way, for more writes (run after them): what
+    it takes to decide those (reading files, Python work) runs beside the first ones.
+
+    After an error (of a write, or of ``later``) no other write starts; the error is raised
+    once the writes already under way have ended (none is left running).
     """
-    if len(writes) < 2 or WRITE_THREADS < 2:
-        return [write() for write in writes]
-    threads = min(WRITE_THREADS, len(writes))
-    with ThreadPoolExecutor(threads, thread_name_prefix="omsframe-write") as pool:
+    if WRITE_THREADS < 2 or len(writes) + (later is not None) < 2:
+        results = [write() for write in writes]
+        return results + ([write() for write in later()] if later is not None else [])
+    with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="omsframe-write") as pool:
         futures = [pool.submit(write) for write in writes]
         try:
+            if later is not None:
+                futures += [pool.submit(write) for write in later()]
             concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
         finally:  # an error, or Ctrl-C here: the writes not started yet never start
             for future in futures:
@@ -607,9 +615,12 @@ class Store:
     ) -> UpsertCounts:
         try:
             counts, writes, placed = self._order_writes(flat, raw, policy, observed_at)
-            if entities:
-                writes += self._entity_writes(flat, policy, pend_customers=pend)
-            counts.partitions_written += sum(_run_writes(writes))
+            later = (
+                functools.partial(self._entity_writes, flat, policy, pend_customers=pend)
+                if entities
+                else None
+            )
+            counts.partitions_written += sum(_run_writes(writes, later))
         finally:
             self._forget_ahead()  # (what was read ahead and not used)
         self._place(placed)

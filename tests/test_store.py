@@ -299,6 +299,56 @@ def test_a_batch_s_writes_run_side_by_side_and_stop_at_the_first_error() -> None
     assert len(started) <= 2  # the two under way finished; the six queued never started
 
 
+def test_later_writes_are_decided_while_the_first_ones_run() -> None:
+    import threading
+
+    from omsframe import store
+    from omsframe.store import _run_writes
+
+    running = threading.Event()
+    decided = threading.Event()
+
+    def first() -> int:
+        running.set()
+        # ends only once `later` has been called: it fails (times out) if `later` waits for it
+        assert decided.wait(timeout=10), "later was not called while the first write ran"
+        return 1
+
+    def later() -> list[Any]:
+        assert running.wait(timeout=10)
+        decided.set()
+        return [functools.partial(int, 2), functools.partial(int, 3)]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "WRITE_THREADS", 2)
+        assert _run_writes([first], later) == [1, 2, 3]  # results in order, later's last
+
+        # `later` fails: the write under way ends, nothing else starts, the error is raised
+        running.clear()
+        decided.clear()
+        ended: list[int] = []
+
+        def slow() -> int:
+            running.set()
+            decided.wait(timeout=10)
+            ended.append(1)
+            return 1
+
+        def failing() -> list[Any]:
+            assert running.wait(timeout=10)
+            decided.set()
+            raise CacheError("cannot read customers/part-00000.parquet")
+
+        with pytest.raises(CacheError, match="cannot read customers"):
+            _run_writes([slow], failing)
+        assert ended == [1]
+
+    # one thread: the same results, one after the other
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "WRITE_THREADS", 1)
+        assert _run_writes([functools.partial(int, 1)], later) == [1, 2, 3]
+
+
 def test_customers_go_to_files_by_id_range_and_stay_where_they_are(tmp_path: Path) -> None:
     from omsframe.flatten import flatten_orders
     from omsframe.privacy import Privacy

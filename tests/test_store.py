@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from omsframe.errors import CacheError
 from omsframe.load import load
@@ -652,3 +655,30 @@ def test_a_read_ahead_stops_at_its_budget(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(store_module, "READ_AHEAD_BYTES", 1)  # full after one file group
     store.read_ahead([1, 2])
     assert {p.parent.name for p in read} == {"month=2025-01"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ids=st.lists(st.integers(0, 40), max_size=120).map(sorted),
+    drop=st.sets(st.integers(0, 40)),
+    chunks=st.integers(1, 3),
+)
+def test_dropping_orders_from_a_file_keeps_every_other_row_in_order(
+    ids: list[int], drop: set[int], chunks: int
+) -> None:
+    from omsframe import store
+    from omsframe.store import _without
+
+    column = pa.array(ids, pa.int64())
+    table = pa.table({"order_id": column, "row": pa.array(range(len(ids)))})
+    if chunks > 1 and len(ids) > 2:  # a table read back may come in chunks
+        cut = len(ids) // chunks
+        table = pa.concat_tables([table.slice(0, cut), table.slice(cut)])
+    wanted = [(i, r) for r, i in enumerate(ids) if i not in drop]
+    for runs in (store.SLICE_RUNS, 0):  # as slices where few runs; filtered (a copy) if not
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(store, "SLICE_RUNS", runs)
+            kept = _without(table, pa.array(sorted(drop), pa.int64()))
+        assert kept.schema == table.schema
+        pairs = zip(kept["order_id"].to_pylist(), kept["row"].to_pylist(), strict=True)
+        assert list(pairs) == wanted

@@ -250,8 +250,8 @@ def _without(table: pa.Table, drop: pa.Array) -> pa.Table:
 
     Where those rows are a few runs (an incremental sync that replaces a few orders of a large
     file), the rows kept are slices of ``table``, not a copy: a file group's raw JSON is
-    ~10 MB, and its copy was memory fresh from the system, page by page (~10 us a page fault
-    on a virtual machine). The rows keep their order either way.
+    ~10 MB, and its copy was memory fresh from the system, faulted in page by page (a third of
+    the page faults of an incremental sync's store). The rows keep their order either way.
 
     Example:
         >>> t = pa.table({"order_id": [1, 1, 2, 3, 3, 4]})

@@ -7,8 +7,8 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 # compile every installed module to bytecode at install time, as pip does and uv does not by
-# default: where PYTHONDONTWRITEBYTECODE is set (many Docker images, the machines this
-# project is built on) every process would otherwise compile each module it imports from source, every
+# default: where PYTHONDONTWRITEBYTECODE is set (many Docker images, the machines this project
+# is built on) every process would otherwise compile each module it imports from source, every
 # time (`import omsframe, httpx, pandas`: 3.3 s instead of 0.8; a sync's worker ready in 0.57 s
 # instead of 0.17; see BENCHMARKS.md "Sync")
 export UV_COMPILE_BYTECODE := 1

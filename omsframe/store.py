@@ -168,7 +168,7 @@ def _run_writes(
     After an error (of a write, or of ``later``) no other write starts; the error is raised
     once the writes already under way have ended (none is left running).
     """
-    if WRITE_THREADS < 2 or len(writes) + (later is not None) < 2:
+    if WRITE_THREADS < 2 or (later is None and len(writes) < 2):
         results = [write() for write in writes]
         return results + ([write() for write in later()] if later is not None else [])
     with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="omsframe-write") as pool:
@@ -264,8 +264,8 @@ def _without(table: pa.Table, drop: pa.Array) -> pa.Table:
     where = np.flatnonzero(column_array(replaced).to_numpy(zero_copy_only=False))
     if not len(where):
         return table  # every stored row kept, without a copy
-    starts = where[np.r_[True, np.diff(where) > 1]]
-    ends = where[np.r_[np.diff(where) > 1, True]] + 1
+    breaks = np.diff(where) > 1  # between two runs of replaced rows
+    starts, ends = where[np.r_[True, breaks]], where[np.r_[breaks, True]] + 1
     if len(starts) > SLICE_RUNS:
         return table.filter(pc.invert(replaced))
     kept = [

@@ -143,22 +143,61 @@ def entity_table(
     return table, bad
 
 
+def group_by(
+    table: pa.Table, key: str, aggregates: list[tuple[str, str, pc.FunctionOptions | None]]
+) -> pa.Table:
+    """``table.group_by(key, use_threads=False).aggregate(aggregates)``, lighter to start.
+
+    The same plan run by the same engine (Arrow's Acero, one thread), built from its compiled
+    module. ``Table.group_by`` imports the ``pyarrow.acero`` module first, which imports
+    ``pyarrow.dataset`` and with it the file systems (S3, GCS, Azure, HDFS) and SSL: 20-55 ms
+    a process spent on its first page, a flattening worker's start included, for nothing a
+    flattening uses (BENCHMARKS.md "Sync"). Columns are named as ``aggregate`` names them
+    (``price_sum``), after the key.
+
+    Example:
+        >>> t = pa.table({"k": [1, 1, 2], "v": [1, 2, 3]})
+        >>> group_by(t, "k", [("v", "sum", None)]).to_pydict()
+        {'k': [1, 2], 'v_sum': [3, 3]}
+    """
+    try:
+        from pyarrow._acero import AggregateNodeOptions, Declaration, TableSourceNodeOptions
+    except ImportError:  # pragma: no cover - a pyarrow without it: the public way
+        return table.group_by(key, use_threads=False).aggregate(
+            [(column, function, options) for column, function, options in aggregates]
+        )
+    specs = [
+        ([column], f"hash_{function}", options, f"{column}_{function}")
+        for column, function, options in aggregates
+    ]
+    plan = Declaration.from_sequence(
+        [
+            Declaration("table_source", TableSourceNodeOptions(table)),
+            Declaration("aggregate", AggregateNodeOptions(specs, keys=[key])),
+        ]
+    )
+    result: pa.Table = plan.to_table(use_threads=False)
+    return result
+
+
 def with_totals(orders: pa.Table, items: pa.Table) -> pa.Table:
     """Fill the orders' item count, currency and exact money totals from their items."""
     n = orders.num_rows
     totals: dict[str, pa.Array] = {}
     if items.num_rows:
-        grouped = items.group_by("order_id", use_threads=False).aggregate(
+        grouped = group_by(
+            items,
+            "order_id",
             [
-                ("item_id", "count"),
-                ("price", "sum"),
-                ("discount_amount", "sum"),
-                ("net_amount", "sum"),
-                ("tax_amount", "sum"),
+                ("item_id", "count", None),
+                ("price", "sum", None),
+                ("discount_amount", "sum", None),
+                ("net_amount", "sum", None),
+                ("tax_amount", "sum", None),
                 ("tax_amount", "count", pc.CountOptions(mode="only_null")),
-                ("price_currency", "min"),
-                ("price_currency", "max"),
-            ]
+                ("price_currency", "min", None),
+                ("price_currency", "max", None),
+            ],
         )
         index = pc.index_in(orders.column("order_id"), grouped.column("order_id"))
         taken = grouped.take(index)

@@ -247,9 +247,9 @@ def _prepare_orders(store: Store) -> Callable[[], None]:
     """What a read of orders does while its first page loads (see :func:`_batches`)."""
 
     def prepare() -> None:
-        # Arrow's group-by engine (the orders' totals), else imported in the middle of the
-        # first page (~15 ms)
-        import pyarrow.acero  # noqa: F401
+        # Arrow's group-by engine (the orders' totals: see omsframe.assemble.group_by), else
+        # imported in the middle of the first page
+        import pyarrow._acero  # noqa: F401
 
         store.prepare()
 

@@ -161,3 +161,38 @@ def test_credentials_are_dropped_as_by_walking_every_key(value: Any) -> None:
 
     walked = _drop_credentials(copy.deepcopy(value))
     assert drop_credentials(copy.deepcopy(value)) == walked  # the text check skips no key
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 6),
+            st.one_of(st.none(), st.decimals(-999, 999, places=2, allow_nan=False)),
+            st.one_of(st.none(), st.sampled_from(["TRY", "USD", "EUR"])),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_group_by_is_arrows_group_by(rows: list[tuple[int, Decimal | None, str | None]]) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from omsframe.assemble import group_by
+
+    table = pa.table(
+        {
+            "order_id": pa.array([r[0] for r in rows], pa.int64()),
+            "price": pa.array([r[1] for r in rows], pa.decimal128(18, 2)),
+            "price_currency": pa.array([r[2] for r in rows], pa.string()),
+        }
+    )
+    aggregates = [
+        ("price", "sum", None),
+        ("price", "count", pc.CountOptions(mode="only_null")),
+        ("price_currency", "min", None),
+        ("price_currency", "max", None),
+    ]
+    expected = table.group_by("order_id", use_threads=False).aggregate(aggregates)
+    assert group_by(table, "order_id", aggregates).equals(expected)

@@ -634,7 +634,7 @@ def test_pages_of_a_lost_helper_are_flattened_here() -> None:
         assert [s["id"] for s in body["results"]] == [n * 100 + k for k in range(30)]
 
 
-def test_a_worker_runs_without_pandas_and_numpy() -> None:
+def test_a_worker_runs_without_pandas_numpy_and_arrow_datasets() -> None:
     import subprocess
     import sys
 
@@ -645,7 +645,8 @@ def test_a_worker_runs_without_pandas_and_numpy() -> None:
         "from omsframe.pageflat import flatten_page\n"
         "from omsframe.privacy import Privacy\n"
         f"flatten_page({page(numbered_orders(1))!r}, Privacy(mode='pseudonymize', key=b'k' * 32))\n"
-        "print(sorted({m.partition('.')[0] for m in sys.modules} & {'pandas', 'numpy'}))",
+        "print(sorted({m.partition('.')[0] for m in sys.modules} & {'pandas', 'numpy'}"
+        " | {m for m in sys.modules} & {'pyarrow.dataset', 'pyarrow.acero', 'pyarrow.fs'}))",
     )
     assert "serve_worker()" not in program
     out = subprocess.run(

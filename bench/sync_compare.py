@@ -14,11 +14,17 @@ not share the GIL with the job), and reports seconds and its peak RSS:
   orders there were at the sync changed state (the orders placed meanwhile come on top);
 - ``incremental-any``: the same from a copy of the synced cache, after the clock moved so that
   1% of the orders are new or changed state (new orders counted among the changes);
+  each run of an incremental starts from its own copy of the synced cache (see ``snapshot``);
 - ``load``: ``omsframe.load`` of orders and items from the cache into pandas;
 - ``flatten``: ``omsframe.flatten_orders`` of the same orders from their JSON (what ``load``
   saves you from).
 
-Run: ``python -m bench.sync_compare [--orders 10000 100000]``; prints Markdown.
+The jobs but ``sync-1``, ``load`` and ``flatten`` run ``--rounds`` times (3 by default), the
+full syncs and the naive loops taking turns, and each row gives the median and every run's
+time: on a shared machine whose speed drifts by a fifth within minutes, one run each of two
+jobs minutes apart compared the machine's moods as much as the jobs.
+
+Run: ``python -m bench.sync_compare [--orders 10000 100000] [--rounds 3]``; prints Markdown.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -176,10 +183,105 @@ def run(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
     return result
 
 
+def snapshot(source: str, target: str) -> None:
+    """A copy of a cache as it is: parquet files hard-linked (their inodes, sizes and times
+    kept, so the copy's counts and index are as current as the source's), the rest copied.
+
+    omsframe replaces a parquet file (a new file renamed over it), never changes it in place,
+    so a sync on the copy leaves the source as it was; the lock file is written in place,
+    hence copied.
+    """
+    shutil.copytree(
+        source,
+        target,
+        copy_function=lambda src, dst: (
+            os.link(src, dst) if src.endswith(".parquet") else shutil.copy2(src, dst)
+        ),
+    )
+
+
+def summary(kind: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for the runs of a job: the median time (and the range), the largest peak."""
+    times = sorted(r["seconds"] for r in runs)
+    detail = runs[0]["detail"]
+    if len(runs) > 1:
+        detail = (
+            f"median of {len(runs)} ({', '.join(f'{t:.2f}' for t in times)}); "
+            + runs[len(runs) // 2]["detail"]
+        )
+    return {
+        "kind": kind,
+        "seconds": statistics.median(times),
+        "peak_mib": max(r["peak_mib"] for r in runs),
+        "detail": detail,
+    }
+
+
+def measure_size(orders: int, rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """Every job's runs against one simulator of ``orders`` orders."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(orders)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdin is not None and server.stdout is not None
+    url, token = server.stdout.readline().split()
+    runs: dict[str, list[dict[str, Any]]] = {}
+
+    def measure(kind: str, target: str) -> None:
+        runs.setdefault(kind, []).append(run(kind, url, token, target))
+
+    def advance(share: str, mode: str) -> None:
+        assert server.stdin is not None and server.stdout is not None
+        server.stdin.write(f"{share} {mode}\n")
+        server.stdin.flush()
+        server.stdout.readline()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache, naive = os.path.join(tmp, "cache"), os.path.join(tmp, "naive")
+        os.makedirs(naive)
+        measure("sync-1", cache + "-1")
+        shutil.rmtree(cache + "-1")
+        for number in range(rounds):  # (every full sync reads the same orders)
+            measure("sync", cache if number == 0 else f"{cache}-{number}")
+            shutil.rmtree(f"{cache}-{number}", ignore_errors=True)
+            measure("naive", naive)
+            measure("naive-plain", naive)
+        base = cache + "-synced"
+        snapshot(cache, base)
+        # move the shop's clock until 1% of its orders are new or have changed state
+        advance("0.01", "any")
+        for number in range(rounds):
+            snapshot(base, f"{cache}-any{number}")
+            measure("incremental-any", f"{cache}-any{number}")
+        # ... and on, until 1% of the orders there were at the sync have changed state (the
+        # orders placed meanwhile come on top); the last run on the cache itself, then loaded
+        advance("0.01", "state")
+        for number in range(rounds):
+            target = cache if number == rounds - 1 else f"{cache}-state{number}"
+            if number < rounds - 1:
+                snapshot(base, target)
+            measure("incremental", target)
+        measure("load", cache)
+        measure("flatten", cache)
+    server.terminate()
+    server.wait()
+    return runs
+
+
 def main() -> None:
     """Start a simulator per size, run every job, print Markdown."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs of each measured job but sync-1, load and flatten (medians reported); "
+        "the full syncs and the naive loops take turns, so that a machine whose speed "
+        "drifts slows both",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -187,42 +289,8 @@ def main() -> None:
         return
     print("| orders | job | seconds | peak RSS MiB | detail |\n|---|---|---|---|---|")
     for orders in args.orders:
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(orders)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdin is not None and server.stdout is not None
-        url, token = server.stdout.readline().split()
-        with tempfile.TemporaryDirectory() as tmp:
-            cache, naive = os.path.join(tmp, "cache"), os.path.join(tmp, "naive")
-            os.makedirs(naive)
-            results = [
-                run("sync-1", url, token, cache + "-1"),
-                run("sync", url, token, cache),
-                run("naive", url, token, naive),
-                run("naive-plain", url, token, naive),
-            ]
-            shutil.copytree(cache, cache + "-any")
-            # move the shop's clock until 1% of its orders are new or have changed state
-            server.stdin.write("0.01 any\n")
-            server.stdin.flush()
-            server.stdout.readline()
-            results.append(run("incremental-any", url, token, cache + "-any"))
-            # ... and on, until 1% of the orders there were at the sync have changed state
-            # (the orders placed meanwhile come on top)
-            server.stdin.write("0.01 state\n")
-            server.stdin.flush()
-            server.stdout.readline()
-            results += [
-                run("incremental", url, token, cache),
-                run("load", url, token, cache),
-                run("flatten", url, token, cache),
-            ]
-        server.terminate()
-        server.wait()
-        for result in results:
+        for kind, done in measure_size(orders, max(1, args.rounds)).items():
+            result = summary(kind, done)
             print(
                 f"| {orders:,} | {result['kind']} | {result['seconds']:.2f} | "
                 f"{result['peak_mib']:.0f} | {result['detail']} |",

@@ -19,7 +19,7 @@ not share the GIL with the job), and reports seconds and its peak RSS:
 - ``flatten``: ``omsframe.flatten_orders`` of the same orders from their JSON (what ``load``
   saves you from).
 
-The jobs but ``sync-1``, ``load`` and ``flatten`` run ``--rounds`` times (3 by default), the
+The jobs but ``sync-1`` and ``flatten`` run ``--rounds`` times (3 by default), the
 full syncs and the naive loops taking turns, and each row gives the median and every run's
 time: on a shared machine whose speed drifts by a fifth within minutes, one run each of two
 jobs minutes apart compared the machine's moods as much as the jobs.
@@ -263,7 +263,8 @@ def measure_size(orders: int, rounds: int) -> dict[str, list[dict[str, Any]]]:
             if number < rounds - 1:
                 snapshot(base, target)
             measure("incremental", target)
-        measure("load", cache)
+        for _ in range(rounds):
+            measure("load", cache)
         measure("flatten", cache)
     server.terminate()
     server.wait()
@@ -278,7 +279,7 @@ def main() -> None:
         "--rounds",
         type=int,
         default=3,
-        help="runs of each measured job but sync-1, load and flatten (medians reported); "
+        help="runs of each measured job but sync-1 and flatten (medians reported); "
         "the full syncs and the naive loops take turns, so that a machine whose speed "
         "drifts slows both",
     )

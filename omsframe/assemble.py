@@ -150,7 +150,7 @@ def group_by(
 
     The same plan run by the same engine (Arrow's Acero, one thread), built from its compiled
     module. ``Table.group_by`` imports the ``pyarrow.acero`` module first, which imports
-    ``pyarrow.dataset`` and with it the file systems (S3, GCS, Azure, HDFS) and SSL: 20-55 ms
+    ``pyarrow.dataset`` and with it the file systems (S3, GCS, Azure, HDFS) and SSL: 18-58 ms
     a process spent on its first page, a flattening worker's start included, for nothing a
     flattening uses (BENCHMARKS.md "Sync"). Columns are named as ``aggregate`` names them
     (``price_sum``), after the key.

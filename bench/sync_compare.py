@@ -243,29 +243,28 @@ def measure_size(orders: int, rounds: int) -> dict[str, list[dict[str, Any]]]:
         os.makedirs(naive)
         measure("sync-1", cache + "-1")
         shutil.rmtree(cache + "-1")
-        for number in range(rounds):  # (every full sync reads the same orders)
-            measure("sync", cache if number == 0 else f"{cache}-{number}")
-            shutil.rmtree(f"{cache}-{number}", ignore_errors=True)
+        for number in range(rounds):  # (every full sync reads the same orders: one is kept)
+            target = cache if number == 0 else f"{cache}-{number}"
+            measure("sync", target)
+            if number:
+                shutil.rmtree(target)
             measure("naive", naive)
             measure("naive-plain", naive)
-        base = cache + "-synced"
-        snapshot(cache, base)
         # move the shop's clock until 1% of its orders are new or have changed state
         advance("0.01", "any")
         for number in range(rounds):
-            snapshot(base, f"{cache}-any{number}")
+            snapshot(cache, f"{cache}-any{number}")
             measure("incremental-any", f"{cache}-any{number}")
         # ... and on, until 1% of the orders there were at the sync have changed state (the
-        # orders placed meanwhile come on top); the last run on the cache itself, then loaded
+        # orders placed meanwhile come on top); the last copy synced is then loaded
         advance("0.01", "state")
         for number in range(rounds):
-            target = cache if number == rounds - 1 else f"{cache}-state{number}"
-            if number < rounds - 1:
-                snapshot(base, target)
+            target = f"{cache}-state{number}"
+            snapshot(cache, target)
             measure("incremental", target)
         for _ in range(rounds):
-            measure("load", cache)
-        measure("flatten", cache)
+            measure("load", target)
+        measure("flatten", target)
     server.terminate()
     server.wait()
     return runs

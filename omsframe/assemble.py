@@ -163,9 +163,7 @@ def group_by(
     try:
         from pyarrow._acero import AggregateNodeOptions, Declaration, TableSourceNodeOptions
     except ImportError:  # pragma: no cover - a pyarrow without it: the public way
-        return table.group_by(key, use_threads=False).aggregate(
-            [(column, function, options) for column, function, options in aggregates]
-        )
+        return table.group_by(key, use_threads=False).aggregate(aggregates)
     specs = [
         ([column], f"hash_{function}", options, f"{column}_{function}")
         for column, function, options in aggregates

@@ -203,12 +203,10 @@ def snapshot(source: str, target: str) -> None:
 def summary(kind: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One row for the runs of a job: the median time (and the range), the largest peak."""
     times = sorted(r["seconds"] for r in runs)
-    detail = runs[0]["detail"]
+    middle = sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]  # (its detail)
+    detail = middle["detail"]
     if len(runs) > 1:
-        detail = (
-            f"median of {len(runs)} ({', '.join(f'{t:.2f}' for t in times)}); "
-            + runs[len(runs) // 2]["detail"]
-        )
+        detail = f"median of {len(runs)} ({', '.join(f'{t:.2f}' for t in times)}); " + detail
     return {
         "kind": kind,
         "seconds": statistics.median(times),

@@ -19,10 +19,13 @@ not share the GIL with the job), and reports seconds and its peak RSS:
 - ``flatten``: ``omsframe.flatten_orders`` of the same orders from their JSON (what ``load``
   saves you from).
 
-The jobs but ``sync-1`` and ``flatten`` run ``--rounds`` times (3 by default), the
-full syncs and the naive loops taking turns, and each row gives the median and every run's
-time: on a shared machine whose speed drifts by a fifth within minutes, one run each of two
-jobs minutes apart compared the machine's moods as much as the jobs.
+The jobs but ``sync-1``, ``load`` and ``flatten`` run in ``--rounds`` rounds (3 by default),
+each round on a new server of the same shop at the same moment: a full sync, the two naive
+loops, then the two incrementals from copies of that round's cache. Each row gives the
+median and every run's time, and after the table each round's ratios (full sync against
+naive, incremental against full sync) are given, jobs minutes apart: on a shared machine
+whose speed drifts by a fifth within minutes, jobs a quarter of an hour apart compared the
+machine's moods as much as the jobs. ``load`` runs ``--rounds`` times at the end.
 
 Run: ``python -m bench.sync_compare [--orders 10000 100000] [--rounds 3]``; prints Markdown.
 """
@@ -66,14 +69,21 @@ def moment_changing(share, new_count):
     k = max(1, int(share * n))
     return int(first[min(k, len(first)) - 1])
 
-with SimulatorServer(world, clock=Clock(start=start)) as server:
-    print(server.url, server.token, flush=True)
-    for line in sys.stdin:
-        share, mode = line.split()
-        synced_at = synced_at or server.now_us
-        target = moment_changing(float(share), mode == "any")
-        server.advance(dt.timedelta(microseconds=max(0, target - server.now_us)))
-        print("ok", flush=True)
+# "reset": a new server of the same shop at the same moment (a new round); "<share> <mode>":
+# move the clock on (see moment_changing)
+while True:
+    with SimulatorServer(world, clock=Clock(start=start)) as server:
+        print(server.url, server.token, flush=True)
+        for line in sys.stdin:
+            if line.strip() == "reset":
+                break
+            share, mode = line.split()
+            synced_at = synced_at or server.now_us
+            target = moment_changing(float(share), mode == "any")
+            server.advance(dt.timedelta(microseconds=max(0, target - server.now_us)))
+            print("ok", flush=True)
+        else:
+            break
 """
 
 
@@ -230,40 +240,46 @@ def measure_size(orders: int, rounds: int) -> dict[str, list[dict[str, Any]]]:
     def measure(kind: str, target: str) -> None:
         runs.setdefault(kind, []).append(run(kind, url, token, target))
 
-    def advance(share: str, mode: str) -> None:
+    def command(line: str) -> str:
+        """Tell the server process something; its answer."""
         assert server.stdin is not None and server.stdout is not None
-        server.stdin.write(f"{share} {mode}\n")
+        server.stdin.write(line + "\n")
         server.stdin.flush()
-        server.stdout.readline()
+        return server.stdout.readline()
 
     with tempfile.TemporaryDirectory() as tmp:
         cache, naive = os.path.join(tmp, "cache"), os.path.join(tmp, "naive")
         os.makedirs(naive)
         measure("sync-1", cache + "-1")
         shutil.rmtree(cache + "-1")
-        for number in range(rounds):  # (every full sync reads the same orders: one is kept)
-            target = cache if number == 0 else f"{cache}-{number}"
-            measure("sync", target)
+        for number in range(rounds):
+            # each round on a new server of the same shop at the same moment, so that its
+            # incrementals run minutes, not a quarter of an hour, after its full sync
             if number:
-                shutil.rmtree(target)
+                url, token = command("reset").split()
+            target = f"{cache}-{number}"
+            measure("sync", target)
             measure("naive", naive)
             measure("naive-plain", naive)
-        # move the shop's clock until 1% of its orders are new or have changed state
-        advance("0.01", "any")
-        for number in range(rounds):
-            snapshot(cache, f"{cache}-any{number}")
-            measure("incremental-any", f"{cache}-any{number}")
-        # ... and on, until 1% of the orders there were at the sync have changed state (the
-        # orders placed meanwhile come on top); the last copy synced is then loaded
-        advance("0.01", "state")
-        for number in range(rounds):
-            target = f"{cache}-state{number}"
-            snapshot(cache, target)
-            measure("incremental", target)
+            # move the shop's clock until 1% of its orders are new or have changed state
+            command("0.01 any")
+            snapshot(target, f"{target}-any")
+            measure("incremental-any", f"{target}-any")
+            shutil.rmtree(f"{target}-any")
+            # ... and on, until 1% of the orders there were at the sync have changed state
+            # (the orders placed meanwhile come on top)
+            command("0.01 state")
+            snapshot(target, f"{target}-state")
+            measure("incremental", f"{target}-state")
+            if number + 1 < rounds:
+                shutil.rmtree(target)
+                shutil.rmtree(f"{target}-state")
+        last = f"{cache}-{rounds - 1}-state"  # the last round's incremental: loaded
         for _ in range(rounds):
-            measure("load", target)
-        measure("flatten", target)
-    server.terminate()
+            measure("load", last)
+        measure("flatten", last)
+    assert server.stdin is not None
+    server.stdin.close()  # (the server process ends)
     server.wait()
     return runs
 
@@ -286,14 +302,45 @@ def main() -> None:
         print(json.dumps(job(*args.child)))
         return
     print("| orders | job | seconds | peak RSS MiB | detail |\n|---|---|---|---|---|")
+    rounds: list[str] = []
     for orders in args.orders:
-        for kind, done in measure_size(orders, max(1, args.rounds)).items():
+        runs = measure_size(orders, max(1, args.rounds))
+        for kind, done in runs.items():
             result = summary(kind, done)
             print(
                 f"| {orders:,} | {result['kind']} | {result['seconds']:.2f} | "
                 f"{result['peak_mib']:.0f} | {result['detail']} |",
                 flush=True,
             )
+        rounds.append(f"{orders:,} orders, round by round: " + round_ratios(runs))
+    print("\n" + "\n".join(f"- {line}" for line in rounds))
+
+
+def round_ratios(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Each round's naive / sync (times faster) and incremental / sync (share), in Markdown.
+
+    Example:
+        >>> run = lambda *seconds: [{"seconds": s} for s in seconds]
+        >>> for part in round_ratios({"sync": run(20, 25), "naive": run(100, 110),
+        ...         "incremental": run(1, 1.5), "incremental-any": run(0.5, 0.6)}).split("; "):
+        ...     print(part)
+        naive / sync 5.00x, 4.40x
+        incremental / sync 5.0 %, 6.0 %
+        incremental-any / sync 2.5 %, 2.4 %
+    """
+    full = [r["seconds"] for r in runs["sync"]]
+    parts = [
+        "naive / sync "
+        + ", ".join(f"{n['seconds'] / s:.2f}x" for n, s in zip(runs["naive"], full, strict=True))
+    ]
+    for kind in ("incremental", "incremental-any"):
+        parts.append(
+            f"{kind} / sync "
+            + ", ".join(
+                f"{r['seconds'] / s * 100:.1f} %" for r, s in zip(runs[kind], full, strict=True)
+            )
+        )
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from omsframe.atomic import write_atomic, write_parquet_atomic
+from omsframe.errors import CacheError
 from omsframe.flatten import flatten_events
 from omsframe.load import DateLike, _moment
 from omsframe.lock import CacheLock
@@ -113,7 +114,9 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
 
     The new tables are built beside the old ones and swapped in at the end, so a failed or
     interrupted rebuild leaves the cache as it was. The state history (observations made by
-    syncs, not in the raw JSON) is carried over.
+    syncs, not in the raw JSON) is carried over, and so are the states orders passed through
+    (the raw layer holds the orders' latest copies, where a state an order has left may no
+    longer show), each refreshed from the raw layer where it shows there.
 
     Args:
         path: The cache folder.
@@ -142,6 +145,12 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
         shutil.rmtree(staging, ignore_errors=True)
         new = _StagedStore(root, staging)
         observed = dt.datetime.now(dt.UTC)
+        try:
+            states = old.read_table("states")
+        except CacheError:  # (damaged, or of another schema: rebuilt from the raw layer only)
+            states = None
+        if states is not None and states.num_rows:
+            new.carry("states", states, privacy.mode)
         for name in ("raw_orders",):
             texts = (
                 text
@@ -201,3 +210,7 @@ class _StagedStore(Store):
         if name.startswith("raw_"):
             return self.staging.parent / ".rebuild-discard" / name
         return self.staging / name
+
+    def carry(self, name: str, table: pa.Table, policy: str) -> None:
+        """Start an unpartitioned table with the old cache's rows (later upserts refresh them)."""
+        self._write(name, None, table, policy)

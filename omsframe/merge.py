@@ -139,7 +139,7 @@ def merge_latest(
         counts.stale += stale
     # the latest copy of a key in the batch is the only candidate: if any copy beats the
     # stored one, the latest does too (its stamp is at least as new)
-    take = pc.and_(wins, _latest_per_key(incoming_keys, incoming.column(stamp) if stamp else None))
+    take = pc.and_(wins, latest_per_key(incoming_keys, incoming.column(stamp) if stamp else None))
     if not count_true(take):
         return base, False
     fresh = incoming.filter(take)
@@ -182,8 +182,13 @@ def row_keys(current: pa.Table, incoming: pa.Table, keys: list[str]) -> tuple[pa
     return code.slice(0, current.num_rows), code.slice(current.num_rows)
 
 
-def _latest_per_key(keys: pa.Array, stamps: pa.ChunkedArray | pa.Array | None) -> pa.Array:
-    """Which rows are the latest of their key (latest stamp, missing oldest; later row on a tie)."""
+def latest_per_key(keys: pa.Array, stamps: pa.ChunkedArray | pa.Array | None) -> pa.Array:
+    """Which rows are the latest of their key (latest stamp, missing oldest; later row on a tie).
+
+    Example:
+        >>> latest_per_key(pa.array([1, 2, 1]), pa.array([5, 5, 4])).to_pylist()
+        [True, True, False]
+    """
     rows = len(keys)
     codes = pc.dictionary_encode(keys, null_encoding="encode").indices
     if rows < 2 or len(pc.unique(codes)) == rows:

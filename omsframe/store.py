@@ -11,7 +11,9 @@ Layout of a cache folder (``data/<profile>/``)::
     tables/orders/month=2024-05/part-00001.parquet   in files of at most FILE_ORDERS orders
     tables/order_items/month=.../part-00000.parquet  (the same file names hold the same orders)
     tables/addresses/month=.../part-00000.parquet
-    raw/orders/month=.../part-00000.parquet          the stripped raw JSON, to rebuild offline
+    raw/orders/month=.../part-00000.parquet          the stripped raw JSON, to rebuild offline:
+                                                     each upsert adds its orders' new copies in
+                                                     files of its own (see Store._raw_writes)
     tables/state_history/month=.../part.parquet      one file a month
     tables/events/month=.../part.parquet             by month of the event's created_date
     raw/events/month=.../part.parquet
@@ -32,6 +34,10 @@ small, then go to new files), so a batch of new orders writes new files and an i
 sync rewrites the few files its changed orders are in — never a whole month, whatever its size.
 The ``orders`` file of a file name is written last and is what makes its orders stored: files
 of the other tables without it (left by a killed sync) are removed before the next write.
+The raw layer is not rewritten: an upsert adds the copies that won to new files of their month,
+written before any table file of the batch (a stored order always has its raw copy); the
+latest ``modified_date`` of an order among them is its current copy, and a month whose new
+files pile up is compacted to one copy an order (see :data:`RAW_SLACK`).
 
 Example:
     >>> import tempfile
@@ -49,6 +55,7 @@ import functools
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,6 +77,7 @@ from omsframe.merge import (
     UpsertCounts,
     column_array,
     count_true,
+    latest_per_key,
     merge_latest,
     row_keys,
     same_mask,
@@ -131,9 +139,15 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 UNKNOWN_MONTH = "unknown"
 #: Tables whose files hold the same orders under the same file name (``orders`` is written last).
-FILE_GROUP = ("order_items", "addresses", "raw_orders", "orders")
-#: Orders per file of :data:`FILE_GROUP` (a batch's new orders of a month are cut into such files).
+FILE_GROUP = ("order_items", "addresses", "orders")
+#: Orders per file of :data:`FILE_GROUP` (a batch's new orders of a month are cut into such files),
+#: and at most per file of the raw layer.
 FILE_ORDERS = 2_000
+#: Files of a month of the raw layer beyond its ``orders`` files before it is compacted. Each
+#: upsert that brings new copies of a month's orders adds a file to the month (an incremental
+#: sync: a few small files); rewriting the month's ~10 MB of JSON instead, for a few changed
+#: orders, was a sixth of an incremental's time and ~60 MiB of its peak (BENCHMARKS.md "Sync").
+RAW_SLACK = 8
 #: A month's last file takes new orders while it holds fewer than this many (else a new file).
 SMALL_FILE = 500
 #: Customers ids per file of ``customers`` (``part-00003`` holds new customers of ids 49,152 up).
@@ -181,6 +195,82 @@ def _run_writes(
             for future in futures:
                 future.cancel()
     return [future.result() for future in futures if not future.cancelled()]  # raises an error
+
+
+class _Landed:
+    """Writes that others wait for: whether they have all ended, and all ended well."""
+
+    def __init__(self, count: int) -> None:
+        self._pending = count
+        self._failed = False
+        self._ended = threading.Condition()
+
+    def run(self, write: Callable[[], int]) -> int:
+        """Run one of the writes waited for."""
+        ok = False
+        try:
+            result = write()
+            ok = True
+            return result
+        finally:
+            with self._ended:
+                self._pending -= 1
+                self._failed = self._failed or not ok
+                self._ended.notify_all()
+
+    def then(self, write: Callable[[], int]) -> int:
+        """Run ``write`` once the writes waited for have ended well (else raise)."""
+        with self._ended:
+            self._ended.wait_for(lambda: self._pending == 0 or self._failed)
+            if self._failed:
+                raise CacheError(
+                    "a raw-layer file of this batch could not be written, so its tables were "
+                    "not; the next sync writes both (nothing already cached was changed)"
+                )
+        return write()
+
+
+def _first(
+    before: dict[str, list[Callable[[], int]]], after: list[tuple[str, Callable[[], int]]]
+) -> list[Callable[[], int]]:
+    """``before``'s writes, then ``after``'s, each of which waits for those of its key.
+
+    For :func:`_run_writes` (its threads take the writes in this order, so a write waited for
+    has always started): the writes of ``after`` start only once the writes of ``before`` under
+    the same key (a month) have ended well, and not at all when one failed.
+
+    Example:
+        >>> done = []
+        >>> writes = _first({"m": [lambda: done.append("raw") or 1]},
+        ...                 [("m", lambda: done.append("orders") or 1)])
+        >>> _run_writes(writes), done
+        ([1, 1], ['raw', 'orders'])
+    """
+    landed = {key: _Landed(len(writes)) for key, writes in before.items()}
+    first = [
+        functools.partial(landed[key].run, write)
+        for key, writes in before.items()
+        for write in writes
+    ]
+    return first + [
+        functools.partial(landed[key].then, write) if key in landed else write
+        for key, write in after
+    ]
+
+
+def _cut(table: pa.Table, most: int) -> list[pa.Table]:
+    """``table`` in slices of at most ``most`` rows, as even as can be (none if it is empty).
+
+    Example:
+        >>> [part.num_rows for part in _cut(pa.table({"x": list(range(5))}), 2)]
+        [2, 2, 1]
+    """
+    pieces = -(-table.num_rows // most)
+    if not pieces:
+        return []
+    sizes = [table.num_rows // pieces + (n < table.num_rows % pieces) for n in range(pieces)]
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    return [table.slice(start, size) for start, size in zip(starts, sizes, strict=True)]
 
 
 def _counts_file(entry: Any, stamp: list[int]) -> bool:
@@ -651,7 +741,7 @@ class Store:
         pend: bool = False,
     ) -> UpsertCounts:
         try:
-            counts, writes, placed = self._order_writes(flat, raw, policy, observed_at)
+            counts, writes, placed, raw_months = self._order_writes(flat, raw, policy, observed_at)
             later = (
                 functools.partial(self._entity_writes, flat, policy, pend_customers=pend)
                 if entities
@@ -661,6 +751,8 @@ class Store:
         finally:
             self._forget_ahead()  # (what was read ahead and not used)
         self._place(placed)
+        for month in raw_months:
+            self._compact_raw(month)
         return counts
 
     def _order_writes(
@@ -669,20 +761,22 @@ class Store:
         raw: Iterable[dict[str, Any]] | pa.Table,
         policy: str,
         observed_at: dt.datetime,
-    ) -> tuple[UpsertCounts, list[Callable[[], int]], list[tuple[tuple[str, str], pa.Array]]]:
+    ) -> tuple[
+        UpsertCounts, list[Callable[[], int]], list[tuple[tuple[str, str], pa.Array]], list[str]
+    ]:
         """Decide an upsert of orders: its counts, the file writes, the new orders' files.
 
         Orders that move to another month are moved out, and the state changes appended,
-        here; the writes of the file groups are left to the caller (they are independent of
-        one another), then the new orders' files noted in the index (:meth:`_place`).
+        here; the writes are left to the caller (the raw layer's of a month first, then the
+        file groups of that month: see :func:`_first`), then the new orders' files noted in
+        the index (:meth:`_place`). Last, the months the raw layer got files in.
         """
         orders = flat.tables["orders"]
         counts = UpsertCounts()
         if orders.num_rows == 0:
-            return counts, [], []
+            return counts, [], [], []
         raw_table = raw if isinstance(raw, pa.Table) else raw_orders_table(orders, raw)
         incoming = {name: flat.tables[name] for name in ORDER_GROUP}
-        incoming["raw_orders"] = raw_table
         stale = self._move_out(orders, _months(orders, "date_placed"), policy)
         if stale:
             counts.stale += len(stale)
@@ -701,9 +795,10 @@ class Store:
             )
             for name, table in incoming.items()
         }
-        writes: list[Callable[[], int]] = []
+        writes: list[tuple[str, Callable[[], int]]] = []
         placed: list[tuple[tuple[str, str], pa.Array]] = []
         histories: dict[str, list[pa.Table]] = {}
+        won: list[pa.Array] = []
         for code, place in enumerate(places):
             in_file = {name: parts[code] for name, parts in per_file.items()}
             decision = self._decide(place, in_file["orders"], observed_at)
@@ -711,14 +806,73 @@ class Store:
             if decision.history is not None:
                 histories.setdefault(place[0], []).append(decision.history)
             if len(decision.won):
-                writes.append(
-                    functools.partial(self._write_file_group, place, in_file, decision, policy)
-                )
+                write = functools.partial(self._write_file_group, place, in_file, decision, policy)
+                writes.append((place[0], write))
                 placed.append((place, decision.new))
+                won.append(decision.won)
         # the state changes first (idempotent: keyed by order and time), then the files
         for month, parts in histories.items():
             self._append_history(month, pa.concat_tables(parts), policy)
-        return counts, writes, placed
+        raw_writes = self._raw_writes(raw_table, won)
+        return counts, _first(raw_writes, writes), placed, list(raw_writes)
+
+    def _raw_writes(self, raw: pa.Table, won: list[pa.Array]) -> dict[str, list[Callable[[], int]]]:
+        """The writes that add the raw copies of the orders that ``won``, by month.
+
+        Each month's copies go to new files of their own (at most :data:`FILE_ORDERS` rows
+        each, numbered after the month's last): the files already there are neither read nor
+        rewritten. An order's copy with the latest ``modified_date`` is its current one (a
+        rebuild upserts them all; the latest wins, as always).
+        """
+        if not won:
+            return {}
+        ids = pa.concat_arrays(won)
+        if len(ids) < raw.num_rows:
+            raw = raw.filter(pc.is_in(raw.column("order_id"), value_set=ids))
+        months = _months(raw, "date_placed")
+        names = pc.unique(months)
+        parts = _split(raw, pc.index_in(months, value_set=names), len(names))
+        writes: dict[str, list[Callable[[], int]]] = {}
+        for month, part in zip(names.to_pylist(), parts, strict=True):
+            stems = self.stems("raw_orders", month)
+            number = file_number(stems[-1]) + 1 if stems else 0
+            writes[month] = [
+                functools.partial(self._append_raw, month, f"part-{number + n:05d}", piece)
+                for n, piece in enumerate(_cut(part, FILE_ORDERS))
+            ]
+        return writes
+
+    def _append_raw(self, month: str, stem: str, rows: pa.Table) -> int:
+        self._write("raw_orders", month, rows, None, stem)
+        return 1
+
+    def _compact_raw(self, month: str) -> None:
+        """Rewrite a month of the raw layer as one copy an order, once its files piled up.
+
+        When the month holds more than :data:`RAW_SLACK` raw files beyond its ``orders``
+        files, each order's latest copy is kept (none of an order now stored in another month)
+        and written to new files; then the old ones are removed. Killed in between, the month
+        holds both: copies of the same orders, which the next compaction or a rebuild sorts out.
+        """
+        stems = self.stems("raw_orders", month)
+        if len(stems) <= len(self.stems("orders", month)) + RAW_SLACK:
+            return
+        paths = [self.file_path("raw_orders", month, stem) for stem in stems]
+        table = pa.concat_tables([self._read_file(path, "raw_orders") for path in paths])
+        ids = column_array(table.column("order_id"))
+        keep = latest_per_key(ids, table.column("modified_date"))
+        places = self._layout().lookup(ids.to_pylist())
+        here = pa.array([place is None or place[0] == month for place in places], pa.bool_())
+        table = table.filter(pc.and_(keep, here))
+        number = file_number(stems[-1]) + 1
+        _run_writes(
+            [
+                functools.partial(self._append_raw, month, f"part-{number + n:05d}", piece)
+                for n, piece in enumerate(_cut(table, FILE_ORDERS))
+            ]
+        )
+        for path in paths:
+            path.unlink()
 
     def _place(self, placed: list[tuple[tuple[str, str], pa.Array]]) -> None:
         """Note in the index the files that new orders went to (once they are written)."""

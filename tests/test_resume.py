@@ -16,7 +16,7 @@ import pytest
 from omsframe.simulator.server import SimulatorServer, serve
 from omsframe.simulator.world import World
 from omsframe.sync import sync
-from tests.test_sync import same_key_cache, snapshot
+from tests.test_sync import assert_raw_layer_current, same_key_cache, snapshot
 
 CHILD = """
 import os, sys
@@ -99,3 +99,4 @@ def test_a_sync_dead_at_an_exact_point_resumes_to_the_same_cache(
     report = sync(oms.url, token=oms.token, cache=cache, progress=False, batch_size=60)
     assert report.complete
     assert snapshot(cache) == snapshot(clean)
+    assert_raw_layer_current(cache)  # every stored order has its copy (written before it)

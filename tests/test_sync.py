@@ -145,13 +145,15 @@ def test_files_are_bounded_aligned_and_only_those_of_changed_orders_are_rewritte
         files = file_orders(tmp_path)
         assert len(files) > 10  # several files a month
         for tables in files.values():
-            assert len(tables["orders"]) <= 40  # bounded
+            assert len(tables.get("orders", ())) <= 40  # bounded
+            assert len(tables.get("raw_orders", ())) <= 40
             # the same file name holds the same orders in every per-order table
-            assert tables["raw_orders"] == tables["orders"]
             for name in ("order_items", "addresses"):
-                assert tables.get(name, set()) <= tables["orders"]
+                assert tables.get(name, set()) <= tables.get("orders", set())
+        assert_raw_layer_current(tmp_path)
         orders = (tmp_path / "tables/orders").rglob("*.parquet")
         stamps = {path: path.stat().st_mtime_ns for path in orders}
+        raw_before = {p: p.stat().st_mtime_ns for p in (tmp_path / "raw/orders").rglob("*.parquet")}
         before = truth(world, oms.now_us)
         oms.advance(2 * DAY)
         second = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, batch_size=70)
@@ -167,6 +169,29 @@ def test_files_are_bounded_aligned_and_only_those_of_changed_orders_are_rewritte
         else:
             assert not ids & changed
     assert len(rewritten) < len(stamps) / 2
+    # the raw layer is added to, never rewritten: its new files hold changed and new orders only
+    assert_raw_layer_current(tmp_path)
+    raw_after = set((tmp_path / "raw/orders").rglob("*.parquet"))
+    assert all(p in raw_after and p.stat().st_mtime_ns == t for p, t in raw_before.items())
+    added = {i for path in raw_after - set(raw_before) for i in pq_ids(path)}
+    assert added and added <= changed | (set(after["order_ids"]) - set(before["order_ids"]))
+
+
+def assert_raw_layer_current(root: Path) -> None:
+    """Every stored order's latest copy in the raw layer is the stored one (its stamp, month)."""
+    from omsframe.store import Store
+
+    def stamps(name: str) -> list[tuple[int, dt.datetime, str]]:
+        table = Store(root).read_table(name)
+        columns = [table.column(c).to_pylist() for c in ("order_id", "modified_date")]
+        months = [d.strftime("%Y-%m") for d in table.column("date_placed").to_pylist()]
+        return list(zip(*columns, months, strict=True))
+
+    latest: dict[int, tuple[dt.datetime, str]] = {}
+    for order_id, stamp, month in stamps("raw_orders"):
+        if order_id not in latest or stamp >= latest[order_id][0]:
+            latest[order_id] = (stamp, month)
+    assert latest == {order_id: (stamp, month) for order_id, stamp, month in stamps("orders")}
 
 
 def pq_ids(path: Path) -> list[int]:
@@ -297,6 +322,7 @@ def test_a_sync_killed_at_random_moments_resumes_to_the_same_cache(
         final = sync(oms.url, token=oms.token, cache=killed, progress=False, batch_size=40)
         assert final.complete
     assert snapshot(killed) == snapshot(clean)
+    assert_raw_layer_current(killed)
     leftovers = [p for p in killed.rglob("*.tmp")]
     assert leftovers == [] or all(p.name.startswith(".") for p in leftovers)
 
@@ -376,6 +402,35 @@ def test_export_and_rebuild(world: World, tmp_path: Path) -> None:
     assert snapshot(cache) == before
     assert not (cache / "tables.rebuild").exists()
     assert not (cache / "pending").exists()  # the rebuilt customers hold them
+
+
+def test_the_raw_layer_grows_by_new_files_is_compacted_and_rebuilds_the_tables(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omsframe import store
+    from omsframe.store import Store
+
+    monkeypatch.setattr(store, "RAW_SLACK", 2)
+    cache = tmp_path / "cache"
+    with serve(world, clock=Clock(start=from_us(world.end_us) - 20 * DAY)) as oms:
+        sync(oms.url, token=oms.token, cache=cache, progress=False)
+        raw = Store(cache)
+        piled = 0
+        for _ in range(6):  # each incremental adds a file to the months of the orders it brings
+            oms.advance(2 * DAY)
+            sync(oms.url, token=oms.token, cache=cache, progress=False)
+            for month in raw.months("raw_orders"):
+                files = len(raw.stems("raw_orders", month))
+                assert files <= len(raw.stems("orders", month)) + 2  # compacted beyond
+                piled = max(piled, files - len(raw.stems("orders", month)))
+            assert_raw_layer_current(cache)
+        check_cache(cache, truth(world, oms.now_us))
+    assert piled == 2  # (the months did pile up to the slack: compaction was needed)
+    ids = raw.read_table("raw_orders").column("order_id").to_pylist()
+    assert len(ids) < 1.5 * len(set(ids))  # compacted months hold one copy an order
+    before = snapshot(cache)
+    rebuild(cache)
+    assert snapshot(cache) == before
 
 
 def test_report_renders_for_terminals_and_notebooks(world: World, tmp_path: Path) -> None:

@@ -1119,15 +1119,18 @@ class Store:
         ``part.parquet``, where they stay.
         """
         ids = column_array(incoming.column("customer_id")).to_numpy(zero_copy_only=False)
-        ranges = (np.maximum(ids, 0) // CUSTOMER_SPAN).tolist()
-        target = np.array([f"part-{n:05d}" for n in ranges], dtype=object)
+        # each row's file by its number (part-00003: 3; part, of an earlier omsframe: -1):
+        # numbers, not names, are what is sorted and grouped (sorting a full sync's ~90,000
+        # names was ~80 ms of the ~270 of merging its pending customers)
+        numbers = np.maximum(ids, 0) // CUSTOMER_SPAN
         for stem in self.stems("customers", None):
             with pq.ParquetFile(self.file_path("customers", None, stem)) as file:
                 stored = file.read(columns=["customer_id"]).column(0).to_numpy()
-            target[np.isin(ids, stored)] = stem
-        names, codes = np.unique(target, return_inverse=True)
-        parts = _split(incoming, pa.array(codes.astype(np.int64)), len(names))
-        return dict(zip(names.tolist(), parts, strict=True))
+            numbers[np.isin(ids, stored)] = file_number(stem)
+        files, codes = np.unique(numbers, return_inverse=True)
+        parts = _split(incoming, pa.array(codes.astype(np.int64)), len(files))
+        names = [SINGLE if n < 0 else f"part-{n:05d}" for n in files.tolist()]
+        return dict(zip(names, parts, strict=True))
 
     def _pending_dir(self) -> Path:
         return self.root / "pending" / "customers"

@@ -146,7 +146,7 @@ FILE_ORDERS = 2_000
 #: Files of a month of the raw layer beyond its ``orders`` files before it is compacted. Each
 #: upsert that brings new copies of a month's orders adds a file to the month (an incremental
 #: sync: a few small files); rewriting the month's ~10 MB of JSON instead, for a few changed
-#: orders, was a sixth of an incremental's time and ~60 MiB of its peak (BENCHMARKS.md "Sync").
+#: orders, was ~5 % of an incremental's time and ~60 MiB of its peak (BENCHMARKS.md "Sync").
 RAW_SLACK = 8
 #: A month's last file takes new orders while it holds fewer than this many (else a new file).
 SMALL_FILE = 500

@@ -851,26 +851,39 @@ class Store:
 
         When the month holds more than :data:`RAW_SLACK` raw files beyond its ``orders``
         files, each order's latest copy is kept (none of an order now stored in another month)
-        and written to new files; then the old ones are removed. Killed in between, the month
-        holds both: copies of the same orders, which the next compaction or a rebuild sorts out.
+        and written to new files of :data:`FILE_ORDERS` rows; then the old ones are removed.
+        Which copies to keep is decided from the files' ids and stamps alone, and the files
+        are then read one at a time: memory stays within a file or two, whatever the month's
+        size. Killed midway, the month holds old and new files: copies of the same orders,
+        which the next compaction or a rebuild sorts out.
         """
         stems = self.stems("raw_orders", month)
         if len(stems) <= len(self.stems("orders", month)) + RAW_SLACK:
             return
         paths = [self.file_path("raw_orders", month, stem) for stem in stems]
-        table = pa.concat_tables([self._read_file(path, "raw_orders") for path in paths])
-        ids = column_array(table.column("order_id"))
-        keep = latest_per_key(ids, table.column("modified_date"))
+        keys = []
+        for path in paths:
+            with pq.ParquetFile(path) as file:
+                keys.append(file.read(columns=["order_id", "modified_date"]))
+        both = pa.concat_tables(keys)
+        ids = column_array(both.column("order_id"))
         places = self._layout().lookup(ids.to_pylist())
         here = pa.array([place is None or place[0] == month for place in places], pa.bool_())
-        table = table.filter(pc.and_(keep, here))
+        keep = column_array(pc.and_(latest_per_key(ids, both.column("modified_date")), here))
         number = file_number(stems[-1]) + 1
-        _run_writes(
-            [
-                functools.partial(self._append_raw, month, f"part-{number + n:05d}", piece)
-                for n, piece in enumerate(_cut(table, FILE_ORDERS))
-            ]
-        )
+        waiting: list[pa.Table] = []  # kept rows not written yet (fewer than FILE_ORDERS)
+        start = 0
+        for path, part in zip(paths, keys, strict=True):
+            kept = self._read_file(path, "raw_orders").filter(keep.slice(start, part.num_rows))
+            start += part.num_rows
+            waiting.append(kept)
+            rows = pa.concat_tables(waiting)
+            while rows.num_rows >= FILE_ORDERS:
+                self._append_raw(month, f"part-{number:05d}", rows.slice(0, FILE_ORDERS))
+                number, rows = number + 1, rows.slice(FILE_ORDERS)
+            waiting = [rows]
+        if waiting[0].num_rows:
+            self._append_raw(month, f"part-{number:05d}", waiting[0])
         for path in paths:
             path.unlink()
 

@@ -411,6 +411,8 @@ def test_the_raw_layer_grows_by_new_files_is_compacted_and_rebuilds_the_tables(
     from omsframe.store import Store
 
     monkeypatch.setattr(store, "RAW_SLACK", 2)
+    monkeypatch.setattr(store, "FILE_ORDERS", 40)  # compacted months come in several files
+    monkeypatch.setattr(store, "SMALL_FILE", 15)
     cache = tmp_path / "cache"
     with serve(world, clock=Clock(start=from_us(world.end_us) - 20 * DAY)) as oms:
         sync(oms.url, token=oms.token, cache=cache, progress=False)
@@ -424,8 +426,12 @@ def test_the_raw_layer_grows_by_new_files_is_compacted_and_rebuilds_the_tables(
                 assert files <= len(raw.stems("orders", month)) + 2  # compacted beyond
                 piled = max(piled, files - len(raw.stems("orders", month)))
             assert_raw_layer_current(cache)
+            paths = (cache / "raw/orders").glob("month=*/part-*.parquet")
+            assert max(len(pq_ids(path)) for path in paths) <= 40  # bounded, compacted or not
         check_cache(cache, truth(world, oms.now_us))
     assert piled == 2  # (the months did pile up to the slack: compaction was needed)
+    # a compacted month's files are new ones (numbered after the old, which are gone)
+    assert any(raw.stems("raw_orders", m)[0] != "part-00000" for m in raw.months("raw_orders"))
     ids = raw.read_table("raw_orders").column("order_id").to_pylist()
     assert len(ids) < 1.5 * len(set(ids))  # compacted months hold one copy an order
     before = snapshot(cache)

@@ -1,5 +1,6 @@
 """A sync that dies at an exact point — inside a parquet write, between the partition rewrites of
-one batch, inside the manifest update — resumes to the same cache as an uninterrupted sync.
+one batch, inside the manifest update, inside a compaction of the raw layer — resumes to the
+same cache as an uninterrupted sync.
 
 The child process dies with ``os._exit`` (no cleanup, no ``finally``: what kill -9 leaves).
 """
@@ -28,9 +29,26 @@ point, nth = sys.argv[4], int(sys.argv[5])
 # small files (the uninterrupted sync keeps the defaults): kills land between the files of a
 # batch, and the resumed cache must hold the same rows whatever its files
 store.FILE_ORDERS, store.SMALL_FILE = 25, 10
+# "compacting-" points: a month of the raw layer is compacted as soon as it has more raw files
+# than orders files (nearly every batch), and the point counts only within compactions
+compacting = {"on": not point.startswith("compacting-")}
+if point.startswith("compacting-"):
+    store.RAW_SLACK, point = 0, point.removeprefix("compacting-")
+    real_compact = store.Store._compact_raw
+
+    def compact(self, month):
+        compacting["on"] = True
+        try:
+            return real_compact(self, month)
+        finally:
+            compacting["on"] = False
+
+    store.Store._compact_raw = compact
 calls = {"n": 0}
 
 def count() -> bool:
+    if not compacting["on"]:
+        return False
     calls["n"] += 1
     return calls["n"] == nth
 
@@ -51,8 +69,16 @@ def replace(source, target):
         os._exit(9)  # the batch stored, its checkpoint not
     real_replace(source, target)
 
+real_unlink = store.Path.unlink
+
+def unlink(path, missing_ok=False):
+    if point == "between-removals" and count():
+        os._exit(9)  # a compaction's new files written, some of its old ones not yet removed
+    real_unlink(path, missing_ok=missing_ok)
+
 pq.write_table = write_table
 store.os.replace = replace
+store.Path.unlink = unlink
 sync(sys.argv[1], token=sys.argv[2], cache=sys.argv[3], progress=False, batch_size=60)
 """
 
@@ -67,6 +93,12 @@ POINTS = [
     ("inside-manifest-update", 4),
     ("inside-manifest-update", 9),
     ("inside-manifest-update", 20),
+    # inside a compaction of the raw layer (see CHILD)
+    ("compacting-inside-parquet-write", 1),
+    ("compacting-inside-parquet-write", 3),
+    ("compacting-before-partition-rename", 2),
+    ("compacting-between-removals", 1),
+    ("compacting-between-removals", 4),
 ]
 
 

@@ -871,19 +871,17 @@ class Store:
         here = pa.array([place is None or place[0] == month for place in places], pa.bool_())
         keep = column_array(pc.and_(latest_per_key(ids, both.column("modified_date")), here))
         number = file_number(stems[-1]) + 1
-        waiting: list[pa.Table] = []  # kept rows not written yet (fewer than FILE_ORDERS)
+        pending: pa.Table | None = None  # kept rows not written yet (fewer than FILE_ORDERS)
         start = 0
         for path, part in zip(paths, keys, strict=True):
             kept = self._read_file(path, "raw_orders").filter(keep.slice(start, part.num_rows))
             start += part.num_rows
-            waiting.append(kept)
-            rows = pa.concat_tables(waiting)
-            while rows.num_rows >= FILE_ORDERS:
-                self._append_raw(month, f"part-{number:05d}", rows.slice(0, FILE_ORDERS))
-                number, rows = number + 1, rows.slice(FILE_ORDERS)
-            waiting = [rows]
-        if waiting[0].num_rows:
-            self._append_raw(month, f"part-{number:05d}", waiting[0])
+            pending = kept if pending is None else pa.concat_tables([pending, kept])
+            while pending.num_rows >= FILE_ORDERS:
+                self._append_raw(month, f"part-{number:05d}", pending.slice(0, FILE_ORDERS))
+                number, pending = number + 1, pending.slice(FILE_ORDERS)
+        if pending is not None and pending.num_rows:
+            self._append_raw(month, f"part-{number:05d}", pending)
         for path in paths:
             path.unlink()
 

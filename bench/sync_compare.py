@@ -153,10 +153,12 @@ def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
     elif kind == "flatten":
         raw = omsframe.load(cache, tables=["orders"], engine="pyarrow")  # warm the imports
         del raw
+        from omsframe.merge import latest_per_key
         from omsframe.store import Store
 
-        store = Store(cache)
-        texts = store.read_table("raw_orders").column("record").to_pylist()
+        raw = Store(cache).read_table("raw_orders")  # each order's latest copy (see Store)
+        raw = raw.filter(latest_per_key(raw["order_id"].combine_chunks(), raw["modified_date"]))
+        texts = raw.column("record").to_pylist()
         started = time.perf_counter()
         records = [orjson.loads(t) for t in texts]
         flat = omsframe.flatten_orders(records)

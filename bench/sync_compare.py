@@ -335,26 +335,21 @@ def round_ratios(runs: dict[str, list[dict[str, Any]]]) -> str:
         incremental-any / sync 2.5 %, 2.4 %
         incremental / naive 1.00 %, 1.36 %
     """
+
+    def share(kind: str, base: str, digits: int) -> str:
+        pairs = zip(runs[kind], runs[base], strict=True)
+        return f"{kind} / {base} " + ", ".join(
+            f"{r['seconds'] / b['seconds'] * 100:.{digits}f} %" for r, b in pairs
+        )
+
     full = [r["seconds"] for r in runs["sync"]]
     parts = [
         "naive / sync "
-        + ", ".join(f"{n['seconds'] / s:.2f}x" for n, s in zip(runs["naive"], full, strict=True))
+        + ", ".join(f"{n['seconds'] / s:.2f}x" for n, s in zip(runs["naive"], full, strict=True)),
+        share("incremental", "sync", 1),
+        share("incremental-any", "sync", 1),
+        share("incremental", "naive", 2),
     ]
-    for kind in ("incremental", "incremental-any"):
-        parts.append(
-            f"{kind} / sync "
-            + ", ".join(
-                f"{r['seconds'] / s * 100:.1f} %" for r, s in zip(runs[kind], full, strict=True)
-            )
-        )
-    naive = [r["seconds"] for r in runs["naive"]]
-    parts.append(
-        "incremental / naive "
-        + ", ".join(
-            f"{r['seconds'] / n * 100:.2f} %"
-            for r, n in zip(runs["incremental"], naive, strict=True)
-        )
-    )
     return "; ".join(parts)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,10 +87,14 @@ def test_a_full_disk_mid_write_leaves_no_debris_and_the_next_sync_completes(
     real_write = pq.write_table
     calls = {"n": 0}
 
+    counting = threading.Lock()  # (files are written on several threads)
+
     def fill_disk(table: object, where: str, **options: object) -> None:
-        calls["n"] += 1
+        with counting:
+            calls["n"] += 1
+            number = calls["n"]
         real_write(table, where, **options)
-        if calls["n"] == 7:  # half a file lands, then the disk is full
+        if number == 7:  # half a file lands, then the disk is full
             with open(where, "r+b") as half:
                 half.truncate(10)
             raise OSError(28, "No space left on device")
@@ -741,3 +746,23 @@ def test_dropping_orders_from_a_file_keeps_every_other_row_in_order(
         assert kept.schema == table.schema
         pairs = zip(kept["order_id"].to_pylist(), kept["row"].to_pylist(), strict=True)
         assert list(pairs) == wanted
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    stamps=st.lists(
+        st.one_of(st.none(), st.integers(-62_135_596_800_000_000, 253_402_300_799_999_999)),
+        max_size=60,
+    ),
+    chunks=st.integers(1, 3),
+)
+def test_months_are_those_arrow_formats(stamps: list[int | None], chunks: int) -> None:
+    import pyarrow.compute as pc
+
+    from omsframe.store import UNKNOWN_MONTH, _months
+
+    column = pa.array(stamps, pa.timestamp("us", tz="UTC"))
+    cut = len(stamps) // chunks
+    table = pa.table({"d": pa.chunked_array([column.slice(0, cut), column.slice(cut)])})
+    wanted = pc.fill_null(pc.strftime(column, format="%Y-%m"), UNKNOWN_MONTH)
+    assert _months(table, "d").to_pylist() == wanted.to_pylist()

@@ -179,17 +179,29 @@ def _run_writes(
     ``later``: called once ``writes`` are under way, for more writes (run after them): what
     it takes to decide those (reading files, Python work) runs beside the first ones.
 
-    After an error (of a write, or of ``later``) no other write starts; the error is raised
-    once the writes already under way have ended (none is left running).
+    After an error (of a write, or of ``later``) no other write starts (a thread that ends
+    the write it is in starts no other, even before the waiting ones are cancelled); the
+    error is raised once the writes already under way have ended (none is left running).
     """
     if WRITE_THREADS < 2 or (later is None and len(writes) < 2):
         results = [write() for write in writes]
         return results + ([write() for write in later()] if later is not None else [])
+    failed = threading.Event()
+
+    def guarded(write: Callable[[], int]) -> int:
+        if failed.is_set():
+            return 0  # not started (the error is raised by the write that failed)
+        try:
+            return write()
+        except BaseException:
+            failed.set()
+            raise
+
     with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="omsframe-write") as pool:
-        futures = [pool.submit(write) for write in writes]
+        futures = [pool.submit(guarded, write) for write in writes]
         try:
             if later is not None:
-                futures += [pool.submit(write) for write in later()]
+                futures += [pool.submit(guarded, write) for write in later()]
             concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
         finally:  # an error, or Ctrl-C here: the writes not started yet never start
             for future in futures:

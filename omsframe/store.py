@@ -339,14 +339,15 @@ def _months(table: pa.Table, column: str) -> pa.Array:
     if table.num_rows == 0:
         return pa.array([], pa.string())
     stamps = column_array(table.column(column))
-    months = stamps.to_numpy(zero_copy_only=False).astype("datetime64[M]")
-    distinct, codes = np.unique(months, return_inverse=True)
-    names = np.datetime_as_string(distinct, unit="M")
-    beyond = any(len(name) != 7 for name in names[~np.isnat(distinct)])  # (years 0001–9999)
-    if beyond or getattr(stamps.type, "tz", None) not in ("UTC", "+00:00"):
-        return pc.fill_null(pc.strftime(stamps, format="%Y-%m"), UNKNOWN_MONTH)
-    names = np.where(np.isnat(distinct), UNKNOWN_MONTH, names)
-    return pa.array(names.tolist(), pa.string()).take(pa.array(codes.ravel()))
+    if getattr(stamps.type, "tz", None) in ("UTC", "+00:00"):
+        months = stamps.to_numpy(zero_copy_only=False).astype("datetime64[M]")
+        distinct, codes = np.unique(months, return_inverse=True)
+        missing = np.isnat(distinct)
+        names = np.datetime_as_string(distinct, unit="M")
+        if all(len(name) == 7 for name in names[~missing]):  # (years 0001–9999)
+            names = np.where(missing, UNKNOWN_MONTH, names)
+            return pa.array(names.tolist(), pa.string()).take(pa.array(codes.ravel()))
+    return pc.fill_null(pc.strftime(stamps, format="%Y-%m"), UNKNOWN_MONTH)
 
 
 def _sorted(table: pa.Table, name: str) -> pa.Table:
@@ -381,7 +382,11 @@ def _without(table: pa.Table, drop: pa.Array) -> pa.Table:
         >>> _without(t, pa.array([9])) is t
         True
     """
-    replaced = pc.is_in(table.column("order_id"), value_set=drop)
+    return _dropping(table, pc.is_in(table.column("order_id"), value_set=drop))
+
+
+def _dropping(table: pa.Table, replaced: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """``table`` without the rows where ``replaced`` is true (see :func:`_without`)."""
     where = np.flatnonzero(column_array(replaced).to_numpy(zero_copy_only=False))
     if not len(where):
         return table  # every stored row kept, without a copy
@@ -864,8 +869,7 @@ class Store:
         if len(ids) < raw.num_rows:  # the copies that lost go; the rest are kept as slices
             # of the batch's where they are a few runs, not a copy (see _without: a batch's
             # raw JSON is ~20 MB, and filtering it was ~13 ms of an incremental's store)
-            order_ids = column_array(raw.column("order_id"))
-            raw = _without(raw, order_ids.filter(pc.invert(pc.is_in(order_ids, value_set=ids))))
+            raw = _dropping(raw, pc.invert(pc.is_in(raw.column("order_id"), value_set=ids)))
         months = _months(raw, "date_placed")
         names = pc.unique(months)
         parts = _split(raw, pc.index_in(months, value_set=names), len(names))

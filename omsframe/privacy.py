@@ -55,6 +55,9 @@ ADDRESS_PII: dict[str, PiiKind] = {
     "tax_no": "text",
 }
 _PSEUDONYM = re.compile(r"pii:[0-9a-f]{16}")
+_CUSTOMER_FIELDS = tuple(CUSTOMER_PII.items())
+_ADDRESS_FIELDS = tuple(ADDRESS_PII.items())
+_ABSENT = object()  # a field that is not there (one that is may hold null)
 _SECRET_WORDS = ("password", "secret", "token", "auth", "api_key", "apikey", "credential")
 
 
@@ -217,18 +220,37 @@ class Privacy:
         """Apply the policy to the personal fields of an order snapshot, in place."""
         if self.mode == "keep":
             return order
-        objects: list[tuple[Any, dict[str, PiiKind]]] = [(order.get("customer"), CUSTOMER_PII)]
+        scrub = self._scrub
+        customer = order.get("customer")
+        if isinstance(customer, dict):
+            scrub(customer, _CUSTOMER_FIELDS)
         for role in ("shipping_address", "billing_address"):
             address = order.get(role)
-            objects.append((address, ADDRESS_PII))
             if isinstance(address, dict):
-                objects.append((address.get("customer"), CUSTOMER_PII))
-        for obj, fields in objects:
-            if isinstance(obj, dict):
-                for name, kind in fields.items():
-                    if name in obj:
-                        obj[name] = self.value(obj[name], kind)
+                scrub(address, _ADDRESS_FIELDS)
+                customer = address.get("customer")
+                if isinstance(customer, dict):
+                    scrub(customer, _CUSTOMER_FIELDS)
         return order
+
+    def _scrub(self, obj: dict[str, Any], fields: tuple[tuple[str, PiiKind], ...]) -> None:
+        """:meth:`value` applied to the personal fields that one object has, in place.
+
+        Inlined for the common case, a non-empty string whose pseudonym is known (flattening
+        the order has just made it): an order holds ~26 such fields, and a call of
+        :meth:`value` for each made scrubbing ~15 % slower (~0.2 ms a page of 100 orders).
+        """
+        memos = self._memos
+        hashing = self.mode == "pseudonymize"
+        for name, kind in fields:
+            value = obj.get(name, _ABSENT)
+            if value is _ABSENT:
+                continue
+            if hashing and value.__class__ is str and value:
+                known = memos[kind].get(value)
+                obj[name] = known if known is not None else self.pseudonym(value, kind)
+            else:
+                obj[name] = self.value(value, kind)
 
     def describe(self) -> str:
         """A one-line description for metadata and reports (never the key)."""

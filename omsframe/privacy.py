@@ -217,7 +217,16 @@ class Privacy:
         return self._memos[kind].get(text) or self.pseudonym(text, kind)
 
     def scrub_order(self, order: dict[str, Any]) -> dict[str, Any]:
-        """Apply the policy to the personal fields of an order snapshot, in place."""
+        """Apply the policy to the personal fields of an order snapshot, in place.
+
+        The fields are those of :data:`CUSTOMER_PII` in the order's ``customer`` and in each
+        address's, and those of :data:`ADDRESS_PII` in its two addresses. Returns ``order``.
+
+        Example:
+            >>> order = {"customer": {"pk": 7, "email": "a@b.co", "first_name": ""}}
+            >>> Privacy(mode="drop").scrub_order(order)["customer"]
+            {'pk': 7, 'email': None, 'first_name': None}
+        """
         if self.mode == "keep":
             return order
         scrub = self._scrub

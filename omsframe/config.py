@@ -92,6 +92,15 @@ class EndpointPaths:
 
     Paths with ``{id}`` are formatted with the record's id. Override any path that differs on
     your server: ``EndpointPaths(orders_simple="/api/v1/oms/orders/simple/")``.
+
+    Example:
+        >>> paths = EndpointPaths(orders_simple="/api/v1/oms/orders/simple/")
+        >>> paths.orders_simple, paths.order.format(id=7)
+        ('/api/v1/oms/orders/simple/', '/api/v1/oms/orders/7/')
+        >>> EndpointPaths(orders="api/v1/oms/orders/")
+        Traceback (most recent call last):
+        ...
+        omsframe.errors.ConfigError: endpoint path orders='api/v1/oms/orders/' must start with '/'
     """
 
     login: str = "/api/v1/auth/login/"
@@ -137,6 +146,15 @@ class Settings:
         max_passes: Whole passes over a list at most, when records fall short of ``count``.
         retry: The retry policy.
         paths: The endpoint paths.
+
+    Example:
+        >>> env = {"OMSFRAME_URL": "https://acme-oms.akinon.net", "OMSFRAME_TOKEN": "s3cret",
+        ...        "OMSFRAME_PAGE_SIZE": "50"}
+        >>> settings = Settings.resolve(concurrency=4, environ=env)
+        >>> settings.page_size, settings.concurrency, "s3cret" in repr(settings)
+        (50, 4, False)
+        >>> sorted(set(settings.to_dict()) & {"url", "token", "password"})
+        ['url']
     """
 
     url: str

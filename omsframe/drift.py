@@ -166,7 +166,19 @@ KNOWN_FIELDS: dict[str, frozenset[str]] = {
 
 @dataclass
 class DriftReport:
-    """What the input had that the published shape does not, and vice versa, with counts."""
+    """What the input had that the published shape does not, and vice versa, with counts.
+
+    Example:
+        >>> import omsframe as of
+        >>> flat = of.flatten_orders([{"id": 1, "orderitem_set": [], "gift_note": "hi"}])
+        >>> flat.drift.new_fields["order.gift_note"], bool(flat.drift)
+        (1, True)
+        >>> total = of.DriftReport()
+        >>> total.merge(flat.drift)
+        >>> total.merge(flat.drift)
+        >>> total.to_dict()["new_fields"]
+        {'order.gift_note': 2}
+    """
 
     new_fields: Counter[str] = field(default_factory=Counter)
     missing_fields: Counter[str] = field(default_factory=Counter)

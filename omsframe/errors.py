@@ -59,7 +59,16 @@ _SPACE = re.compile(r"\s+")
 
 
 class OmsframeError(Exception):
-    """Base class of every error omsframe raises on purpose."""
+    """Base class of every error omsframe raises on purpose.
+
+    Example:
+        >>> import omsframe as of
+        >>> try:
+        ...     of.Client("ftp://acme-oms.akinon.net", token="t")
+        ... except of.OmsframeError as error:  # one except for every error of omsframe
+        ...     print(type(error).__name__, "-", error)
+        ConfigError - the OMS URL must be https://<host>, not a ftp URL
+    """
 
 
 class ConfigError(OmsframeError):

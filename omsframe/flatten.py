@@ -42,7 +42,16 @@ ORDER_TABLES = ("orders", "order_items", "addresses", "customers", "products", "
 
 @dataclass
 class QuarantinedRecord:
-    """A record that could not be flattened, kept with the reason (secrets already removed)."""
+    """A record that could not be flattened, kept with the reason (secrets already removed).
+
+    Example:
+        >>> import omsframe as of
+        >>> flat = of.flatten_orders([{"id": 1, "orderitem_set": "none"}, {"id": 2}])
+        >>> [(q.kind, q.position, q.record_id, q.reason) for q in flat.quarantine]
+        [('order', 0, 1, '`orderitem_set` is not a list')]
+        >>> flat.tables["orders"].column("order_id").to_pylist()
+        [2]
+    """
 
     kind: str
     position: int
@@ -56,6 +65,16 @@ class Flattened:
     """The result of flattening a batch: tables, quarantine, drift and the PII policy.
 
     ``duplicates`` counts input records dropped because a later copy of the same id won.
+
+    Example:
+        >>> import omsframe as of
+        >>> old = {"id": 1, "modified_date": "2025-01-01T00:00:00Z", "number": "A"}
+        >>> new = {"id": 1, "modified_date": "2025-01-02T00:00:00Z", "number": "B"}
+        >>> flat = of.flatten_orders([new, old])
+        >>> flat.duplicates, flat.tables["orders"].column("number").to_pylist()
+        (1, ['B'])
+        >>> list(flat.to_pandas()["orders"]["number"])
+        ['B']
     """
 
     tables: dict[str, pa.Table]

@@ -109,6 +109,17 @@ class PagingStats:
             changing one when the order is not known to be stable).
         splits: Id windows that held more records than one page and were split (id-window
             reads only).
+
+    Example:
+        >>> import omsframe as of
+        >>> with of.simulate(orders=20) as oms, of.Client(oms.url, token=oms.token) as client:
+        ...     listing = client.orders(page_size=5)
+        ...     ids = [order["id"] for order in listing]
+        >>> stats = listing.stats
+        >>> stats.records == stats.count == len(ids), stats.pages == -(-len(ids) // 5)
+        (True, True)
+        >>> stats.passes, stats.duplicates, stats.complete
+        (1, 0, True)
     """
 
     count: int = 0

@@ -160,6 +160,15 @@ class Privacy:
         key: Secret key of the keyed hash. A fresh random key when omitted: pseudonyms are
             then stable within this object only; the cache keeps its own key so that they
             are stable across syncs.
+
+    Example:
+        >>> p = Privacy(key=b"k" * 32)
+        >>> p.value(" Ayse@Example.com ", "email") == p.pseudonym("ayse@example.com", "email")
+        True
+        >>> p.transform(["Ayşe", None, ""])[1:], p.value(""), p.pseudonym("x")[:4]
+        ([None, None], None, 'pii:')
+        >>> Privacy(mode="keep").describe()
+        'keep (personal data as sent by the OMS)'
     """
 
     mode: PiiMode = "pseudonymize"

@@ -17,7 +17,20 @@ from omsframe.merge import UpsertCounts
 
 @dataclass
 class SyncReport:
-    """What a sync did. Prints as aligned lines; renders as a table in Jupyter."""
+    """What a sync did. Prints as aligned lines; renders as a table in Jupyter.
+
+    Example:
+        >>> import tempfile
+        >>> import omsframe as of
+        >>> with of.simulate(orders=30) as oms, tempfile.TemporaryDirectory() as cache:
+        ...     report = of.sync(oms.url, token=oms.token, cache=cache, progress=False)
+        >>> report.plan, report.orders_new == report.orders_seen, report.complete
+        ('full', True, True)
+        >>> report.to_dict()["orders_new"] == report.orders_new
+        True
+        >>> print(str(report).splitlines()[2])
+        plan          full
+    """
 
     cache: str
     source: str

@@ -17,11 +17,14 @@ RUN := $(UV) run --frozen --no-sync
 .PHONY: help setup demo test test-slow lint format lab bench reliability clean
 
 help:
-	@echo "make demo    start the OMS simulator and show what it serves"
+	@echo "make demo    sync the built-in OMS simulator's shop into data/demo/ and show the report"
+	@echo "             (run it again for an incremental sync)"
 	@echo "make test    lint (ruff), type-check (mypy) and run the tests (pytest)"
+	@echo "make test-slow    the tests marked slow (left out of make test)"
 	@echo "make lab     open JupyterLab on notebooks/"
 	@echo "make bench   run the benchmarks (results go in BENCHMARKS.md by hand)"
 	@echo "make lint    ruff and mypy only"
+	@echo "make format  ruff format and the safe fixes"
 	@echo "make reliability  the fault campaign (figures for RELIABILITY.md)"
 
 $(UV):

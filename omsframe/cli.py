@@ -54,6 +54,12 @@ _CACHE = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Cache folder (default: data/<host of the URL>).",
 )
+#: ``--cache`` of the commands that read a cache (they take no URL)
+_CACHE_READ = click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Cache folder (default: data/demo, the cache of `omsframe demo`).",
+)
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
@@ -125,7 +131,7 @@ def sync_command(
 
 
 @main.command()
-@_CACHE
+@_CACHE_READ
 @_JSON
 def status(cache: Path | None, as_json: bool) -> None:
     """Say what a cache holds, how fresh it is and where it came from."""
@@ -135,7 +141,7 @@ def status(cache: Path | None, as_json: bool) -> None:
 
 
 @main.command()
-@_CACHE
+@_CACHE_READ
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet")
 @click.option("--tables", help="Comma-separated tables (default: all).")
@@ -166,7 +172,7 @@ def export(
 
 
 @main.command()
-@_CACHE
+@_CACHE_READ
 @_JSON
 def rebuild(cache: Path | None, as_json: bool) -> None:
     """Rebuild every table from the cache's raw JSON, offline."""
@@ -264,7 +270,7 @@ def simulate(
 
 
 @main.command(name="report")
-@_CACHE
+@_CACHE_READ
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -10,20 +10,23 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
 import pandas as pd
 
+#: a pandas or polars DataFrame
+FrameT = TypeVar("FrameT")
+
 
 def expand_attributes(
-    df: pd.DataFrame,
+    df: FrameT,
     keys: Sequence[str],
     *,
     column: str = "attributes",
     prefix: str = "attr_",
     field: str | None = None,
-) -> pd.DataFrame:
+) -> FrameT:
     """Return a copy of ``df`` with one column per chosen key of a JSON-text column.
 
     The input is not modified. Rows whose JSON is null, not an object, or lacks the key get
@@ -31,14 +34,15 @@ def expand_attributes(
 
     Args:
         df: A table with a JSON-text column, e.g. ``order_items`` or ``products``.
-        keys: The keys to turn into columns.
+        keys: The keys to turn into columns (one key may be given as a text).
         column: The JSON-text column (``attributes``, ``attributes_kwargs``, ``extra_field``...).
         prefix: Prefix of the new column names (``attr_color``).
         field: For nested values such as ``attributes_kwargs`` (``{"label", "value",
             "data_type"}``), the field of the nested object to take, e.g. ``"label"``.
 
     Returns:
-        A new DataFrame with the added columns.
+        A new DataFrame with the added columns: pandas, or polars for a polars ``df`` (whose
+        new columns hold the values as JSON text: ``"Red"`` as ``Red``, ``3`` as ``3``).
 
     Raises:
         KeyError: If ``column`` is not in ``df``.
@@ -49,10 +53,18 @@ def expand_attributes(
         >>> out["attr_size"][0]
         'M'
     """
-    if column not in df.columns:
+    polars = type(df).__module__.startswith("polars")
+    if not isinstance(df, pd.DataFrame) and not polars:
+        raise TypeError(f"expand_attributes takes a pandas or polars DataFrame, not {type(df)}")
+    columns = list(cast(Any, df).columns)
+    if column not in columns:
         raise KeyError(
-            f"no column {column!r} to expand; pass column= one of {', '.join(map(str, df.columns))}"
+            f"no column {column!r} to expand; pass column= one of {', '.join(map(str, columns))}"
         )
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    if polars:
+        return cast(FrameT, _expand_polars(df, keys, column, prefix, field))
+    frame = cast(pd.DataFrame, df)
     parsed: dict[str, Any] = {}
 
     def parse(text: Any) -> Any:
@@ -65,8 +77,8 @@ def expand_attributes(
                 parsed[text] = None
         return parsed[text]
 
-    objects = [parse(text) for text in df[column].tolist()]
-    result = df.copy()
+    objects = [parse(text) for text in frame[column].tolist()]
+    result = frame.copy()
     for key in keys:
         values: list[Any] = []
         for obj in objects:
@@ -74,5 +86,18 @@ def expand_attributes(
             if field is not None:
                 value = value.get(field) if isinstance(value, dict) else None
             values.append(value)
-        result[f"{prefix}{key}"] = pd.Series(values, index=df.index, dtype=object)
-    return result
+        result[f"{prefix}{key}"] = pd.Series(values, index=frame.index, dtype=object)
+    return cast(FrameT, result)
+
+
+def _expand_polars(df: Any, keys: list[str], column: str, prefix: str, field: str | None) -> Any:
+    """:func:`expand_attributes` of a polars DataFrame (values come as text)."""
+    import polars as pl
+
+    def path(key: str) -> str:
+        steps = [key] if field is None else [key, field]
+        return "$" + "".join("[" + orjson.dumps(step).decode() + "]" for step in steps)
+
+    return df.with_columns(
+        pl.col(column).str.json_path_match(path(key)).alias(f"{prefix}{key}") for key in keys
+    )

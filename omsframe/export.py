@@ -5,8 +5,9 @@ Exports hold the tables only: never the pseudonymization key, the raw layer or t
 
 Example:
     >>> import tempfile
-    >>> export(tempfile.mkdtemp(), tempfile.mkdtemp(), format="csv", tables=["orders"])
-    []
+    >>> export(tempfile.mkdtemp(), tempfile.mkdtemp(), format="xls")
+    Traceback (most recent call last):
+    omsframe.errors.ConfigError: unknown export format 'xls'; use 'parquet' or 'csv'
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from omsframe.atomic import write_atomic, write_parquet_atomic
-from omsframe.errors import CacheError
+from omsframe.errors import CacheError, ConfigError
 from omsframe.flatten import flatten_events
-from omsframe.load import DateLike, _moment
+from omsframe.load import DateLike, date_window, require_cache, table_names
 from omsframe.lock import CacheLock
 from omsframe.manifest import load_manifest, save_manifest
 from omsframe.parallel import iter_flatten_json
@@ -57,7 +58,7 @@ def export(
     out: str | os.PathLike[str],
     *,
     format: Format = "parquet",
-    tables: Sequence[str] | None = None,
+    tables: str | Sequence[str] | None = None,
     since: DateLike | None = None,
     until: DateLike | None = None,
 ) -> list[Path]:
@@ -69,12 +70,17 @@ def export(
             ``<table>.csv``.
         format: ``"parquet"`` (exact types) or ``"csv"`` (money as exact decimal text,
             timestamps as ISO 8601 UTC, lists as JSON).
-        tables: Which tables (default: all).
+        tables: Which tables (default: all; one may be given as a text).
         since: Only orders placed (events created) at or after this moment.
         until: ... before this moment.
 
     Returns:
         The files written (tables with no rows are skipped).
+
+    Raises:
+        CacheError: There is no cache at ``path``.
+        ConfigError: An unknown format or table, a date that is none, ``since`` not before
+            ``until``, or ``out`` is a file.
 
     Example:
         >>> import tempfile
@@ -87,14 +93,17 @@ def export(
         ['orders.csv', 'channels.csv']
     """
     if format not in ("parquet", "csv"):
-        raise ValueError(f"unknown export format {format!r}; use 'parquet' or 'csv'")
-    store = Store(path)
+        raise ConfigError(f"unknown export format {format!r}; use 'parquet' or 'csv'")
+    names = table_names(tables)
+    low, high = date_window(since, until)
     target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"cannot export into {target}: it is a file; give a folder")
+    require_cache(Path(path))
+    store = Store(path)
     written: list[Path] = []
-    for name in tables or list(TABLES):
-        if name not in TABLES:
-            raise ValueError(f"unknown table {name!r}; choose from {', '.join(TABLES)}")
-        table = store.read_table(name, _moment(since), _moment(until))
+    for name in names:
+        table = store.read_table(name, low, high)
         if table.num_rows == 0:
             continue
         target.mkdir(parents=True, exist_ok=True)
@@ -125,6 +134,9 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
     Returns:
         Rows per rebuilt table.
 
+    Raises:
+        CacheError: There is no cache at ``path``, or a sync is writing it.
+
     Example:
         >>> import tempfile
         >>> from omsframe.simulator.server import serve
@@ -136,6 +148,7 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
         500
     """
     root = Path(path)
+    require_cache(root)
     with CacheLock(root):
         recover_swap(root)
         manifest = load_manifest(root)

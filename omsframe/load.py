@@ -7,9 +7,9 @@ polars DataFrames.
 
 Example:
     >>> import tempfile
-    >>> tables = load(tempfile.mkdtemp(), offline=True)
-    >>> len(tables.orders)
-    0
+    >>> load(tempfile.mkdtemp() + "/none")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    omsframe.errors.CacheError: no omsframe cache at .../none: the folder does not exist; ...
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from omsframe._display import aligned, html_table
-from omsframe.errors import CacheError
+from omsframe.errors import CacheError, ConfigError
 from omsframe.manifest import load_manifest, manifest_path
 from omsframe.schema import TABLES
 from omsframe.store import Store
@@ -34,14 +34,94 @@ Engine = Literal["pandas", "pyarrow", "polars"]
 DateLike = dt.datetime | dt.date | str
 
 
-def _moment(value: DateLike | None) -> dt.datetime | None:
+ENGINES: tuple[Engine, ...] = ("pandas", "pyarrow", "polars")
+
+
+def _moment(value: DateLike | None, name: str = "since") -> dt.datetime | None:
+    """A ``since``/``until`` argument as a UTC datetime (:class:`ConfigError` if it is none).
+
+    Text is ISO 8601: ``"2025-06-01"``, ``"2025-06"`` (the month's first day),
+    ``"2025-06-01T12:00:00+03:00"``; a date or a naive datetime means UTC.
+    """
     if value is None:
         return None
+    given = value
     if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
+        text = value.strip()
+        if len(text) == 7 and text[4] == "-":  # a month
+            text += "-01"
+        try:
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ConfigError(
+                f"{name}={given!r} is not a date; use text such as '2025-06-01', '2025-06' "
+                "or '2025-06-01T12:00:00+03:00', or a date or datetime"
+            ) from None
+    elif type(value).__name__ == "datetime64":  # numpy's
+        value = pd.Timestamp(value).to_pydatetime()
+    if not isinstance(value, dt.date):
+        raise ConfigError(
+            f"{name} must be a date, a datetime or text such as '2025-06-01', "
+            f"not {type(given).__name__}"
+        )
     if not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def date_window(
+    since: DateLike | None, until: DateLike | None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``since`` and ``until`` as UTC datetimes, refused (:class:`ConfigError`) if out of order.
+
+    Example:
+        >>> date_window("2025-06", None)
+        (datetime.datetime(2025, 6, 1, 0, 0, tzinfo=datetime.timezone.utc), None)
+    """
+    low, high = _moment(since, "since"), _moment(until, "until")
+    if low is not None and high is not None and low >= high:
+        raise ConfigError(
+            f"since ({low:%Y-%m-%d %H:%M} UTC) is not before until ({high:%Y-%m-%d %H:%M} "
+            "UTC): nothing could match; give since the earlier moment"
+        )
+    return low, high
+
+
+def table_names(tables: str | Sequence[str] | None) -> list[str]:
+    """The tables asked for: all of them for ``None``; one may be given as a text.
+
+    Example:
+        >>> table_names("orders"), len(table_names(None)) > 5
+        (['orders'], True)
+    """
+    if tables is None:
+        return list(TABLES)
+    names = [tables] if isinstance(tables, str) else list(tables)
+    unknown = [n for n in names if n not in TABLES]
+    if unknown:
+        raise ConfigError(
+            f"unknown table(s) {', '.join(map(str, unknown))}; choose from {', '.join(TABLES)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def require_cache(root: Path) -> None:
+    """Refuse a folder that holds no cache (:class:`CacheError`): a mistyped path, a file.
+
+    Example:
+        >>> import tempfile
+        >>> require_cache(Path(tempfile.mkdtemp()))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        omsframe.errors.CacheError: no omsframe cache at ...: it has no manifest.json; ...
+    """
+    advice = "check the path, or fill the cache first with omsframe.sync(url, cache=...)"
+    if not root.exists():
+        raise CacheError(f"no omsframe cache at {root}: the folder does not exist; {advice}")
+    if not root.is_dir():
+        raise CacheError(f"no omsframe cache at {root}: it is a file, not a folder; {advice}")
+    # (a first sync stopped before its first checkpoint leaves tables but no manifest yet)
+    if not manifest_path(root).exists() and not (root / "tables").is_dir():
+        raise CacheError(f"no omsframe cache at {root}: it has no manifest.json; {advice}")
 
 
 def _arrow_types(data_type: pa.DataType) -> Any:
@@ -116,7 +196,7 @@ def load(
     *,
     since: DateLike | None = None,
     until: DateLike | None = None,
-    tables: Sequence[str] | None = None,
+    tables: str | Sequence[str] | None = None,
     engine: Engine = "pandas",
     offline: bool = True,
     **sync_options: Any,
@@ -126,9 +206,12 @@ def load(
     Args:
         path: The cache folder (e.g. ``"data/acme-oms.akinon.net"``).
         since: Keep orders (and their items, addresses, state changes) placed at or after
-            this moment, and events created from it; a date means midnight UTC.
+            this moment, and events created from it; a date means midnight UTC (also as
+            text: ``"2025-06-01"``, ``"2025-06"``, ISO 8601). Customers, products, channels
+            and states are not filtered.
         until: ... placed before this moment.
-        tables: Which tables (default: all of ``omsframe.schema.TABLES``).
+        tables: Which tables (default: all of ``omsframe.schema.TABLES``; one may be given
+            as a text).
         engine: ``"pandas"`` (default), ``"pyarrow"`` or ``"polars"``.
         offline: ``True`` (default) never touches the network; ``False`` first brings the
             cache up to date with :func:`omsframe.sync` (credentials from the environment or
@@ -139,7 +222,10 @@ def load(
         :class:`Tables`, a mapping of table name to frame.
 
     Raises:
-        CacheError: A file of the cache is damaged, or ``tables`` names an unknown table.
+        CacheError: There is no cache at ``path``, or a file of it is damaged.
+        ConfigError: An unknown table or engine, a date that is none, or ``since`` not
+            before ``until``.
+        TypeError: An unknown keyword (``sync_options`` are taken with ``offline=False`` only).
 
     Example:
         >>> import tempfile
@@ -153,14 +239,20 @@ def load(
         ['eur', 'try', 'usd']
     """
     root = Path(path)
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if offline and sync_options:
+        raise TypeError(
+            f"load() got unexpected keyword argument(s) {', '.join(sync_options)} "
+            "(options of omsframe.sync are taken with offline=False only)"
+        )
+    names = table_names(tables)
+    low, high = date_window(since, until)
     if not offline:
         from omsframe.sync import sync
 
         sync(cache=root, **{"progress": False, **sync_options})
-    names = list(tables) if tables is not None else list(TABLES)
-    unknown = [n for n in names if n not in TABLES]
-    if unknown:
-        raise CacheError(f"unknown table(s) {', '.join(unknown)}; choose from {', '.join(TABLES)}")
+    require_cache(root)
     if (root / "tables.old").exists() and not (root / "tables").exists():
         raise CacheError(
             f"cache {root} is in the middle of an interrupted rebuild; "
@@ -168,7 +260,6 @@ def load(
         )
     manifest = load_manifest(root)
     store = Store(root)
-    low, high = _moment(since), _moment(until)
     frames: dict[str, Any] = {}
     for name in names:
         table = store.read_table(name, low, high)

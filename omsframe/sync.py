@@ -51,7 +51,7 @@ from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, save_manifest
 from omsframe.pageflat import PageDecoder, combine
 from omsframe.paging import Listing, ProbeResult
-from omsframe.privacy import PiiMode, Privacy
+from omsframe.privacy import PII_MODES, PiiMode, Privacy
 from omsframe.schema import SCHEMA_VERSION
 from omsframe.store import Store
 from omsframe.sync_report import SyncReport
@@ -317,6 +317,7 @@ def sync(
         ('full', 'incremental', 0)
     """
     started = time.monotonic()
+    _check_options(lookback=lookback, pii=pii, batch_size=batch_size, workers=workers, wait=wait)
     root = Path(cache) if cache is not None else None
     if root is not None and url is None and client is None:
         url = load_manifest(root).get("source_url")
@@ -381,6 +382,36 @@ def sync(
         if own_client:
             client.close()
     return report
+
+
+def _check_options(
+    *,
+    lookback: object,
+    pii: object,
+    batch_size: object,
+    workers: object,
+    wait: object,
+) -> None:
+    """Refuse a bad option before anything is read or written (:class:`ConfigError`)."""
+    if not isinstance(lookback, dt.timedelta) or lookback < dt.timedelta(0):
+        raise ConfigError(
+            f"lookback must be a datetime.timedelta of 0 or more, not {lookback!r}; "
+            "e.g. lookback=datetime.timedelta(minutes=30)"
+        )
+    if pii is not None and pii not in PII_MODES:
+        raise ConfigError(f"unknown PII policy {pii!r}; use one of {', '.join(PII_MODES)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a whole number of 1 or more, not {batch_size!r}")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 0
+    ):
+        raise ConfigError(
+            f"workers must be None (automatic), 0 (none) or a whole number, not {workers!r}"
+        )
+    if not isinstance(wait, (bool, int, float)) or (
+        not isinstance(wait, bool) and not wait >= 0  # also refuses NaN
+    ):
+        raise ConfigError(f"wait must be True, False or seconds (0 or more), not {wait!r}")
 
 
 def _now() -> dt.datetime:

@@ -375,7 +375,7 @@ def test_load_reads_only_the_months_asked_for(world: World, tmp_path: Path) -> N
     assert set(tables.order_items["order_id"].tolist()) <= set(expected)
     assert str(tables.order_items["net_amount"].dtype).startswith("decimal128")
     assert list(tables) == ["orders", "order_items"]
-    with pytest.raises(CacheError, match="unknown table"):
+    with pytest.raises(ConfigError, match="unknown table"):
         load(tmp_path, tables=["nope"])
 
 

@@ -78,6 +78,16 @@ def check_tz(tz: str) -> str:
     return tz
 
 
+def as_names(names: str | Sequence[str]) -> list[str]:
+    """Names given as one text or a sequence, as a list (``"channel"`` is ``["channel"]``).
+
+    Example:
+        >>> as_names("channel"), as_names(("channel", "city"))
+        (['channel'], ['channel', 'city'])
+    """
+    return [names] if isinstance(names, str) else list(names)
+
+
 def check_names(names: Sequence[str], known: Iterable[str], what: str) -> list[str]:
     """Refuse names not in ``known``; return them as a list without repeats."""
     allowed = list(known)

@@ -28,6 +28,7 @@ from omsframe.analysis._frames import (
     MONEY,
     Frame,
     Period,
+    as_names,
     cents,
     check_period,
     group_key,
@@ -92,6 +93,7 @@ def discounts(
         >>> weekly.columns[:4].tolist()
         ['period', 'channel', 'currency', 'orders']
     """
+    dims = as_names(dims)
     sales, dims = _sales(data, by, dims, tz)
     sales = sales.with_columns(
         _discounted=(nw.col("unit_discount") > 0).cast(nw.Int64),
@@ -186,6 +188,7 @@ def discount_depth(
         9   10-25%     17  0.104294
         10  25-50%     39  0.239264
     """
+    dims = as_names(dims)
     edges = list(edges)
     if not edges or edges != sorted(set(edges)) or not 0 < edges[0] <= edges[-1] < 100:
         raise AnalysisError(f"edges must be increasing whole percents in 1..99, got {edges}")

@@ -26,7 +26,7 @@ from typing import Any
 
 import narwhals as nw
 
-from omsframe.analysis._frames import as_frame, group_key, is_tables, require, to_native
+from omsframe.analysis._frames import as_frame, as_names, group_key, is_tables, require, to_native
 from omsframe.analysis._orders import (
     PERCENTILES,
     check_percentiles,
@@ -90,6 +90,7 @@ def lead_times(
         ...     "channel", "placed_to_shipped_hours", "shipped_to_delivered_hours").rows()
         [('Web', 3.0, 4.0)]
     """
+    dims = as_names(dims)
     orders, dims = order_frame(tables, dims)
     changes = like(changes_frame(tables, source), orders)
     for name, codes in (("shipped_at", SHIPPED_STATES), ("delivered_at", DELIVERED_STATES)):
@@ -140,6 +141,7 @@ def lead_time_summary(
         8            same_day      10        9.8       20.7
         11           standard     196       65.2      111.8
     """
+    dims = as_names(dims)
     wanted = check_percentiles(percentiles)
     dims = list(dict.fromkeys(dims))
     if is_tables(data):

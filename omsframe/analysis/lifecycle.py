@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import narwhals as nw
 
-from omsframe.analysis._frames import Frame, check_names, group_key, to_native
+from omsframe.analysis._frames import Frame, as_names, check_names, group_key, to_native
 from omsframe.analysis._orders import (
     PERCENTILES,
     check_percentiles,
@@ -187,6 +187,7 @@ def time_in_state(
         ...     "p50_hours").rows()
         [('400', 2, 0, 1.0), ('450', 0, 2, None)]
     """
+    dims = as_names(dims)
     wanted = check_percentiles(percentiles)
     changes = _changes(tables, source)
     dims = list(dict.fromkeys(dims))

@@ -28,6 +28,7 @@ import narwhals as nw
 
 from omsframe.analysis._frames import (
     MONEY,
+    as_names,
     check_names,
     group_key,
     local_time,
@@ -73,6 +74,7 @@ def campaign_days(
         >>> days.groupby("campaign")["units"].mean().round(1).to_dict()  # units a day
         {False: 4.6, True: 6.4}
     """
+    dims = as_names(dims)
     book, zone = ledger_frame(data, tz)
     dims = [d for d in dict.fromkeys(dims) if d != "currency"]
     require(book, dims, "the ledger")

@@ -32,6 +32,7 @@ import narwhals as nw
 from omsframe.analysis._frames import (
     Frame,
     Period,
+    as_names,
     check_period,
     group_key,
     local_time,
@@ -88,6 +89,7 @@ def return_rates(
         2        US Shop     40               2        0.050
         3    Web Shop TR    328              12        0.037
     """
+    dims = as_names(dims)
     book, zone = ledger_frame(data, tz)
     dims = list(dict.fromkeys(dims))
     require(book, [d for d in dims if d not in PLACED_DIMENSIONS], "the ledger")

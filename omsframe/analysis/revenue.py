@@ -25,6 +25,7 @@ from omsframe.analysis._frames import (
     MONEY,
     Frame,
     Period,
+    as_names,
     cents,
     check_names,
     check_period,
@@ -106,6 +107,8 @@ def revenue(
         >>> weekly.groupby("currency")["net_sales"].sum().to_dict()
         {'eur': Decimal('1878.67'), 'try': Decimal('604877.20'), 'usd': Decimal('1520.25')}
     """
+    dims = as_names(dims)
+    measures = as_names(measures)
     check_period(by)
     compared = [] if change is None else [change]
     names = [m for m in check_names([*measures, *compared], MEASURES, "measure(s)") if m != "units"]

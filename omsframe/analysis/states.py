@@ -38,6 +38,7 @@ from omsframe.analysis._frames import (
     DEFAULT_TZ,
     Frame,
     Period,
+    as_names,
     check_names,
     check_tz,
     group_key,
@@ -109,6 +110,7 @@ def state_counts(
         >>> state_counts({"orders": orders})["count"].to_list()
         [1, 2]
     """
+    dims = as_names(dims)
     check_names([of], ("orders", "items"), "level")
     check_tz(tz)
     if of == "orders":
@@ -190,6 +192,7 @@ def funnel(
         >>> funnel({"orders": orders}, by=None).row(0)
         (2, 1, 1, 1, 1, 0, 0.5, 0.5, 0.5, 0.5, 0.0)
     """
+    dims = as_names(dims)
     check_tz(tz)
     orders, dims = order_frame(tables, dims)
     reached = _reached(tables, orders)

@@ -29,6 +29,7 @@ import narwhals as nw
 from omsframe.analysis._frames import (
     DEFAULT_TZ,
     Period,
+    as_names,
     check_names,
     check_tz,
     group_key,
@@ -76,6 +77,7 @@ def webhook_health(
         >>> webhook_health({"events": events}, by=None).row(0)
         (2, 1, 1, 1, 5, 3, 4, 0.5, 0.5, 2.5)
     """
+    dims = as_names(dims)
     check_tz(tz)
     events = table(tables, "events")
     dims = list(dict.fromkeys(dims))

@@ -1,0 +1,151 @@
+"""Bad arguments to the public API: one clear error, before anything is read or written.
+
+A mistyped path, a date that is none, a name given as a text where a list is expected: each
+gets an error saying what was wrong and what to do, never an empty result that looks right,
+never a traceback from deep inside, and never a folder or file left behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+import omsframe as of
+from omsframe.errors import CacheError, ConfigError
+from tests.test_analysis_shop import Shop
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("batch_size", 0, "batch_size"),
+        ("batch_size", -5, "batch_size"),
+        ("workers", -1, "workers"),
+        ("lookback", 30, "lookback"),
+        ("lookback", dt.timedelta(minutes=-5), "lookback"),
+        ("pii", "hash", "unknown PII policy"),
+        ("wait", -1, "wait"),
+    ],
+)
+def test_a_bad_sync_option_is_refused_before_anything_is_written(
+    tmp_path: Path, option: str, value: object, says: str
+) -> None:
+    cache = tmp_path / "new"
+    options: dict[str, Any] = {option: value}
+    with pytest.raises(ConfigError, match=says) as error:
+        # no server at this address: the option must be refused before any request
+        of.sync("http://127.0.0.1:9", token="t", cache=cache, progress=False, **options)
+    assert "\n" not in str(error.value)
+    assert not cache.exists()
+
+
+def test_load_refuses_what_is_not_a_cache(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    for path, says in [
+        (tmp_path / "typo", "does not exist"),
+        (tmp_path / "file.txt", "is a file"),
+        (tmp_path / "empty", r"no manifest\.json"),
+    ]:
+        with pytest.raises(CacheError, match=says):
+            of.load(path)
+        with pytest.raises(CacheError, match=says):
+            of.export(path, tmp_path / "out")
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "out").exists()
+
+
+def test_rebuild_of_what_is_not_a_cache_leaves_nothing_behind(tmp_path: Path) -> None:
+    with pytest.raises(CacheError, match="does not exist"):
+        of.rebuild(tmp_path / "typo")
+    with pytest.raises(CacheError, match=r"no manifest\.json"):
+        of.rebuild(tmp_path)
+    assert not (tmp_path / "typo").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_refuses_an_unknown_engine_keyword_or_table(shop: Shop) -> None:
+    with pytest.raises(ConfigError, match="unknown engine 'spark'"):
+        of.load(shop.path, engine="spark")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="sinc"):
+        of.load(shop.path, sinc="2025-01-01")
+    with pytest.raises(ConfigError, match="unknown table"):
+        of.load(shop.path, tables=["orders", "nope"])
+
+
+def test_one_table_may_be_named_as_a_text(shop: Shop, tmp_path: Path) -> None:
+    assert list(of.load(shop.path, tables="orders")) == ["orders"]
+    files = of.export(shop.path, tmp_path, tables="channels")
+    assert [f.name for f in files] == ["channels.parquet"]
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2025-13-01", "2025/01/01", "", 2025])
+def test_a_date_that_is_none_is_one_clear_error(shop: Shop, bad: object) -> None:
+    with pytest.raises(ConfigError, match="since") as error:
+        of.load(shop.path, since=bad)  # type: ignore[arg-type]
+    assert "\n" not in str(error.value)
+
+
+def test_dates_in_every_usual_form_mean_the_same_moment(shop: Shop) -> None:
+    def orders(since: object) -> list[int]:
+        frame = of.load(shop.path, since=since, tables="orders").orders  # type: ignore[arg-type]
+        return sorted(frame["order_id"].tolist())
+
+    expected = orders(dt.datetime(2024, 12, 1, tzinfo=dt.UTC))
+    assert 0 < len(expected) < len(of.load(shop.path, tables="orders").orders)
+    for same in [
+        "2024-12",
+        "2024-12-01",
+        "2024-12-01T03:00:00+03:00",
+        dt.date(2024, 12, 1),
+        dt.datetime(2024, 12, 1),
+        pd.Timestamp("2024-12-01"),
+        np.datetime64("2024-12-01"),
+    ]:
+        assert orders(same) == expected, same
+
+
+def test_since_after_until_is_refused_not_an_empty_answer(shop: Shop, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not before until"):
+        of.load(shop.path, since="2025-01-01", until="2024-11-01")
+    with pytest.raises(ConfigError, match="not before until"):
+        of.export(shop.path, tmp_path / "out", since="2025-01-01", until="2025-01-01")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_checks_everything_before_writing_a_file(shop: Shop, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="unknown table"):
+        of.export(shop.path, out, tables=["orders", "bogus"])
+    with pytest.raises(ConfigError, match="unknown export format"):
+        of.export(shop.path, out, format="xls")  # type: ignore[arg-type]
+    assert not out.exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        of.export(shop.path, tmp_path / "afile")
+
+
+def test_a_dimension_may_be_named_as_a_text(shop: Shop) -> None:
+    tables = shop.tables["pandas"]
+    one = of.revenue(tables, dims="channel", measures="net_sales", tz="UTC")
+    listed = of.revenue(tables, dims=["channel"], measures=["net_sales"], tz="UTC")
+    pd.testing.assert_frame_equal(one, listed)
+    assert "channel" in one.columns
+    rates = of.return_rates(tables, dims="payment_type")
+    assert rates.equals(of.return_rates(tables, dims=["payment_type"]))
+
+
+def test_expand_attributes_takes_polars_and_one_key_as_a_text() -> None:
+    texts = ['{"color": "Red", "size": {"label": "M"}}', None, "not json", '{"color": 3}']
+    frame = pd.DataFrame({"attributes": texts})
+    assert of.expand_attributes(frame, "color")["attr_color"].tolist() == ["Red", None, None, 3]
+    polars = of.expand_attributes(pl.DataFrame({"attributes": texts}), ["color", "size"])
+    assert isinstance(polars, pl.DataFrame)
+    assert polars["attr_color"].to_list() == ["Red", None, None, "3"]
+    label = of.expand_attributes(pl.DataFrame({"attributes": texts}), "size", field="label")
+    assert label["attr_size"].to_list() == ["M", None, None, None]

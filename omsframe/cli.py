@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,15 +18,20 @@ from typing import Any
 import click
 
 from omsframe._version import __version__
-from omsframe.errors import OmsframeError
+from omsframe.errors import CacheError, OmsframeError
+from omsframe.schema import TABLES
 from omsframe.simulator.server import Clock, Dialect, Faults, SimulatorServer
 from omsframe.simulator.world import World
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
+_SHARE = click.FloatRange(0.0, 1.0)
 
 
 class _Group(click.Group):
-    """Turn omsframe's own errors into one line on stderr and exit code 1 (no traceback)."""
+    """Errors as one line on stderr and exit code 1, no traceback (``OMSFRAME_DEBUG=1``: shown).
+
+    Ctrl-C exits with 130 and says how to go on.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -33,12 +39,25 @@ class _Group(click.Group):
         except OmsframeError as error:
             click.echo(f"omsframe: {error}", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo(
+                "omsframe: interrupted; what was stored is kept: run the same command again "
+                "to go on (a sync resumes from its last checkpoint)",
+                err=True,
+            )
+            sys.exit(130)
+        except (OSError, ValueError) as error:  # a folder that cannot be written, a port in use
+            if os.environ.get("OMSFRAME_DEBUG"):
+                raise
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            click.echo(f"omsframe: {reason} (OMSFRAME_DEBUG=1 shows where)", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="omsframe")
 def main() -> None:
-    r"""omsframe: Akinon OMS orders as exact, tidy tables.
+    """omsframe: Akinon OMS orders as exact, tidy tables.
 
     \b
     Typical use:
@@ -46,7 +65,7 @@ def main() -> None:
       omsframe sync --url https://acme-oms.akinon.net
       omsframe status --cache data/acme-oms.akinon.net
       omsframe export --cache data/acme-oms.akinon.net --format csv --out exports/
-    """
+    """  # noqa: D301 (click's \b, which keeps the lines as they are, is a backspace character)
 
 
 _CACHE = click.option(
@@ -76,7 +95,11 @@ def _print(value: Any, as_json: bool) -> None:
 @click.option("--full", is_flag=True, help="Read every order, not only what changed.")
 @click.option("--no-events", is_flag=True, help="Skip the webhook events.")
 @click.option(
-    "--lookback", default=30, show_default=True, help="Minutes before the cursor to re-read."
+    "--lookback",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Minutes before the cursor to re-read.",
 )
 @click.option(
     "--pii",
@@ -124,7 +147,7 @@ def sync_command(
         pii=pii,  # type: ignore[arg-type]
         wait=wait,
         allow_http=allow_http,
-        progress=not (quiet or as_json),
+        progress=not (quiet or as_json) and sys.stderr.isatty(),
         workers=workers,
     )
     _print(report, as_json)
@@ -137,16 +160,26 @@ def status(cache: Path | None, as_json: bool) -> None:
     """Say what a cache holds, how fresh it is and where it came from."""
     from omsframe.load import cache_info
 
-    _print(cache_info(cache or Path("data/demo")), as_json)
+    root = cache or Path("data/demo")
+    if not root.exists():
+        raise CacheError(f"no cache at {root}: the folder does not exist; check --cache")
+    _print(cache_info(root), as_json)
 
 
 @main.command()
 @_CACHE_READ
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet")
-@click.option("--tables", help="Comma-separated tables (default: all).")
-@click.option("--since", help="Orders placed from this date (YYYY-MM-DD).")
-@click.option("--until", help="Orders placed before this date.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write <table>.parquet or <table>.csv into (created if missing).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True
+)
+@click.option("--tables", help=f"Comma-separated tables (default: all: {','.join(TABLES)}).")
+@click.option("--since", help="Orders placed on or after this day, UTC (YYYY-MM-DD or YYYY-MM).")
+@click.option("--until", help="Orders placed before this day, UTC (exclusive).")
 @_JSON
 def export(
     cache: Path | None,
@@ -164,21 +197,24 @@ def export(
         cache or Path("data/demo"),
         out,
         format=fmt,  # type: ignore[arg-type]
-        tables=tables.split(",") if tables else None,
+        tables=[t.strip() for t in tables.split(",") if t.strip()] if tables else None,
         since=since,
         until=until,
     )
+    if not files:
+        click.echo("omsframe: no rows to export (check --tables, --since, --until)", err=True)
     _print({"files": [str(f) for f in files]} if as_json else "\n".join(map(str, files)), as_json)
 
 
 @main.command()
 @_CACHE_READ
+@click.option("--wait", is_flag=True, help="Wait for a sync of this cache to finish.")
 @_JSON
-def rebuild(cache: Path | None, as_json: bool) -> None:
+def rebuild(cache: Path | None, wait: bool, as_json: bool) -> None:
     """Rebuild every table from the cache's raw JSON, offline."""
     from omsframe.export import rebuild as rebuild_tables
 
-    counts = rebuild_tables(cache or Path("data/demo"))
+    counts = rebuild_tables(cache or Path("data/demo"), wait=wait)
     _print(counts if as_json else ", ".join(f"{k}: {v:,}" for k, v in counts.items()), as_json)
 
 
@@ -187,24 +223,70 @@ def _world(orders: int, seed: int, start: dt.datetime, end: dt.datetime) -> Worl
 
 
 @main.command()
-@click.option("--orders", default=10_000, show_default=True, help="Orders in the shop.")
+@click.option(
+    "--orders", default=10_000, show_default=True, type=click.IntRange(min=1), help="Orders."
+)
 @click.option("--seed", default=0, show_default=True, help="Random seed of the shop.")
 @click.option("--start", type=_DATE, default="2024-01-01", show_default=True, help="First day.")
 @click.option("--end", type=_DATE, default="2025-12-01", show_default=True, help="Last day.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8765, show_default=True, help="Port (0 picks a free one).")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port (0 picks a free one).",
+)
 @click.option("--token", default="sim-token", show_default=True, help="Static API token.")
 @click.option("--ignore-filters", is_flag=True, help="Silently ignore every filter.")
 @click.option("--ignore-ordering", is_flag=True, help="Silently ignore `ordering`.")
 @click.option("--default-ordering", default="-id", show_default=True, help="Ordering by default.")
 @click.option("--max-page-size", default=1000, show_default=True, help="Largest `limit` served.")
-@click.option("--rate-429", default=0.0, help="Share of requests answered 429.")
-@click.option("--rate-5xx", default=0.0, help="Share answered 500/502/503/504.")
-@click.option("--rate-slow", default=0.0, help="Share answered slowly.")
-@click.option("--rate-truncated", default=0.0, help="Share with a truncated body.")
-@click.option("--rate-dropped", default=0.0, help="Share whose connection is dropped.")
-@click.option("--rate-invalid-json", default=0.0, help="Share answered with invalid JSON.")
-@click.option("--rate-drift", default=0.0, help="Share of orders with schema drift.")
+@click.option(
+    "--rate-429",
+    default=0.0,
+    show_default=True,
+    type=_SHARE,
+    help="Share of requests answered 429.",
+)
+@click.option(
+    "--rate-5xx",
+    default=0.0,
+    show_default=True,
+    type=_SHARE,
+    help="Share answered 500/502/503/504.",
+)
+@click.option(
+    "--rate-slow", default=0.0, show_default=True, type=_SHARE, help="Share answered slowly."
+)
+@click.option(
+    "--rate-truncated",
+    default=0.0,
+    show_default=True,
+    type=_SHARE,
+    help="Share with a truncated body.",
+)
+@click.option(
+    "--rate-dropped",
+    default=0.0,
+    show_default=True,
+    type=_SHARE,
+    help="Share whose connection is dropped.",
+)
+@click.option(
+    "--rate-invalid-json",
+    default=0.0,
+    show_default=True,
+    type=_SHARE,
+    help="Share answered with invalid JSON.",
+)
+@click.option(
+    "--rate-drift",
+    default=0.0,
+    show_default=True,
+    type=_SHARE,
+    help="Share of orders with schema drift.",
+)
 @click.option(
     "--live-step", default=0.0, show_default=True, help="Shop minutes that pass per request."
 )
@@ -290,7 +372,13 @@ DEMO_WEEK = dt.timedelta(days=7)
 
 
 @main.command()
-@click.option("--orders", default=5_000, show_default=True, help="Orders in the demo shop.")
+@click.option(
+    "--orders",
+    default=5_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Orders in the demo shop.",
+)
 @click.option("--seed", default=0, show_default=True, help="Random seed of the demo shop.")
 @click.option(
     "--cache",

@@ -75,7 +75,8 @@ def export(
         until: ... before this moment.
 
     Returns:
-        The files written (tables with no rows are skipped).
+        The files written (tables with no rows are skipped, and their files of an earlier
+        export to ``out`` removed, so the folder holds only this export's tables).
 
     Raises:
         CacheError: There is no cache at ``path``.
@@ -105,6 +106,8 @@ def export(
     for name in names:
         table = store.read_table(name, low, high)
         if table.num_rows == 0:
+            # no file for it, and none of an earlier export left to pass for this one's
+            (target / f"{name}.{format}").unlink(missing_ok=True)
             continue
         target.mkdir(parents=True, exist_ok=True)
         file = target / f"{name}.{format}"
@@ -118,7 +121,9 @@ def export(
     return written
 
 
-def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[str, int]:
+def rebuild(
+    path: str | os.PathLike[str], *, batch_size: int = 5_000, wait: bool | float = False
+) -> dict[str, int]:
     """Rebuild every table from the cache's raw layer, offline (after an upgrade, or damage).
 
     The new tables are built beside the old ones and swapped in at the end, so a failed or
@@ -130,6 +135,8 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
     Args:
         path: The cache folder.
         batch_size: Orders flattened per batch.
+        wait: Wait for a sync of the same cache to finish instead of failing (seconds, or
+            ``True`` to wait for as long as it takes).
 
     Returns:
         Rows per rebuilt table.
@@ -149,7 +156,7 @@ def rebuild(path: str | os.PathLike[str], *, batch_size: int = 5_000) -> dict[st
     """
     root = Path(path)
     require_cache(root)
-    with CacheLock(root):
+    with CacheLock(root, wait=wait):
         recover_swap(root)
         manifest = load_manifest(root)
         old = Store(root)

@@ -84,8 +84,13 @@ class Flattened:
     duplicates: int = 0
 
     def to_pandas(self) -> dict[str, Any]:
-        """The tables as pandas DataFrames (Arrow-backed decimals stay exact)."""
-        return {name: table.to_pandas() for name, table in self.tables.items()}
+        """The tables as pandas DataFrames, typed as :func:`omsframe.load` gives them.
+
+        Decimals stay exact (``pd.ArrowDtype``), timestamps UTC.
+        """
+        from omsframe.load import to_pandas
+
+        return {name: to_pandas(table) for name, table in self.tables.items()}
 
 
 _EXTRACTORS = {name: compile_extractor(TABLES[name]) for name in TABLES}

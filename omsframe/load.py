@@ -173,6 +173,9 @@ class Tables(Mapping[str, Any]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._frames)
 
+    def __dir__(self) -> list[str]:  # the tables too, for completion in Jupyter
+        return [*super().__dir__(), *self._frames]
+
     def __len__(self) -> int:
         return len(self._frames)
 

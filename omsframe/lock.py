@@ -72,9 +72,15 @@ class CacheLock:
                 if deadline is None or time.monotonic() >= deadline:
                     holder = self.holder()
                     os.close(fd)
-                    raise CacheError(
-                        f"cache {self.path.parent} is locked by another sync ({holder}); "
+                    advice = (
                         "wait for it to finish, or pass wait=True (CLI: --wait) to queue behind it"
+                        if self.wait is False
+                        else f"still locked after waiting {float(self.wait):g} s; "
+                        "wait longer (wait=True waits for as long as it takes)"
+                    )
+                    raise CacheError(
+                        f"cache {self.path.parent} is locked by another sync or rebuild "
+                        f"({holder}); {advice}"
                     ) from None
                 time.sleep(self.poll)
         info = {

@@ -71,12 +71,13 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
         manifest = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError:
         raise CacheError(
-            f"{path} is damaged (not valid JSON); move it away and run `omsframe rebuild`"
+            f"{path} is damaged (not valid JSON); move it away and run "
+            f"`omsframe rebuild --cache {path.parent}`"
         ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CacheError(
-            f"{path} is not a manifest this omsframe version can read; "
-            "run `omsframe rebuild` or start a new cache"
+            f"{path} is not a manifest this omsframe version can read; move it away and run "
+            f"`omsframe rebuild --cache {path.parent}`, or start a new cache"
         )
     return {**new_manifest(), **manifest}
 

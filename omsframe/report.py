@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from omsframe.atomic import write_atomic
+from omsframe.errors import CacheError
 from omsframe.load import Tables, cache_info, load
 
 _GUARD = """
@@ -187,6 +188,9 @@ def write_report(
     Returns:
         The path of the written file.
 
+    Raises:
+        CacheError: There is no cache at ``path``, or it holds no orders yet.
+
     Example:
         >>> import tempfile
         >>> from omsframe.simulator.server import serve
@@ -199,8 +203,10 @@ def write_report(
         True
     """
     root = Path(path)
-    info = cache_info(root)
     tables = load(root)
+    if len(tables.orders) == 0:
+        raise CacheError(f"cache {root} holds no orders yet: run `omsframe sync` first")
+    info = cache_info(root)
     age = f"{info.last_sync} ({info.age.days} days ago)" if info.age else str(info.last_sync)
     meta = {
         "source": info.source or "-",

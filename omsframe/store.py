@@ -536,7 +536,7 @@ class Store:
                 if not _counts_file(entry, stamp):
                     entry = self._written.get(key)  # written here: its count is known
                 if not _counts_file(entry, stamp):
-                    entry = [*stamp, pq.ParquetFile(file).metadata.num_rows]
+                    entry = [*stamp, self._footer_rows(Path(file))]
                 seen[key] = entry
                 total += entry[3]
             result[name] = total
@@ -582,6 +582,19 @@ class Store:
         return key
 
     # --- reading --------------------------------------------------------------------------------
+    def _unreadable(self, path: Path, error: Exception) -> CacheError:
+        return CacheError(
+            f"cannot read {path}: {str(error).splitlines()[0][:120]}; run "
+            f"`omsframe rebuild --cache {self.root}` to rebuild the tables from the raw layer"
+        )
+
+    def _footer_rows(self, path: Path) -> int:
+        try:
+            rows: int = pq.ParquetFile(path).metadata.num_rows
+        except (OSError, pa.ArrowInvalid) as error:
+            raise self._unreadable(path, error) from None
+        return rows
+
     def _read_file(self, path: Path, name: str) -> pa.Table:
         ahead = self._ahead.pop(path, None)
         if ahead is not None:
@@ -592,15 +605,12 @@ class Store:
             with pq.ParquetFile(path) as file:  # lighter than pq.read_table for one file
                 table = file.read()
         except (OSError, pa.ArrowInvalid) as error:
-            raise CacheError(
-                f"cannot read {path}: {str(error).splitlines()[0][:120]}; "
-                "run `omsframe rebuild` to rebuild the tables from the raw layer"
-            ) from None
+            raise self._unreadable(path, error) from None
         expected = schema_of(name)
         if not table.schema.remove_metadata().equals(expected.remove_metadata()):
             raise CacheError(
                 f"{path} does not have the {name} schema of this omsframe version; "
-                "run `omsframe rebuild` to rebuild the cache"
+                f"run `omsframe rebuild --cache {self.root}` to rebuild the cache"
             )
         return table
 
@@ -946,8 +956,12 @@ class Store:
             files = [(self._place_of(path), _stamp(stat)) for path, stat in self._files("orders")]
 
             def read_ids(place: Place) -> np.ndarray:
-                with pq.ParquetFile(self.file_path("orders", *place)) as file:
-                    ids: np.ndarray = file.read(columns=["order_id"]).column(0).to_numpy()
+                path = self.file_path("orders", *place)
+                try:
+                    with pq.ParquetFile(path) as file:
+                        ids: np.ndarray = file.read(columns=["order_id"]).column(0).to_numpy()
+                except (OSError, pa.ArrowInvalid) as error:
+                    raise self._unreadable(Path(path), error) from None
                 return ids
 
             layout = read_layout(self.root, files, read_ids)

@@ -149,3 +149,30 @@ def test_expand_attributes_takes_polars_and_one_key_as_a_text() -> None:
     assert polars["attr_color"].to_list() == ["Red", None, None, "3"]
     label = of.expand_attributes(pl.DataFrame({"attributes": texts}), "size", field="label")
     assert label["attr_size"].to_list() == ["M", None, None, None]
+
+
+def test_analyses_of_a_window_without_sales_are_empty_not_an_error(shop: Shop) -> None:
+    for engine in ("pandas", "polars"):
+        empty = of.load(shop.path, since="2030-01", engine=engine)
+        assert len(of.rfm(empty)) == 0, engine
+
+
+def test_a_report_of_a_cache_without_orders_says_so(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_bytes(b'{"format": 1}')
+    with pytest.raises(CacheError, match="holds no orders yet"):
+        of.write_report(tmp_path)
+
+
+def test_a_sync_that_waited_in_vain_says_how_long_it_waited(tmp_path: Path) -> None:
+    from omsframe.lock import CacheLock
+
+    (tmp_path / "manifest.json").write_bytes(b'{"format": 1}')
+    with CacheLock(tmp_path), pytest.raises(CacheError, match=r"after waiting 0\.2 s"):
+        of.rebuild(tmp_path, wait=0.2)
+
+
+def test_loaded_tables_complete_in_jupyter_and_flattened_ones_are_exact(shop: Shop) -> None:
+    tables = of.load(shop.path, tables=["orders", "order_items"])
+    assert {"orders", "order_items"} <= set(dir(tables))
+    flat = of.flatten_orders([]).to_pandas()
+    assert str(flat["order_items"]["net_amount"].dtype).startswith("decimal128")

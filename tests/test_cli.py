@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from click.testing import CliRunner
@@ -134,3 +136,66 @@ def test_help_explains_each_command() -> None:
     for command in ("sync", "status", "export", "rebuild", "report", "simulate", "demo"):
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output, command
+
+
+def _one_line(result: Any) -> str:
+    assert result.exit_code not in (0, None), result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, AssertionError)
+    lines = [line for line in result.output.splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("omsframe: "), result.output
+    return str(lines[0])
+
+
+def test_bad_input_on_the_shell_is_one_line_and_nothing_is_lost(tmp_path: Path) -> None:
+    from omsframe.simulator.server import simulate
+
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    runner = CliRunner()
+    with simulate(orders=120, seed=3) as oms:
+        env = {"OMSFRAME_TOKEN": oms.token}
+        args = ["sync", "--url", oms.url, "--cache", str(cache), "--quiet"]
+        assert runner.invoke(main, args, env=env).exit_code == 0
+    export = ["export", "--cache", str(cache), "--out", str(out)]
+    assert "does not exist" in _one_line(runner.invoke(main, ["status", "--cache", "nope"]))
+    assert "does not exist" in _one_line(runner.invoke(main, ["rebuild", "--cache", "nope"]))
+    assert not Path("nope").exists()
+    assert "since" in _one_line(runner.invoke(main, [*export, "--since", "2025-13-01"]))
+    assert "unknown table" in _one_line(runner.invoke(main, [*export, "--tables", "orders,x"]))
+    assert not out.exists()  # nothing written before the names were checked
+    (tmp_path / "afile").write_text("x")
+    blocked = [*export[:-1], str(tmp_path / "afile" / "sub")]
+    assert "afile" in _one_line(runner.invoke(main, blocked))
+    # a second export to the same folder leaves no table of the first behind
+    assert runner.invoke(main, [*export, "--tables", "orders, channels"]).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["channels.parquet", "orders.parquet"]
+    later = runner.invoke(main, [*export, "--tables", "orders,channels", "--since", "2099-01"])
+    assert later.exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["channels.parquet"]
+    # a damaged file: one line that names the command to mend it, for this cache
+    damaged = next((cache / "tables" / "orders").rglob("*.parquet"))
+    (cache / ".rows.json").unlink(missing_ok=True)
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    line = _one_line(runner.invoke(main, ["status", "--cache", str(cache)]))
+    assert f"omsframe rebuild --cache {cache}" in line
+    assert runner.invoke(main, ["rebuild", "--cache", str(cache)]).exit_code == 0
+    status = runner.invoke(main, ["status", "--cache", str(cache), "--json"])
+    assert status.exit_code == 0 and json.loads(status.output)["rows"]["orders"] == 120
+
+
+def test_ctrl_c_exits_130_and_says_how_to_go_on(monkeypatch: Any) -> None:
+    import importlib
+
+    def interrupted(path: object) -> None:
+        raise KeyboardInterrupt
+
+    # (the module: `omsframe.load` as an attribute is the function)
+    monkeypatch.setattr(importlib.import_module("omsframe.load"), "cache_info", interrupted)
+    result = CliRunner().invoke(main, ["status", "--cache", "."])
+    assert result.exit_code == 130
+    assert "run the same command again" in result.output
+
+
+def test_the_main_help_keeps_its_example_lines() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert "\\b" not in result.output
+    assert "\n    omsframe sync --url https://acme-oms.akinon.net\n" in result.output

@@ -148,6 +148,7 @@ class Tables(Mapping[str, Any]):
     Attributes:
         policy: The PII policy the cache was written with.
         source: Where the data came from (sanitized URL).
+        window: The ``since`` and ``until`` they were loaded with (UTC; ``None``: open).
 
     Example:
         >>> import pandas as pd
@@ -156,10 +157,18 @@ class Tables(Mapping[str, Any]):
         ([1], ['orders'], 'drop')
     """
 
-    def __init__(self, frames: dict[str, Any], *, policy: str | None, source: str | None):
+    def __init__(
+        self,
+        frames: dict[str, Any],
+        *,
+        policy: str | None,
+        source: str | None,
+        window: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+    ):
         self._frames = frames
         self.policy = policy
         self.source = source
+        self.window = window
 
     def __getitem__(self, name: str) -> Any:
         return self._frames[name]
@@ -274,7 +283,12 @@ def load(
             frames[name] = pl.from_arrow(table)
         else:
             frames[name] = to_pandas(table)
-    return Tables(frames, policy=manifest.get("pii_policy"), source=manifest.get("source_url"))
+    return Tables(
+        frames,
+        policy=manifest.get("pii_policy"),
+        source=manifest.get("source_url"),
+        window=(low, high),
+    )
 
 
 @dataclass

@@ -336,6 +336,9 @@ def sync(
             manifest = load_manifest(root)
             _check_cache(root, manifest, source)
             store = Store(root)
+            known = manifest.get("source_url")
+            if known and urlsplit(known).port != urlsplit(source).port:
+                _check_same_shop(client, store, known, source)
             mode = manifest.get("pii_policy") or pii or "pseudonymize"
             if pii is not None and pii != mode:
                 raise ConfigError(
@@ -412,6 +415,41 @@ def _check_options(
         not isinstance(wait, bool) and not wait >= 0  # also refuses NaN
     ):
         raise ConfigError(f"wait must be True, False or seconds (0 or more), not {wait!r}")
+
+
+def _check_same_shop(client: Client, store: Store, known: str, source: str) -> None:
+    """Refuse another OMS behind the same loopback address on another port (two tunnels).
+
+    On loopback the port is not part of a cache's identity (see :func:`source_identity`), so
+    one stored order is looked up by its number: the server must hold it under the same id,
+    placed at the same moment. A server that ignores the ``number`` filter cannot tell; then
+    the sync goes on.
+    """
+    months = store.months("orders")
+    stored = store.read_partition("orders", months[0]) if months else None
+    if stored is None or stored.num_rows == 0:
+        return
+    first = stored.slice(0, 1).to_pylist()[0]
+    order_id, number, placed = first["order_id"], first["number"], first["date_placed"]
+    if number is None:
+        return
+    page = next(iter(client.orders(number=number, page_size=5).pages()), None)
+    if page is None or page.count > 5:  # (the filter was ignored: no answer either way)
+        return
+
+    def same(record: dict[str, Any]) -> bool:
+        try:
+            moment = dt.datetime.fromisoformat(str(record.get("date_placed")))
+        except ValueError:
+            return False
+        return record.get("id") == order_id and (placed is None or moment == placed)
+
+    if not any(same(record) for record in page.records):
+        raise CacheError(
+            f"cache {store.root} holds data from {known}, and {source} is another OMS (its "
+            f"order {number} is not the one stored, id {order_id} placed {placed}); sync into "
+            "another folder (--cache / cache=...) to keep the two apart"
+        )
 
 
 def _now() -> dt.datetime:

@@ -152,9 +152,13 @@ def test_expand_attributes_takes_polars_and_one_key_as_a_text() -> None:
 
 
 def test_analyses_of_a_window_without_sales_are_empty_not_an_error(shop: Shop) -> None:
+    from omsframe.analysis.ledger import WindowWarning
+
     for engine in ("pandas", "polars"):
         empty = of.load(shop.path, since="2030-01", engine=engine)
-        assert len(of.rfm(empty)) == 0, engine
+        with pytest.warns(WindowWarning) as warned:
+            assert len(of.rfm(empty)) == 0, engine
+        assert warned[0].filename == __file__  # it points at the call
 
 
 def test_a_report_of_a_cache_without_orders_says_so(tmp_path: Path) -> None:
@@ -176,3 +180,27 @@ def test_loaded_tables_complete_in_jupyter_and_flattened_ones_are_exact(shop: Sh
     assert {"orders", "order_items"} <= set(dir(tables))
     flat = of.flatten_orders([]).to_pandas()
     assert str(flat["order_items"]["net_amount"].dtype).startswith("decimal128")
+
+
+def test_a_ledger_of_tables_loaded_for_a_window_warns_what_it_lacks(shop: Shop) -> None:
+    import warnings
+
+    from omsframe.analysis.ledger import WindowWarning
+
+    window = of.load(shop.path, since="2024-12", tables=["orders", "order_items"])
+    assert window.window[0] == dt.datetime(2024, 12, 1, tzinfo=dt.UTC)
+    with pytest.warns(WindowWarning, match="load without since="):
+        of.revenue(window, tz="UTC")
+    whole = of.load(shop.path, tables=["orders", "order_items"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        of.revenue(whole, tz="UTC")
+
+
+def test_analyses_that_need_window_functions_say_which_engine_to_load(shop: Shop) -> None:
+    from omsframe.analysis import AnalysisError
+
+    tables = of.load(shop.path, engine="pyarrow")
+    for analysis in (of.rfm, of.time_in_state, of.lead_time_summary):
+        with pytest.raises(AnalysisError, match="engine='pandas'"):
+            analysis(tables)

@@ -13,6 +13,7 @@ from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -580,3 +581,19 @@ def test_an_incremental_reads_ahead_the_files_of_orders_changed_since_the_last_s
     )
     arriving([{"id": 6, "modified_date": "2025-01-01T09:00:00Z"}])  # nothing to read
     assert asked == [[2, 4]]
+
+
+def test_another_shop_on_another_loopback_port_is_refused(tmp_path: Path) -> None:
+    from omsframe.simulator.server import simulate
+
+    with simulate(orders=120, seed=0) as first:
+        sync(first.url, token=first.token, cache=tmp_path, progress=False, events=False)
+        port = urlsplit(first.url).port
+    before = load(tmp_path, engine="pyarrow").orders
+    with simulate(orders=120, seed=3) as other, pytest.raises(CacheError, match="another OMS"):
+        sync(other.url, token=other.token, cache=tmp_path, progress=False, events=False)
+    assert load(tmp_path, engine="pyarrow").orders.equals(before)
+    with simulate(orders=120, seed=0) as same:  # the same shop on another port: synced
+        assert urlsplit(same.url).port != port
+        report = sync(same.url, token=same.token, cache=tmp_path, progress=False, events=False)
+    assert report.plan == "incremental"

@@ -8,10 +8,11 @@ conversion), amounts go to integer cents and back, never through float.
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Literal, get_args
+from typing import Any, Literal, ParamSpec, TypeVar, get_args
 
 import narwhals as nw
 
@@ -76,6 +77,28 @@ def check_tz(tz: str) -> str:
             f"unknown time zone {tz!r}; pass an IANA name such as 'Europe/Istanbul' or 'UTC'"
         ) from None
     return tz
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def not_on_pyarrow(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """An analysis that needs window functions narwhals lacks on pyarrow: a clear error there."""
+
+    @functools.wraps(function)
+    def analysis(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return function(*args, **kwargs)
+        except NotImplementedError as error:
+            if "PyArrow" not in str(error):
+                raise
+            raise AnalysisError(
+                f"{function.__name__} needs window functions that narwhals does not offer on "
+                "pyarrow tables; load with engine='pandas' (the default) or engine='polars'"
+            ) from None
+
+    return analysis
 
 
 def as_names(names: str | Sequence[str]) -> list[str]:

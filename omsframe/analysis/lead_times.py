@@ -26,7 +26,15 @@ from typing import Any
 
 import narwhals as nw
 
-from omsframe.analysis._frames import as_frame, as_names, group_key, is_tables, require, to_native
+from omsframe.analysis._frames import (
+    as_frame,
+    as_names,
+    group_key,
+    is_tables,
+    not_on_pyarrow,
+    require,
+    to_native,
+)
 from omsframe.analysis._orders import (
     PERCENTILES,
     check_percentiles,
@@ -106,6 +114,7 @@ def lead_times(
     return to_native(orders.select(*columns).sort("order_id"))
 
 
+@not_on_pyarrow
 def lead_time_summary(
     data: Any,
     dims: Sequence[str] = ("channel",),

@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -178,6 +180,18 @@ def ledger(tables: Mapping[str, Any], tz: str = DEFAULT_TZ) -> Any:
     return to_native(rows)
 
 
+def _callers_level() -> int:
+    """The ``stacklevel`` of the first frame outside omsframe (where the analysis was called)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("omsframe"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class WindowWarning(UserWarning):
+    """A ledger of tables loaded for a window of order dates (see :func:`ledger_frame`)."""
+
+
 def ledger_frame(data: Any, tz: str | None) -> tuple[Frame, str]:
     """The ledger of ``data`` (loaded tables, or a ledger frame) and the time zone to use.
 
@@ -194,6 +208,16 @@ def ledger_frame(data: Any, tz: str | None) -> tuple[Frame, str]:
     """
     if is_tables(data):
         zone = check_tz(tz or DEFAULT_TZ)
+        since, until = getattr(data, "window", (None, None))
+        if since is not None or until is not None:
+            warnings.warn(
+                f"these tables were loaded for orders placed in a window ({since} .. {until}): "
+                "cancellations and refunds in it of orders placed before it are not in them, "
+                "and those after it of orders placed in it are; for exact net sales by period, "
+                "load without since=/until= and keep the periods you need",
+                WindowWarning,
+                stacklevel=_callers_level(),
+            )
         return as_frame(ledger(data, zone), "the ledger"), zone
     frame = as_frame(data, "data")
     require(frame, LEDGER_COLUMNS, "the frame")

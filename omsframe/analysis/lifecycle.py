@@ -40,7 +40,14 @@ from typing import Any, Literal
 
 import narwhals as nw
 
-from omsframe.analysis._frames import Frame, as_names, check_names, group_key, to_native
+from omsframe.analysis._frames import (
+    Frame,
+    as_names,
+    check_names,
+    group_key,
+    not_on_pyarrow,
+    to_native,
+)
 from omsframe.analysis._orders import (
     PERCENTILES,
     check_percentiles,
@@ -150,6 +157,7 @@ def transitions(tables: Mapping[str, Any], source: Source = "auto") -> Any:
     return to_native(sort_codes(result, columns[:2], columns[:2]))
 
 
+@not_on_pyarrow
 def time_in_state(
     tables: Mapping[str, Any],
     source: Source = "auto",

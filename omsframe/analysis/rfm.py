@@ -29,7 +29,7 @@ from typing import Any
 
 import narwhals as nw
 
-from omsframe.analysis._frames import DAY_US, MONEY, cents, to_native
+from omsframe.analysis._frames import DAY_US, MONEY, cents, not_on_pyarrow, to_native
 from omsframe.analysis.customers import transaction_frame
 from omsframe.analysis.errors import AnalysisError
 
@@ -54,6 +54,7 @@ scores 1-5 falls in exactly one (e.g. ``Champions``: recency 5, frequency 4-5)."
 DateLike = dt.date | dt.datetime | str
 
 
+@not_on_pyarrow
 def rfm(data: Any, as_of: DateLike | None = None, tz: str | None = None) -> Any:
     """Recency, frequency and monetary value per customer, their 1-5 scores and segment.
 

@@ -134,11 +134,21 @@ def _arrow_types(data_type: pa.DataType) -> Any:
 def to_pandas(table: pa.Table) -> pd.DataFrame:
     """An Arrow table as pandas with exact decimals (``pd.ArrowDtype``) and UTC timestamps.
 
+    Whole numbers and flags that may be missing (``customer_id``, ``is_active``...) are
+    ``pd.ArrowDtype`` too (``int64[pyarrow]``, ``bool[pyarrow]``), whether or not the rows at
+    hand miss one: numpy's types would turn them into float64 or object where one is missing.
+
     Example:
         >>> to_pandas(pa.table({"x": pa.array([1], pa.int64())}))["x"].tolist()
         [1]
     """
     frame: pd.DataFrame = table.to_pandas(types_mapper=_arrow_types)
+    for spec, column in zip(table.schema, table.columns, strict=True):
+        # a whole number or flag that may be missing keeps its type whatever the rows hold
+        # (numpy's would make it float64, or object for flags, wherever one is missing)
+        kind = spec.type
+        if spec.nullable and (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+            frame[spec.name] = pd.arrays.ArrowExtensionArray(column)
     return frame
 
 

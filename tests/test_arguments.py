@@ -204,3 +204,16 @@ def test_analyses_that_need_window_functions_say_which_engine_to_load(shop: Shop
     for analysis in (of.rfm, of.time_in_state, of.lead_time_summary):
         with pytest.raises(AnalysisError, match="engine='pandas'"):
             analysis(tables)
+
+
+def test_pandas_types_do_not_depend_on_the_rows_loaded(shop: Shop) -> None:
+    whole = of.load(shop.path, tables=["order_items", "channels"])
+    items = whole.order_items
+    assert items["parent_omnitron_id"].isna().any()  # (the shop has items without a parent)
+    assert str(items["parent_omnitron_id"].dtype) == "int64[pyarrow]"
+    one = of.load(shop.path, tables="order_items").order_items.dropna(subset="parent_omnitron_id")
+    assert str(of.flatten_orders([]).to_pandas()["order_items"]["product_id"].dtype) == str(
+        one["product_id"].dtype
+    )
+    assert str(whole.channels["is_active"].dtype) == "bool[pyarrow]"
+    assert str(items["order_id"].dtype) == "int64"

@@ -75,6 +75,33 @@ Method = Literal["GET", "POST"]
 RETRIED_STATUSES: Final = frozenset({500, 502, 503, 504})
 # Failures after which a write may not have happened: only these are retried for a POST.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: what the resolver says of a host name that does not exist (not retried: a typo, mostly)
+_NO_SUCH_HOST = (
+    "Name or service not known",
+    "nodename nor servname provided",
+    "No address associated with hostname",
+    "getaddrinfo failed",
+)
+
+
+def _unknown_host(error: Exception) -> str | None:
+    """The hint for a host name the resolver does not know, else ``None``."""
+    if isinstance(error, httpx.ConnectError) and any(s in str(error) for s in _NO_SUCH_HOST):
+        return "the host name is not known to the resolver: check the URL"
+    return None
+
+
+def _connect_hint(error: Exception, url: httpx.URL) -> str | None:
+    """The hint for a connection refused again and again (``None``: the error's own)."""
+    if isinstance(error, httpx.ConnectError) and "refused" in str(error).lower():
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return (
+            f"nothing accepts connections at {url.host}:{port}: check the URL, and that the "
+            "OMS (or the tunnel to it) is up"
+        )
+    return None
+
+
 # What :meth:`Session.request` returns for a page that vanished (404 "Invalid page.").
 VANISHED: Final = object()
 
@@ -271,9 +298,13 @@ class Session:
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 # DecodingError: a gzip body cut short; the rest: timeouts, dropped connections
                 failure = type(exc).__name__
-                if last or (write and not isinstance(exc, _NOT_SENT)):
+                unknown = _unknown_host(exc)
+                if unknown or last or (write and not isinstance(exc, _NOT_SENT)):
                     raise ServerError(
-                        endpoint=endpoint, url=shown, detail=f"{failure} after {attempt} attempt(s)"
+                        endpoint=endpoint,
+                        url=shown,
+                        detail=f"{failure} after {attempt} attempt(s)",
+                        hint=unknown or _connect_hint(exc, url),
                     ) from exc
                 self._back_off(backoff_delay(attempt, policy), shown, failure, attempt)
                 continue

@@ -411,6 +411,24 @@ def test_a_server_that_never_answers_is_a_server_error() -> None:
     assert caught.value.status is None
 
 
+def test_an_unknown_host_fails_at_once_and_a_refused_one_says_what_to_check() -> None:
+    def unknown(request: httpx.Request, number: int) -> httpx.Response | None:
+        raise httpx.ConnectError("[Errno -2] Name or service not known")
+
+    api = FakeOms(fault=unknown)
+    with pytest.raises(ServerError, match=r"host name is not known.*check the URL"):
+        make_client(api).order(9)
+    assert len(api.requests) == 1  # a typo is not retried
+
+    def refused(request: httpx.Request, number: int) -> httpx.Response | None:
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    api = FakeOms(fault=refused)
+    with pytest.raises(ServerError, match=r"nothing accepts connections at .*:443") as caught:
+        make_client(api).order(9)
+    assert len(api.requests) == 4 and TOKEN not in str(caught.value)
+
+
 def test_truncated_json_is_retried_then_a_response_error() -> None:
     def truncated() -> httpx.Response:
         return httpx.Response(200, content=b'{"count": 3, "results": [{"id"')

@@ -79,7 +79,52 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
             f"{path} is not a manifest this omsframe version can read; move it away and run "
             f"`omsframe rebuild --cache {path.parent}`, or start a new cache"
         )
+    for key, kinds in _KINDS.items():
+        value = manifest.get(key)
+        if value is not None and not isinstance(value, kinds):
+            raise CacheError(
+                f"{path} is damaged ({key!r} is a {type(value).__name__}, not "
+                f"{' or '.join(k.__name__ for k in kinds)}); move it away and run "
+                f"`omsframe rebuild --cache {path.parent}`"
+            )
+    for key, valid in _ENTRIES.items():
+        bad = [name for name, value in (manifest.get(key) or {}).items() if not valid(value)]
+        if bad:
+            raise CacheError(
+                f"{path} is damaged ({key}.{bad[0]} is not what a sync left there); move it "
+                f"away and run `omsframe rebuild --cache {path.parent}`"
+            )
     return {**new_manifest(), **manifest}
+
+
+def _moment(value: Any) -> bool:
+    try:
+        dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+#: what each entry of the manifest's mappings must be
+_ENTRIES: dict[str, Any] = {
+    "cursors": lambda value: value is None or _moment(value),
+    "checkpoint": lambda value: value is None or isinstance(value, dict),
+    "probe": lambda value: value is None or isinstance(value, dict),
+}
+#: the types of the manifest's fields (a field may also be null)
+_KINDS: dict[str, tuple[type, ...]] = {
+    "omsframe_version": (str,),
+    "schema_version": (int,),
+    "source_url": (str,),
+    "profile": (str,),
+    "created": (str,),
+    "pii_policy": (str,),
+    "probe": (dict,),
+    "cursors": (dict,),
+    "checkpoint": (dict,),
+    "counts": (dict,),
+    "last_sync": (dict,),
+}
 
 
 def save_manifest(root: str | os.PathLike[str], manifest: Manifest) -> None:

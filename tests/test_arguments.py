@@ -217,3 +217,30 @@ def test_pandas_types_do_not_depend_on_the_rows_loaded(shop: Shop) -> None:
     )
     assert str(whole.channels["is_active"].dtype) == "bool[pyarrow]"
     assert str(items["order_id"].dtype) == "int64"
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"last_sync": "garbage"}, "'last_sync' is a str"),
+        ({"cursors": "x"}, "'cursors' is a str"),
+        ({"cursors": {"orders": "notadate"}}, "cursors.orders"),
+        ({"probe": []}, "'probe' is a list"),
+        ({"checkpoint": {"orders": 5}}, "checkpoint.orders"),
+    ],
+)
+def test_a_damaged_manifest_is_one_line_that_names_the_field(
+    tmp_path: Path, change: dict[str, object], says: str
+) -> None:
+    import json
+
+    manifest = {"format": 1, "source_url": "http://127.0.0.1:9", **change}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    for call in (
+        lambda: of.cache_info(tmp_path),
+        lambda: of.load(tmp_path),
+        lambda: of.sync(cache=tmp_path, token="t", progress=False),
+    ):
+        with pytest.raises(CacheError, match=says) as error:
+            call()
+        assert f"omsframe rebuild --cache {tmp_path}" in str(error.value)

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from omsframe._display import aligned, html_table
 from omsframe.errors import CacheError, ConfigError
+from omsframe.lock import CacheLock
 from omsframe.manifest import load_manifest, manifest_path
 from omsframe.schema import TABLES
 from omsframe.store import Store
@@ -323,6 +324,8 @@ class CacheInfo:
     rows: dict[str, int] = field(default_factory=dict)
     months: tuple[str, str] | None = None
     unfinished_sync: bool = False
+    #: who is syncing (or rebuilding) the cache now, if anyone
+    running: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for ``--json``)."""
@@ -333,6 +336,8 @@ class CacheInfo:
 
     def _rows(self) -> list[tuple[str, str]]:
         if not self.exists:
+            if self.running:
+                return [("cache", f"{self.path} (its first sync is running: {self.running})")]
             return [("cache", f"{self.path} (empty: run `omsframe sync`)")]
         age = f" ({_human(self.age)} ago)" if self.age else ""
         span = f"{self.months[0]} .. {self.months[1]}" if self.months else "-"
@@ -347,7 +352,9 @@ class CacheInfo:
             ("PII policy", self.pii_policy or "-"),
             ("versions", f"omsframe {self.omsframe_version}, schema {self.schema_version}"),
             *(
-                (("warning", "a sync did not finish; the next sync resumes it"),)
+                (("sync", f"running now ({self.running})"),)
+                if self.running
+                else (("warning", "a sync did not finish; the next sync resumes it"),)
                 if self.unfinished_sync
                 else ()
             ),
@@ -377,8 +384,9 @@ def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
         False
     """
     root = Path(path)
+    running = CacheLock.running(root)
     if not manifest_path(root).exists():
-        return CacheInfo(path=str(root), exists=False)
+        return CacheInfo(path=str(root), exists=False, running=running)
     manifest = load_manifest(root)
     last = manifest.get("last_sync") or {}
     finished = last.get("finished")
@@ -398,4 +406,5 @@ def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
         rows=Store(root).counts(),
         months=(months[0], months[-1]) if months else None,
         unfinished_sync=bool(manifest.get("checkpoint")),
+        running=running,
     )

@@ -102,6 +102,38 @@ class CacheLock:
             f"pid {info.get('pid', '?')} on {info.get('host', '?')} since {info.get('since', '?')}"
         )
 
+    @staticmethod
+    def running(root: str | os.PathLike[str]) -> str | None:
+        """Who holds the lock of a cache now (as text for messages), or ``None`` if nobody.
+
+        Looks without taking the lock, and creates nothing.
+
+        Example:
+            >>> import tempfile
+            >>> root = tempfile.mkdtemp()
+            >>> with CacheLock(root):
+            ...     CacheLock.running(root).startswith("pid")
+            True
+            >>> CacheLock.running(root) is None
+            True
+        """
+        path = Path(root) / ".lock"
+        if fcntl is None or not path.exists():
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return CacheLock(root).holder()
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         """Release the lock (the file stays; it holds no lock by itself)."""
         if self._fd is not None:

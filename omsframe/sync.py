@@ -296,7 +296,7 @@ def sync(
         workers: Processes that parse and flatten order pages while this one reads and
             writes: by default one per core once the server says the read holds 20,000
             orders or more, and one beside this process's flattening thread from 1,000
-            orders (on more than one core); ``0`` for none.
+            orders (on more than one core); ``0`` for none; at most four a core.
 
     Returns:
         The :class:`SyncReport`.
@@ -331,6 +331,9 @@ def sync(
     report = SyncReport(cache=str(root), source=source)
     before = client.stats
     try:
+        if not root.exists():
+            # a first answer before anything is made: a wrong URL or token leaves no folder
+            client._page_reader("orders")({"page": "1", "limit": "1"})
         with CacheLock(root, wait=wait):
             recover_swap(root)
             manifest = load_manifest(root)
@@ -411,6 +414,12 @@ def _check_options(
         raise ConfigError(
             f"workers must be None (automatic), 0 (none) or a whole number, not {workers!r}"
         )
+    cores = os.cpu_count() or 1
+    if isinstance(workers, int) and workers > 4 * cores:
+        raise ConfigError(
+            f"workers={workers} is more than four a core on this machine ({cores} cores): "
+            "flattening is bound by the processor; leave workers=None (one a core)"
+        )
     if not isinstance(wait, (bool, int, float)) or (
         not isinstance(wait, bool) and not wait >= 0  # also refuses NaN
     ):
@@ -433,8 +442,8 @@ def _check_same_shop(client: Client, store: Store, known: str, source: str) -> N
     order_id, number, placed = first["order_id"], first["number"], first["date_placed"]
     if number is None:
         return
-    page = next(iter(client.orders(number=number, page_size=5).pages()), None)
-    if page is None or page.count > 5:  # (the filter was ignored: no answer either way)
+    page = client._page_reader("orders")({"number": number, "page": "1", "limit": "5"})
+    if page is None or page["count"] > 5:  # (the filter was ignored: no answer either way)
         return
 
     def same(record: dict[str, Any]) -> bool:
@@ -444,7 +453,7 @@ def _check_same_shop(client: Client, store: Store, known: str, source: str) -> N
             return False
         return record.get("id") == order_id and (placed is None or moment == placed)
 
-    if not any(same(record) for record in page.records):
+    if not any(same(record) for record in page["results"]):
         raise CacheError(
             f"cache {store.root} holds data from {known}, and {source} is another OMS (its "
             f"order {number} is not the one stored, id {order_id} placed {placed}); sync into "

@@ -85,7 +85,8 @@ class SyncReport:
             ),
             (
                 "retries",
-                f"{self.retries:,} ({self.throttled:,} × 429, {self.waited_seconds:.1f}s waited)",
+                f"{self.retries:,} ({self.throttled:,} × 429; requests waited "
+                f"{self.waited_seconds:.1f}s in all, side by side)",
             ),
             ("quarantined", f"{self.quarantined:,}"),
             ("schema drift", drift),

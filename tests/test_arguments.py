@@ -8,6 +8,7 @@ never a traceback from deep inside, and never a folder or file left behind.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tests.test_analysis_shop import Shop
         ("batch_size", 0, "batch_size"),
         ("batch_size", -5, "batch_size"),
         ("workers", -1, "workers"),
+        ("workers", 4 * (os.cpu_count() or 1) + 1, "more than four a core"),
         ("lookback", 30, "lookback"),
         ("lookback", dt.timedelta(minutes=-5), "lookback"),
         ("pii", "hash", "unknown PII policy"),
@@ -244,3 +246,23 @@ def test_a_damaged_manifest_is_one_line_that_names_the_field(
         with pytest.raises(CacheError, match=says) as error:
             call()
         assert f"omsframe rebuild --cache {tmp_path}" in str(error.value)
+
+
+def test_a_first_sync_refused_by_the_server_leaves_no_folder(tmp_path: Path) -> None:
+    from omsframe.errors import AuthError
+    from omsframe.simulator.server import simulate
+
+    cache = tmp_path / "new"
+    with simulate(orders=50) as oms, pytest.raises(AuthError):
+        of.sync(oms.url, token="wrong", cache=cache, progress=False)
+    assert not cache.exists()
+
+
+def test_status_says_a_sync_is_running_not_that_one_did_not_finish(tmp_path: Path) -> None:
+    from omsframe.lock import CacheLock
+
+    (tmp_path / "manifest.json").write_bytes(b'{"format": 1, "checkpoint": {"orders": {}}}')
+    with CacheLock(tmp_path):
+        shown = str(of.cache_info(tmp_path))
+    assert "running now (pid" in shown and "did not finish" not in shown
+    assert "did not finish" in str(of.cache_info(tmp_path))

@@ -338,6 +338,8 @@ class CacheInfo:
         if not self.exists:
             if self.running:
                 return [("cache", f"{self.path} (its first sync is running: {self.running})")]
+            if self.unfinished_sync:
+                return [("cache", f"{self.path} (its first sync did not finish: run it again)")]
             return [("cache", f"{self.path} (empty: run `omsframe sync`)")]
         age = f" ({_human(self.age)} ago)" if self.age else ""
         span = f"{self.months[0]} .. {self.months[1]}" if self.months else "-"
@@ -386,7 +388,9 @@ def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
     root = Path(path)
     running = CacheLock.running(root)
     if not manifest_path(root).exists():
-        return CacheInfo(path=str(root), exists=False, running=running)
+        # tables without a manifest: a first sync stopped before its first checkpoint
+        begun = (root / "tables").is_dir()
+        return CacheInfo(path=str(root), exists=False, running=running, unfinished_sync=begun)
     manifest = load_manifest(root)
     last = manifest.get("last_sync") or {}
     finished = last.get("finished")

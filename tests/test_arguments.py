@@ -266,3 +266,10 @@ def test_status_says_a_sync_is_running_not_that_one_did_not_finish(tmp_path: Pat
         shown = str(of.cache_info(tmp_path))
     assert "running now (pid" in shown and "did not finish" not in shown
     assert "did not finish" in str(of.cache_info(tmp_path))
+
+
+def test_status_of_a_first_sync_that_stopped_says_to_run_it_again(tmp_path: Path) -> None:
+    (tmp_path / "tables" / "orders").mkdir(parents=True)
+    info = of.cache_info(tmp_path)
+    assert not info.exists and info.unfinished_sync
+    assert "did not finish: run it again" in str(info)

@@ -65,7 +65,7 @@ class Client:
         password: Login password (``OMSFRAME_PASSWORD``).
         allow_http: Allow plain ``http://`` to a host that is not loopback.
         concurrency: Requests in flight at most (``OMSFRAME_CONCURRENCY``, default 8).
-        page_size: Records asked for per page (``OMSFRAME_PAGE_SIZE``, default 100).
+        page_size: Records asked for per page (``OMSFRAME_PAGE_SIZE``, default 250).
         timeout: Seconds per request (``OMSFRAME_TIMEOUT``, default 30).
         compress: Ask for gzip-compressed answers (``OMSFRAME_COMPRESS``, ``1`` or ``0``);
             by default yes, except for the pages a sync hands to worker processes from a

@@ -86,7 +86,9 @@ class SyncReport:
             (
                 "retries",
                 f"{self.retries:,} ({self.throttled:,} × 429; requests waited "
-                f"{self.waited_seconds:.1f}s in all, side by side)",
+                f"{self.waited_seconds:.1f}s in all, side by side)"
+                if self.retries or self.waited_seconds
+                else "0",
             ),
             ("quarantined", f"{self.quarantined:,}"),
             ("schema drift", drift),

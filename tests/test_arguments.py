@@ -273,3 +273,12 @@ def test_status_of_a_first_sync_that_stopped_says_to_run_it_again(tmp_path: Path
     info = of.cache_info(tmp_path)
     assert not info.exists and info.unfinished_sync
     assert "did not finish: run it again" in str(info)
+
+
+def test_the_report_says_retries_plainly_and_their_waits_as_a_sum() -> None:
+    report = of.SyncReport(cache="c", source="s")
+    assert [line.split() for line in str(report).splitlines() if "retries" in line] == [
+        ["retries", "0"]
+    ]
+    report.retries, report.throttled, report.waited_seconds = 3, 2, 1.5
+    assert "2 × 429; requests waited 1.5s in all, side by side" in str(report)

@@ -447,11 +447,17 @@ def _check_same_shop(client: Client, store: Store, known: str, source: str) -> N
         return
 
     def same(record: dict[str, Any]) -> bool:
+        if record.get("id") != order_id:
+            return False
         try:
             moment = dt.datetime.fromisoformat(str(record.get("date_placed")))
         except ValueError:
-            return False
-        return record.get("id") == order_id and (placed is None or moment == placed)
+            return True  # (a form of time this check cannot read: the id has to do)
+        if placed is None:
+            return True
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        gap: dt.timedelta = abs(moment - placed)
+        return gap < dt.timedelta(milliseconds=1)
 
     if not any(same(record) for record in page["results"]):
         raise CacheError(

@@ -81,7 +81,8 @@ class SyncReport:
             ("pages", f"{self.pages:,}"),
             (
                 "reconciled",
-                f"{'yes' if self.complete else 'NO'} (server count {self.server_count:,})",
+                f"{'yes' if self.complete else 'NO'} (the server counted {self.server_count:,} "
+                "for this read)",
             ),
             (
                 "retries",

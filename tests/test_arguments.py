@@ -282,3 +282,8 @@ def test_the_report_says_retries_plainly_and_their_waits_as_a_sum() -> None:
     ]
     report.retries, report.throttled, report.waited_seconds = 3, 2, 1.5
     assert "2 × 429; requests waited 1.5s in all, side by side" in str(report)
+
+
+def test_the_report_says_what_the_server_counted_was_for_this_read() -> None:
+    report = of.SyncReport(cache="c", source="s", server_count=3)
+    assert "the server counted 3 for this read" in str(report)

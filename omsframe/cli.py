@@ -73,10 +73,12 @@ _CACHE = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Cache folder (default: data/<host of the URL>).",
 )
+DEMO_CACHE = Path("data/demo")
 #: ``--cache`` of the commands that read a cache (they take no URL)
 _CACHE_READ = click.option(
     "--cache",
     type=click.Path(file_okay=False, path_type=Path),
+    default=DEMO_CACHE,
     help="Cache folder (default: data/demo, the cache of `omsframe demo`).",
 )
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -156,14 +158,13 @@ def sync_command(
 @main.command()
 @_CACHE_READ
 @_JSON
-def status(cache: Path | None, as_json: bool) -> None:
+def status(cache: Path, as_json: bool) -> None:
     """Say what a cache holds, how fresh it is and where it came from."""
     from omsframe.load import cache_info
 
-    root = cache or Path("data/demo")
-    if not root.exists():
-        raise CacheError(f"no cache at {root}: the folder does not exist; check --cache")
-    _print(cache_info(root), as_json)
+    if not cache.exists():
+        raise CacheError(f"no cache at {cache}: the folder does not exist; check --cache")
+    _print(cache_info(cache), as_json)
 
 
 @main.command()
@@ -182,7 +183,7 @@ def status(cache: Path | None, as_json: bool) -> None:
 @click.option("--until", help="Orders placed before this day, UTC (exclusive).")
 @_JSON
 def export(
-    cache: Path | None,
+    cache: Path,
     out: Path,
     fmt: str,
     tables: str | None,
@@ -194,7 +195,7 @@ def export(
     from omsframe.export import export as export_tables
 
     files = export_tables(
-        cache or Path("data/demo"),
+        cache,
         out,
         format=fmt,  # type: ignore[arg-type]
         tables=[t.strip() for t in tables.split(",") if t.strip()] if tables else None,
@@ -210,11 +211,11 @@ def export(
 @_CACHE_READ
 @click.option("--wait", is_flag=True, help="Wait for a sync of this cache to finish.")
 @_JSON
-def rebuild(cache: Path | None, wait: bool, as_json: bool) -> None:
+def rebuild(cache: Path, wait: bool, as_json: bool) -> None:
     """Rebuild every table from the cache's raw JSON, offline."""
     from omsframe.export import rebuild as rebuild_tables
 
-    counts = rebuild_tables(cache or Path("data/demo"), wait=wait)
+    counts = rebuild_tables(cache, wait=wait)
     _print(counts if as_json else ", ".join(f"{k}: {v:,}" for k, v in counts.items()), as_json)
 
 
@@ -359,14 +360,13 @@ def simulate(
     help="The HTML file to write (default: <cache>/report.html).",
 )
 @click.option("--tz", default="Europe/Istanbul", show_default=True, help="Business time zone.")
-def report_command(cache: Path | None, out: Path | None, tz: str) -> None:
+def report_command(cache: Path, out: Path | None, tz: str) -> None:
     """Write the self-contained HTML report of a cache (opens offline)."""
     from omsframe.report import write_report
 
-    click.echo(str(write_report(cache or Path("data/demo"), out=out, tz=tz)))
+    click.echo(str(write_report(cache, out=out, tz=tz)))
 
 
-DEMO_CACHE = Path("data/demo")
 DEMO_PORT = 0  # any free port: on loopback the port is not part of the cache identity
 DEMO_WEEK = dt.timedelta(days=7)
 

@@ -70,10 +70,7 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
     try:
         manifest = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError:
-        raise CacheError(
-            f"{path} is damaged (not valid JSON); move it away and run "
-            f"`omsframe rebuild --cache {path.parent}`"
-        ) from None
+        raise _damaged(path, "not valid JSON") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CacheError(
             f"{path} is not a manifest this omsframe version can read; move it away and run "
@@ -82,22 +79,23 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
     for key, kinds in _KINDS.items():
         value = manifest.get(key)
         if value is not None and not isinstance(value, kinds):
-            raise CacheError(
-                f"{path} is damaged ({key!r} is a {type(value).__name__}, not "
-                f"{' or '.join(k.__name__ for k in kinds)}); move it away and run "
-                f"`omsframe rebuild --cache {path.parent}`"
-            )
+            wanted = " or ".join(k.__name__ for k in kinds)
+            raise _damaged(path, f"{key!r} is a {type(value).__name__}, not {wanted}")
     for key, valid in _ENTRIES.items():
         bad = [name for name, value in (manifest.get(key) or {}).items() if not valid(value)]
         if bad:
-            raise CacheError(
-                f"{path} is damaged ({key}.{bad[0]} is not what a sync left there); move it "
-                f"away and run `omsframe rebuild --cache {path.parent}`"
-            )
+            raise _damaged(path, f"{key}.{bad[0]} is not what a sync left there")
     return {**new_manifest(), **manifest}
 
 
-def _moment(value: Any) -> bool:
+def _damaged(path: Path, what: str) -> CacheError:
+    """The error for a damaged manifest: what is wrong, and how to mend it."""
+    return CacheError(
+        f"{path} is damaged ({what}); move it away and run `omsframe rebuild --cache {path.parent}`"
+    )
+
+
+def _is_moment(value: Any) -> bool:
     try:
         dt.datetime.fromisoformat(value)
     except (TypeError, ValueError):
@@ -107,7 +105,7 @@ def _moment(value: Any) -> bool:
 
 #: what each entry of the manifest's mappings must be
 _ENTRIES: dict[str, Any] = {
-    "cursors": lambda value: value is None or _moment(value),
+    "cursors": lambda value: value is None or _is_moment(value),
     "checkpoint": lambda value: value is None or isinstance(value, dict),
     "probe": lambda value: value is None or isinstance(value, dict),
 }

@@ -102,13 +102,13 @@ def not_on_pyarrow(function: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 def as_names(names: str | Sequence[str]) -> list[str]:
-    """Names given as one text or a sequence, as a list (``"channel"`` is ``["channel"]``).
+    """Names given as one text or a sequence, as a list without repeats.
 
     Example:
-        >>> as_names("channel"), as_names(("channel", "city"))
+        >>> as_names("channel"), as_names(("channel", "city", "channel"))
         (['channel'], ['channel', 'city'])
     """
-    return [names] if isinstance(names, str) else list(names)
+    return [names] if isinstance(names, str) else list(dict.fromkeys(names))
 
 
 def check_names(names: Sequence[str], known: Iterable[str], what: str) -> list[str]:

@@ -54,7 +54,7 @@ def _sales(data: Any, by: Period, dims: Sequence[str], tz: str | None) -> tuple[
     """The ledger's sale rows with ``period`` and a null-safe ``_key`` of dims and currency."""
     check_period(by)
     book, zone = ledger_frame(data, tz)
-    dims = [d for d in dict.fromkeys(dims) if d != "currency"]
+    dims = [d for d in dims if d != "currency"]
     require(book, [*dims, *_UNIT_COLUMNS], "the ledger")
     sales = book.filter(nw.col("kind") == "sale").with_columns(
         period=period_start(local_time("booked_at", zone), by),

@@ -152,7 +152,6 @@ def lead_time_summary(
     """
     dims = as_names(dims)
     wanted = check_percentiles(percentiles)
-    dims = list(dict.fromkeys(dims))
     if is_tables(data):
         frame = as_frame(lead_times(data, dims=dims, source=source), "lead_times")
     else:

@@ -198,7 +198,6 @@ def time_in_state(
     dims = as_names(dims)
     wanted = check_percentiles(percentiles)
     changes = _changes(tables, source)
-    dims = list(dict.fromkeys(dims))
     if dims:
         orders, _ = order_frame(tables, dims)
         orders = like(orders.drop("date_placed", "order_state"), changes)

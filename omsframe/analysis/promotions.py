@@ -76,7 +76,7 @@ def campaign_days(
     """
     dims = as_names(dims)
     book, zone = ledger_frame(data, tz)
-    dims = [d for d in dict.fromkeys(dims) if d != "currency"]
+    dims = [d for d in dims if d != "currency"]
     require(book, dims, "the ledger")
     sales = book.filter(nw.col("kind") == "sale").with_columns(
         day=period_start(local_time("booked_at", zone), "day"),

@@ -91,7 +91,6 @@ def return_rates(
     """
     dims = as_names(dims)
     book, zone = ledger_frame(data, tz)
-    dims = list(dict.fromkeys(dims))
     require(book, [d for d in dims if d not in PLACED_DIMENSIONS], "the ledger")
     placed = local_time("booked_at", zone)
     sales = book.filter(nw.col("kind") == "sale").with_columns(

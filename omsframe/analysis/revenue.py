@@ -115,7 +115,7 @@ def revenue(
     if change == "units":
         raise AnalysisError("change must be a money measure such as 'net_sales', or None")
     book, zone = ledger_frame(data, tz)
-    dims = [d for d in dict.fromkeys(dims) if d != "currency"]
+    dims = [d for d in dims if d != "currency"]
     require(book, dims, "the ledger")
     if fx is not None:
         if not reporting_currency:

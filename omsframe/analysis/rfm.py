@@ -94,8 +94,6 @@ def rfm(data: Any, as_of: DateLike | None = None, tz: str | None = None) -> Any:
         nw.col("monetary_value").sum().alias("monetary"),
     )
     last = per.select(nw.col("last_order").max()).item() if per.shape[0] else None
-    if last is not None and last != last:  # (pandas' NaT, which is not equal to itself)
-        last = None
     day = _day(as_of) if as_of is not None else _day(last) + 1 if last is not None else 0
     per = per.with_columns(
         recency_days=(nw.lit(day * DAY_US) - nw.col("last_order").dt.timestamp("us")) // DAY_US,

@@ -130,7 +130,6 @@ def state_counts(
         units = items.select(*item_columns).join(
             parents.drop("order_state"), on="order_id", how="left"
         )
-    dims = list(dict.fromkeys(dims))
     units, period = with_period(units, "date_placed", by, tz)
     keys = [*period, *dims]
     units = units.with_columns(_key=group_key(keys))

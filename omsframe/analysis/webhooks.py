@@ -80,7 +80,6 @@ def webhook_health(
     dims = as_names(dims)
     check_tz(tz)
     events = table(tables, "events")
-    dims = list(dict.fromkeys(dims))
     check_names([*_COLUMNS, *dims], events.columns, "events column(s)")
     rows = events.select(
         "created_date",

@@ -322,7 +322,10 @@ class CacheInfo:
     age: dt.timedelta | None = None
     cursors: dict[str, str] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
-    months: tuple[str, str] | None = None
+    #: every month (``YYYY-MM``, oldest first) with orders placed in it
+    months: tuple[str, ...] = ()
+    #: orders without a placing date (stored apart from the months)
+    undated_orders: bool = False
     unfinished_sync: bool = False
     #: who is syncing (or rebuilding) the cache now, if anyone
     running: str | None = None
@@ -342,12 +345,11 @@ class CacheInfo:
                 return [("cache", f"{self.path} (its first sync did not finish: run it again)")]
             return [("cache", f"{self.path} (empty: run `omsframe sync`)")]
         age = f" ({_human(self.age)} ago)" if self.age else ""
-        span = f"{self.months[0]} .. {self.months[1]}" if self.months else "-"
         return [
             ("cache", self.path),
             ("source", self.source or "-"),
             ("last sync", f"{self.last_sync or 'never'}{age}"),
-            ("orders", f"{self.rows.get('orders', 0):,} in months {span}"),
+            ("orders", f"{self.rows.get('orders', 0):,} {self._span()}".rstrip()),
             ("items", f"{self.rows.get('order_items', 0):,}"),
             ("events", f"{self.rows.get('events', 0):,}"),
             ("customers", f"{self.rows.get('customers', 0):,}"),
@@ -361,6 +363,16 @@ class CacheInfo:
                 else ()
             ),
         ]
+
+    def _span(self) -> str:
+        """The months as a line: ``in months 2024-01 .. 2025-06 (18 months)``."""
+        if not self.months:
+            return "without a placing date" if self.undated_orders else ""
+        first, last = self.months[0], self.months[-1]
+        whole = (int(last[:4]) - int(first[:4])) * 12 + int(last[5:]) - int(first[5:]) + 1
+        gaps = f", {whole - len(self.months)} without orders" if whole > len(self.months) else ""
+        undated = ", and some without a placing date" if self.undated_orders else ""
+        return f"in months {first} .. {last} ({whole} months{gaps}{undated})"
 
     def __str__(self) -> str:
         return aligned(self._rows())
@@ -395,7 +407,8 @@ def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
     last = manifest.get("last_sync") or {}
     finished = last.get("finished")
     age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(finished) if finished else None
-    months = [m for m in Store(root).months("orders") if m != "unknown"]
+    stored = Store(root).months("orders")
+    months = tuple(sorted(m for m in stored if m != "unknown"))
     return CacheInfo(
         path=str(root),
         exists=True,
@@ -408,7 +421,8 @@ def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
         age=age,
         cursors=dict(manifest.get("cursors") or {}),
         rows=Store(root).counts(),
-        months=(months[0], months[-1]) if months else None,
+        months=months,
+        undated_orders="unknown" in stored,
         unfinished_sync=bool(manifest.get("checkpoint")),
         running=running,
     )

@@ -212,7 +212,7 @@ def write_report(
         "source": info.source or "-",
         "last sync": age,
         "orders": f"{info.rows.get('orders', 0):,}"
-        + (f" placed {info.months[0]} .. {info.months[1]}" if info.months else ""),
+        + (f" placed {info.months[0]} .. {info.months[-1]}" if info.months else ""),
         "PII policy": info.pii_policy or "-",
         "time zone": tz,
         "made": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -275,6 +275,17 @@ def test_status_of_a_first_sync_that_stopped_says_to_run_it_again(tmp_path: Path
     assert "did not finish: run it again" in str(info)
 
 
+def test_status_gives_the_span_of_months_with_its_gaps_and_undated_orders() -> None:
+    info = of.CacheInfo(path="c", exists=True, months=("2024-11", "2025-02"), undated_orders=True)
+    assert "in months 2024-11 .. 2025-02 (4 months, 2 without orders, and some" in str(info)
+    assert "(3 months)" in str(
+        of.CacheInfo(path="c", exists=True, months=("2024-12", "2025-01", "2025-02"))
+    )
+    assert of.CacheInfo(path="c", exists=True, months=("2025-01",)).to_dict()["months"] == (
+        "2025-01",
+    )
+
+
 def test_the_report_says_retries_plainly_and_their_waits_as_a_sum() -> None:
     report = of.SyncReport(cache="c", source="s")
     assert [line.split() for line in str(report).splitlines() if "retries" in line] == [

@@ -117,6 +117,10 @@ def test_full_then_incremental_sync_follow_the_live_shop(world: World, tmp_path:
     assert info.exists and not info.unfinished_sync
     assert info.rows["orders"] == len(after["order_ids"])
     assert info.source == first.source
+    placed = load(tmp_path, tables=["orders"], engine="pyarrow").orders.column("date_placed")
+    assert info.months == tuple(sorted({d.strftime("%Y-%m") for d in placed.to_pylist()}))
+    assert len(info.months) > 2  # every month, not only the first and the last
+    assert f"in months {info.months[0]} .. {info.months[-1]}" in str(info)
 
 
 def file_orders(root: Path) -> dict[tuple[str, str], dict[str, set[int]]]:

@@ -161,50 +161,65 @@ def rebuild(
         manifest = load_manifest(root)
         old = Store(root)
         privacy = Privacy(mode=manifest.get("pii_policy") or "pseudonymize", key=old.pii_key())
-        staging = root / "tables.rebuild"
-        shutil.rmtree(staging, ignore_errors=True)
+        staging = root / STAGING
         new = _StagedStore(root, staging)
-        observed = dt.datetime.now(dt.UTC)
         try:
-            states = old.read_table("states")
-        except CacheError:  # (damaged, or of another schema: rebuilt from the raw layer only)
-            states = None
-        if states is not None and states.num_rows:
-            new.carry("states", states, privacy.mode)
-        for name in ("raw_orders",):
-            texts = (
-                text
-                for month in old.months(name)
-                for text in (old.read_partition(name, month) or pa.table({"record": []}))
-                .column("record")
-                .to_pylist()
-                if text is not None
-            )
-            for flat in iter_flatten_json(texts, privacy=privacy, batch_size=batch_size):
-                new.upsert_batch(flat, [], policy=privacy.mode, observed_at=observed)
-        for month in old.months("raw_events"):
-            part = old.read_partition("raw_events", month)
-            if part is None:
-                continue
-            events = [orjson.loads(t) for t in part.column("record").to_pylist() if t is not None]
-            new.upsert_events(flatten_events(events, privacy=privacy), [], policy=privacy.mode)
-        history = old.table_dir("state_history")
-        if history.exists():
-            shutil.rmtree(new.table_dir("state_history"), ignore_errors=True)
-            shutil.copytree(history, new.table_dir("state_history"))
-        retired = root / "tables.old"
-        shutil.rmtree(retired, ignore_errors=True)
-        if (root / "tables").exists():
-            os.replace(root / "tables", retired)
-        os.replace(staging, root / "tables")
-        shutil.rmtree(retired, ignore_errors=True)
-        # the customers a killed sync left pending come from orders whose raw rows are stored
-        # (or that its next run reads again): the rebuilt customers hold them already
-        shutil.rmtree(root / "pending", ignore_errors=True)
-        shutil.rmtree(root / ".rebuild-discard", ignore_errors=True)
+            _rebuild_into(root, old, new, privacy, batch_size)
+        except BaseException:  # (Ctrl-C too) the cache as it was, without the half-built copy
+            recover_swap(root)
+            raise
         manifest["counts"] = old.counts()
         save_manifest(root, manifest)
         return {name: count for name, count in manifest["counts"].items() if name in TABLES}
+
+
+#: where a rebuild builds the new tables, beside the old ones
+STAGING = "tables.rebuild"
+
+
+def _rebuild_into(
+    root: Path, old: Store, new: _StagedStore, privacy: Privacy, batch_size: int
+) -> None:
+    """Build every table from ``old``'s raw layer into ``new``'s staging folder, then swap."""
+    staging = new.staging
+    observed = dt.datetime.now(dt.UTC)
+    try:
+        states = old.read_table("states")
+    except CacheError:  # (damaged, or of another schema: rebuilt from the raw layer only)
+        states = None
+    if states is not None and states.num_rows:
+        new.carry("states", states, privacy.mode)
+    for name in ("raw_orders",):
+        texts = (
+            text
+            for month in old.months(name)
+            for text in (old.read_partition(name, month) or pa.table({"record": []}))
+            .column("record")
+            .to_pylist()
+            if text is not None
+        )
+        for flat in iter_flatten_json(texts, privacy=privacy, batch_size=batch_size):
+            new.upsert_batch(flat, [], policy=privacy.mode, observed_at=observed)
+    for month in old.months("raw_events"):
+        part = old.read_partition("raw_events", month)
+        if part is None:
+            continue
+        events = [orjson.loads(t) for t in part.column("record").to_pylist() if t is not None]
+        new.upsert_events(flatten_events(events, privacy=privacy), [], policy=privacy.mode)
+    history = old.table_dir("state_history")
+    if history.exists():
+        shutil.rmtree(new.table_dir("state_history"), ignore_errors=True)
+        shutil.copytree(history, new.table_dir("state_history"))
+    retired = root / "tables.old"
+    shutil.rmtree(retired, ignore_errors=True)
+    if (root / "tables").exists():
+        os.replace(root / "tables", retired)
+    os.replace(staging, root / "tables")
+    shutil.rmtree(retired, ignore_errors=True)
+    # the customers a killed sync left pending come from orders whose raw rows are stored
+    # (or that its next run reads again): the rebuilt customers hold them already
+    shutil.rmtree(root / "pending", ignore_errors=True)
+    shutil.rmtree(root / DISCARD, ignore_errors=True)
 
 
 def recover_swap(root: Path) -> None:
@@ -217,6 +232,23 @@ def recover_swap(root: Path) -> None:
     tables, retired = root / "tables", root / "tables.old"
     if retired.exists() and not tables.exists():
         os.replace(retired, tables)
+    _remove_leftovers(root)
+
+
+#: where a rebuild puts the raw layer's rows it does not keep (it keeps the stored raw layer)
+DISCARD = ".rebuild-discard"
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Remove what an unfinished rebuild left beside the tables (hold the lock, tables there).
+
+    Holding the lock, nothing else is building: a staging folder is a killed rebuild's, and
+    only takes room (as much as the tables).
+    """
+    if (root / "tables").exists():
+        shutil.rmtree(root / "tables.old", ignore_errors=True)
+    shutil.rmtree(root / STAGING, ignore_errors=True)
+    shutil.rmtree(root / DISCARD, ignore_errors=True)
 
 
 class _StagedStore(Store):
@@ -228,7 +260,7 @@ class _StagedStore(Store):
 
     def table_dir(self, name: str) -> Path:
         if name.startswith("raw_"):
-            return self.staging.parent / ".rebuild-discard" / name
+            return self.staging.parent / DISCARD / name
         return self.staging / name
 
     def carry(self, name: str, table: pa.Table, policy: str) -> None:

@@ -175,6 +175,34 @@ def test_a_rebuild_killed_between_its_two_renames_is_recovered(
     assert load(cache, engine="pyarrow").state_history.num_rows > 0
 
 
+def test_an_interrupted_rebuild_leaves_the_cache_as_it_was_and_nothing_beside_it(
+    oms: SimulatorServer, synced: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from omsframe.export import rebuild
+
+    cache = copy_cache(synced, tmp_path / "c")
+    before = load(cache, engine="pyarrow").orders
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:  # Ctrl-C once the orders are staged
+        assert (cache / "tables.rebuild" / "orders").exists()
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # (the state history is copied once all is staged)
+        patch.setattr(shutil, "copytree", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            rebuild(cache)
+    leftovers = {"tables.rebuild", "tables.old", ".rebuild-discard"}
+    assert not leftovers & {p.name for p in cache.iterdir()}
+    assert load(cache, engine="pyarrow").orders.equals(before)
+    # a rebuild killed outright (kill -9) leaves its staging folder: the next writer removes it
+    (cache / "tables.rebuild" / "orders").mkdir(parents=True)
+    (cache / ".rebuild-discard").mkdir()
+    sync(oms.url, token=oms.token, cache=cache, progress=False, events=False)
+    assert not leftovers & {p.name for p in cache.iterdir()}
+
+
 def test_a_lost_pii_key_is_an_error_not_a_silent_new_key(
     oms: SimulatorServer, synced: Path, tmp_path: Path
 ) -> None:

@@ -43,8 +43,46 @@ def as_frame(native: Any, what: str) -> Frame:
 
 
 def to_native(frame: Frame) -> Any:
-    """The native frame, with a fresh 0..n-1 index for pandas."""
-    return nw.maybe_reset_index(frame).to_native()
+    """The native frame, with a fresh 0..n-1 index for pandas, its measures in numpy dtypes.
+
+    In pandas, what an analysis computes comes out the same way whatever Arrow did on the
+    way: ratios and other fractions as ``float64`` (NaN where undefined), counts and flags
+    without a gap as ``int64`` and ``bool``. Ids keep the loaded tables' dtypes (an id that
+    may be missing is ``int64[pyarrow]``: see :func:`omsframe.load`), but for the keys of
+    orders, items and events, which never are (``int64``); money stays exact decimals.
+    """
+    native = nw.maybe_reset_index(frame).to_native()
+    if nw.get_native_namespace(frame).__name__ == "pandas":
+        native = _numpy_measures(native)
+    return native
+
+
+#: ids that are never missing where a row is about an order, an item or an event
+_KEYS = frozenset({"order_id", "item_id", "event_id"})
+
+
+def _numpy_measures(frame: Any) -> Any:
+    """``frame`` (pandas) with its Arrow-typed measures (and keys) in numpy dtypes."""
+    import pandas as pd
+    import pyarrow as pa
+
+    changed = {}
+    for name, dtype in frame.dtypes.items():
+        if not isinstance(dtype, pd.ArrowDtype):
+            continue
+        kind = dtype.pyarrow_dtype
+        column = frame[name]
+        if pa.types.is_floating(kind):
+            changed[name] = column.astype("float64")  # (a missing ratio becomes NaN)
+        elif not (pa.types.is_integer(kind) or pa.types.is_boolean(kind)) or column.hasnans:
+            continue
+        elif name in _KEYS or not _is_id(str(name)):
+            changed[name] = column.astype("bool" if pa.types.is_boolean(kind) else "int64")
+    return frame.assign(**changed) if changed else frame
+
+
+def _is_id(name: str) -> bool:
+    return name.endswith("_id") or name in ("cargo_company", "omnitron_id")
 
 
 def is_tables(data: Any) -> bool:

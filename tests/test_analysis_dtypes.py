@@ -1,0 +1,39 @@
+"""Every analysis hands pandas users one dtype per kind of measure, whatever Arrow did inside."""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+import pytest
+
+import omsframe as of
+from tests.test_analysis_shop import Shop
+
+ANALYSES = [
+    "revenue", "discounts", "discount_depth", "campaign_days", "top_discounted_products",
+    "state_counts", "state_changes", "transitions", "time_in_state", "lead_times",
+    "lead_time_summary", "funnel", "return_rates", "cohorts", "new_vs_returning", "rfm",
+    "abc_classes", "product_sales", "top_products", "webhook_health", "ledger", "transactions",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ANALYSES)
+def test_measures_are_numpy_and_only_ids_that_may_be_missing_are_arrow(
+    shop: Shop, name: str
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (window warnings: not the point here)
+        result = getattr(of, name)(shop.tables["pandas"])
+    assert isinstance(result, pd.DataFrame) and len(result)
+    for column, dtype in result.dtypes.items():
+        if not isinstance(dtype, pd.ArrowDtype):
+            continue
+        kind = str(dtype)
+        assert kind.startswith("decimal") or (
+            kind == "int64[pyarrow]"
+            and (str(column).endswith("_id") or column == "cargo_company")
+            and column not in ("order_id", "item_id", "event_id")
+        ), f"{name}: {column} is {kind}"
+    counts = [c for c in result.columns if c in ("orders", "units", "m_score", "delivered")]
+    assert all(result[c].dtype == "int64" for c in counts)

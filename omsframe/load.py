@@ -160,6 +160,9 @@ class Tables(Mapping[str, Any]):
         policy: The PII policy the cache was written with.
         source: Where the data came from (sanitized URL).
         window: The ``since`` and ``until`` they were loaded with (UTC; ``None``: open).
+        as_of: How far the data goes: the latest change to an order the last sync saw (UTC;
+            ``None`` when not known). The period it falls in is partial (see
+            :func:`omsframe.revenue`).
 
     Example:
         >>> import pandas as pd
@@ -175,11 +178,13 @@ class Tables(Mapping[str, Any]):
         policy: str | None,
         source: str | None,
         window: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+        as_of: dt.datetime | None = None,
     ):
         self._frames = frames
         self.policy = policy
         self.source = source
         self.window = window
+        self.as_of = as_of
 
     def __getitem__(self, name: str) -> Any:
         return self._frames[name]
@@ -299,7 +304,20 @@ def load(
         policy=manifest.get("pii_policy"),
         source=manifest.get("source_url"),
         window=(low, high),
+        as_of=_as_of(manifest),
     )
+
+
+def _as_of(manifest: dict[str, Any]) -> dt.datetime | None:
+    """The orders' cursor (the latest ``modified_date`` a sync saw), UTC; ``None`` if none."""
+    cursor = (manifest.get("cursors") or {}).get("orders")
+    try:
+        moment = dt.datetime.fromisoformat(cursor) if isinstance(cursor, str) else None
+    except ValueError:
+        return None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment
 
 
 @dataclass

@@ -37,3 +37,13 @@ def test_measures_are_numpy_and_only_ids_that_may_be_missing_are_arrow(
         ), f"{name}: {column} is {kind}"
     counts = [c for c in result.columns if c in ("orders", "units", "m_score", "delivered")]
     assert all(result[c].dtype == "int64" for c in counts)
+
+
+def test_a_dimension_keeps_the_tables_dtype_whether_or_not_it_has_gaps(shop: Shop) -> None:
+    tables = shop.tables["pandas"]
+    kind = tables.orders["has_gift_box"].dtype
+    full = of.state_counts(tables, dims="has_gift_box")
+    assert full["has_gift_box"].dtype == kind and not full["has_gift_box"].hasnans
+    orders = tables.orders.assign(has_gift_box=tables.orders["has_gift_box"].where(lambda s: ~s))
+    gappy = of.state_counts({**tables, "orders": orders}, dims="has_gift_box")
+    assert gappy["has_gift_box"].hasnans and gappy["has_gift_box"].dtype == kind

@@ -8,6 +8,7 @@ conversion), amounts go to integer cents and back, never through float.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,18 +43,19 @@ def as_frame(native: Any, what: str) -> Frame:
         ) from None
 
 
-def to_native(frame: Frame) -> Any:
+def to_native(frame: Frame, keep: Iterable[str] = ()) -> Any:
     """The native frame, with a fresh 0..n-1 index for pandas, its measures in numpy dtypes.
 
     In pandas, what an analysis computes comes out the same way whatever Arrow did on the
     way: ratios and other fractions as ``float64`` (NaN where undefined), counts and flags
-    without a gap as ``int64`` and ``bool``. Ids keep the loaded tables' dtypes (an id that
-    may be missing is ``int64[pyarrow]``: see :func:`omsframe.load`), but for the keys of
-    orders, items and events, which never are (``int64``); money stays exact decimals.
+    as ``int64`` and ``bool``. The columns in ``keep`` (the dimensions, as the tables have
+    them) and ids keep the loaded tables' dtypes (an id that may be missing is
+    ``int64[pyarrow]``: see :func:`omsframe.load`), but for the keys of orders, items and
+    events, which never are (``int64``); money stays exact decimals.
     """
     native = nw.maybe_reset_index(frame).to_native()
     if nw.get_native_namespace(frame).__name__ == "pandas":
-        native = _numpy_measures(native)
+        native = _numpy_measures(native, frozenset(keep))
     return native
 
 
@@ -61,14 +63,18 @@ def to_native(frame: Frame) -> Any:
 _KEYS = frozenset({"order_id", "item_id", "event_id"})
 
 
-def _numpy_measures(frame: Any) -> Any:
-    """``frame`` (pandas) with its Arrow-typed measures (and keys) in numpy dtypes."""
+def _numpy_measures(frame: Any, keep: frozenset[str]) -> Any:
+    """``frame`` (pandas) with its Arrow-typed measures (and keys) in numpy dtypes.
+
+    A computed count or flag has no gaps, so its dtype does not depend on the rows; one with a
+    gap stays as it is rather than turn into floats.
+    """
     import pandas as pd
     import pyarrow as pa
 
     changed = {}
     for name, dtype in frame.dtypes.items():
-        if not isinstance(dtype, pd.ArrowDtype):
+        if not isinstance(dtype, pd.ArrowDtype) or name in keep:
             continue
         kind = dtype.pyarrow_dtype
         column = frame[name]
@@ -207,6 +213,41 @@ def period_start(local: nw.Expr, by: Period) -> nw.Expr:
         return (monday * DAY_US).cast(nw.Datetime("us"))
     every = {"day": "1d", "month": "1mo", "quarter": "1q", "year": "1y"}[by]
     return local.dt.truncate(every)
+
+
+def start_of_period(moment: dt.datetime, by: Period, tz: str) -> dt.datetime:
+    """The start (naive local time in ``tz``) of the period an aware ``moment`` falls in.
+
+    Example:
+        >>> late = dt.datetime(2025, 3, 31, 22, tzinfo=dt.UTC)  # 01:00 on 1 April in Istanbul
+        >>> start_of_period(late, "quarter", "Europe/Istanbul")
+        datetime.datetime(2025, 4, 1, 0, 0)
+    """
+    local = moment.astimezone(zoneinfo.ZoneInfo(tz)).replace(tzinfo=None)
+    day = dt.datetime(local.year, local.month, local.day)
+    if by == "day":
+        return day
+    if by == "week":
+        return day - dt.timedelta(days=day.weekday())
+    if by == "month":
+        return day.replace(day=1)
+    if by == "quarter":
+        return dt.datetime(day.year, (day.month - 1) // 3 * 3 + 1, 1)
+    return dt.datetime(day.year, 1, 1)
+
+
+def latest(data: Any, book: Frame) -> dt.datetime | None:
+    """How far ``data`` goes: the loaded tables' ``as_of``, else the ledger's latest booking."""
+    as_of = getattr(data, "as_of", None) if is_tables(data) else None
+    if isinstance(as_of, dt.datetime):
+        return as_of
+    if not book.shape[0]:
+        return None
+    last = book.select(nw.col("booked_at").max()).item()
+    if last is None:
+        return None
+    moment: dt.datetime = last.to_pydatetime() if hasattr(last, "to_pydatetime") else last
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def period_index(start: nw.Expr, by: Period) -> nw.Expr:

@@ -14,7 +14,7 @@ Example:
     1  2024-10-01                14       0.023609
     4  2024-11-01                54       0.123788
     7  2024-12-01                59       0.037334
-    10 2025-01-01                14        0.01167
+    10 2025-01-01                14       0.011670
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def discounts(
         "markdown",
         "markdown_rate",
     ]
-    return to_native(totals.select(*columns).sort("period", *dims, "currency"))
+    return to_native(totals.select(*columns).sort("period", *dims, "currency"), keep=dims)
 
 
 def discount_depth(
@@ -222,7 +222,9 @@ def discount_depth(
         share=ratio(nw.col("items"), nw.col("_all")),
     )
     columns = ["period", *dims, "depth", "bucket", "bucket_order", "items", "share"]
-    return to_native(counts.select(*columns).sort("period", *dims, "depth", "bucket_order"))
+    return to_native(
+        counts.select(*columns).sort("period", *dims, "depth", "bucket_order"), keep=dims
+    )
 
 
 def _bucket(part: nw.Expr, whole: nw.Expr, edges: list[int]) -> nw.Expr:

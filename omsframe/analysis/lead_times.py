@@ -111,7 +111,7 @@ def lead_times(
     orders = orders.with_columns(**{f"{leg}_hours": hours(_microseconds(leg)) for leg in LEGS})
     columns = ["order_id", "date_placed", *dims, "shipped_at", "delivered_at"]
     columns += [f"{leg}_hours" for leg in LEGS]
-    return to_native(orders.select(*columns).sort("order_id"))
+    return to_native(orders.select(*columns).sort("order_id"), keep=dims)
 
 
 @not_on_pyarrow
@@ -179,7 +179,7 @@ def lead_time_summary(
     )
     columns = [*dims, "leg", "orders", "mean_hours", *[f"p{p}_hours" for p in wanted]]
     result = summary.sort(*dims, "_leg", nulls_last=True).select(*columns)
-    return to_native(result)
+    return to_native(result, keep=dims)
 
 
 def _microseconds(leg: str) -> nw.Expr:

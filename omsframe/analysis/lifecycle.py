@@ -232,7 +232,8 @@ def time_in_state(
     columns = ["state_code", "state_name", *dims, "stays", "open", "mean_hours"]
     columns += [f"p{p}_hours" for p in wanted]
     return to_native(
-        sort_codes(stays.select(*columns), ["state_code", *dims], ["state_code"], nulls_last=True)
+        sort_codes(stays.select(*columns), ["state_code", *dims], ["state_code"], nulls_last=True),
+        keep=dims,
     )
 
 

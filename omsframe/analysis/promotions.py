@@ -99,7 +99,7 @@ def campaign_days(
     )
     columns = ["day", *dims, "currency", "orders", "units", *_MONEY]
     columns += ["discount_rate", "markdown_rate", "campaign"]
-    return to_native(days.select(*columns).sort("day", *dims, "currency"))
+    return to_native(days.select(*columns).sort("day", *dims, "currency"), keep=dims)
 
 
 def top_discounted_products(data: Any, n: int = 10, on: OnDiscount = "discount") -> Any:

@@ -135,7 +135,7 @@ def return_rates(
     columns = [*keys, "orders", "units", "units_cancelled", "units_refunded", "cancel_rate"]
     columns += ["refund_rate", "orders_cancelled", "orders_refunded", "order_cancel_rate"]
     columns.append("order_refund_rate")
-    return to_native(sorted_by(rates.select(*columns), keys))
+    return to_native(sorted_by(rates.select(*columns), keys), keep=dims)
 
 
 def _orders_with(units: Frame, flag: str, name: str) -> Frame:

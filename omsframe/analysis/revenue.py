@@ -30,11 +30,13 @@ from omsframe.analysis._frames import (
     check_names,
     check_period,
     group_key,
+    latest,
     local_time,
     period_index,
     period_start,
     ratio,
     require,
+    start_of_period,
     to_native,
 )
 from omsframe.analysis.currency import convert
@@ -84,7 +86,9 @@ def revenue(
 
     Returns:
         A frame of the input's kind, sorted by ``period``, ``dims``, ``currency``: ``period``
-        (the period's first moment, naive local time in ``tz``), the ``dims``, ``currency``,
+        (the period's first moment, naive local time in ``tz``), ``partial`` (true for the
+        period the data ends in, which it does not wholly cover: the period of the loaded
+        tables' ``as_of``, or of the ledger's latest booking), the ``dims``, ``currency``,
         ``converted``, the ``measures`` (exact decimals), ``orders`` (orders placed: distinct
         orders with a sale row), ``units`` (net), ``units_ordered``,
         ``average_order_value`` and ``units_per_order`` (floats), and for ``change``:
@@ -127,7 +131,10 @@ def revenue(
             "without one every row stays in its own currency"
         )
     totals = _totals(book, by, zone, dims, [*names, "gross_sales", "discounts"])
+    end = latest(data, book)
+    last_start = start_of_period(end, by, zone) if end is not None else None
     totals = totals.with_columns(
+        partial=nw.lit(False) if last_start is None else nw.col("period") >= nw.lit(last_start),
         converted=nw.lit(fx is not None),
         average_order_value=RATIOS["average_order_value"](),
         units_per_order=RATIOS["units_per_order"](),
@@ -138,9 +145,9 @@ def revenue(
     figures = ["orders", "units", "units_ordered", "average_order_value", "units_per_order"]
     changes = [f"previous_{m}" for m in compared]
     changes += [c for m in compared for c in (f"{m}_change", f"{m}_change_pct")]
-    columns = ["period", *dims, "currency", "converted", *names, *figures, *changes]
+    columns = ["period", "partial", *dims, "currency", "converted", *names, *figures, *changes]
     result = totals.drop(*drop).select(*columns).sort("period", *dims, "currency")
-    return to_native(result)
+    return to_native(result, keep=dims)
 
 
 def _totals(book: Frame, by: Period, tz: str, dims: list[str], money: list[str]) -> Frame:

@@ -151,7 +151,7 @@ def state_counts(
     ordered = sort_codes(
         counts.select(*columns), [*keys, "state_code"], ["state_code"], nulls_last=True
     )
-    return to_native(ordered)
+    return to_native(ordered, keep=dims)
 
 
 def funnel(
@@ -216,7 +216,7 @@ def funnel(
         *[nw.col(c).cast(nw.Int64) for c in ("orders", *stages)],
     ).with_columns(**{f"{s}_share": ratio(nw.col(s), nw.col("orders")) for s in stages})
     columns = [*keys, "orders", *stages, *[f"{s}_share" for s in stages]]
-    return to_native(sorted_by(counts.select(*columns), keys))
+    return to_native(sorted_by(counts.select(*columns), keys), keep=dims)
 
 
 def _reached(tables: Mapping[str, Any], orders: Frame) -> Frame:

@@ -113,4 +113,4 @@ def webhook_health(
     )
     columns = [*keys, "events", "delivered", "failed", "retried", "attempts", "retries"]
     columns += ["failed_attempts", "delivery_rate", "retry_rate", "attempts_per_event"]
-    return to_native(sorted_by(health.select(*columns), keys))
+    return to_native(sorted_by(health.select(*columns), keys), keep=dims)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from omsframe.analysis import AnalysisError, CurrencyError, ledger, revenue
 from omsframe.analysis._frames import Period
+from omsframe.load import load
 from tests.test_analysis_shop import (
     CENT,
     ENGINES,
@@ -190,12 +192,29 @@ def test_with_fx_every_row_is_converted_at_its_days_rate_exactly(shop: Shop, eng
     assert {r["currency"] for r in rows} == {"try"}
     assert all(r["converted"] for r in rows)
     for measure in ("gross_sales", "returns", "net_sales", "taxes"):
-
+        # the unit amounts are converted, each to the cent; the measures follow from them
         def converted(u: Unit, measure: str = measure) -> Decimal:
-            return _converted(u, getattr(u, measure), rates, tz)
+            amounts = {k: _converted(u, getattr(u, k), rates, tz) for k in _UNIT_AMOUNTS}
+            return Decimal(getattr(dataclasses.replace(u, **amounts), measure))
 
         expected = totals(shop.truth, lambda u: (period_of(u.at, tz, "month"), "try"), converted)
         assert by_period(rows, measure) == expected, measure
+    for row in rows:  # the measures add up as in the shop's own currencies
+        assert row["gross_sales"] + row["discounts"] + row["returns"] == row["net_sales"]
+
+
+_UNIT_AMOUNTS = ("price", "discount", "retail", "tax")
+
+
+def test_fx_with_two_rates_for_a_day_bad_dates_or_arrow_tables_is_refused(shop: Shop) -> None:
+    twice = pd.DataFrame({"date": ["2024-01-01"] * 2, "currency": ["eur"] * 2, "rate": [30, 40]})
+    with pytest.raises(AnalysisError, match="more than one rate for a day and currency"):
+        revenue(shop.tables["pandas"], fx=twice, reporting_currency="try")
+    american = pd.DataFrame({"date": ["01/09/2024"], "currency": ["eur"], "rate": [30]})
+    with pytest.raises(AnalysisError, match=r"fx could not be read .*'YYYY-MM-DD'"):
+        revenue(shop.tables["pandas"], fx=american, reporting_currency="try")
+    with pytest.raises(AnalysisError, match="needs pandas or polars"):
+        revenue(load(shop.path, engine="pyarrow"), fx=_rates(), reporting_currency="try")
 
 
 def test_revenue_takes_tables_or_a_ledger_and_returns_the_same_kind(shop: Shop) -> None:

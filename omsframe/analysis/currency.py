@@ -4,9 +4,11 @@ A rate table has one row per day and currency: ``date``, ``currency`` and ``rate
 price of one unit of ``currency`` in the reporting currency on that business day (e.g.
 ``2025-03-01, eur, 38.41`` when reporting in TRY). Each ledger row is converted at the rate
 of its business day, or the latest earlier day the table has (weekends, holidays); a row
-with no rate on or before its day is an error, never a silent 1. Rates are used to six
-decimals; each converted amount is rounded half away from zero to the cent, in integer
-arithmetic (no float), so a sale and its same-day cancellation still net to zero.
+with no rate on or before its day is an error, never a silent 1, and so are two rates for one
+day and currency. Rates are used to six decimals; each unit amount (price, discount, retail
+price, tax) is rounded half away from zero to the cent, in integer arithmetic (no float), and
+the measures are derived from them as in the ledger, so they add up as they do in the
+original currency, and a sale and its same-day cancellation still net to zero.
 
 Example:
     >>> import polars as pl
@@ -39,7 +41,8 @@ __all__ = ["convert", "rate_table"]
 MICRO = 1_000_000
 _INT64_MAX = 2**63 - 1
 MONEY_MEASURES: tuple[str, ...] = tuple(m for m in MEASURES if m != "units")
-_AMOUNTS = (*MONEY_MEASURES, "unit_price", "unit_discount", "unit_retail_price", "unit_tax")
+_UNIT_AMOUNTS = ("unit_price", "unit_discount", "unit_retail_price", "unit_tax")
+_AMOUNTS = (*MONEY_MEASURES, *_UNIT_AMOUNTS)
 
 
 def rate_table(fx: Any, reporting_currency: str) -> Frame:
@@ -62,14 +65,29 @@ def rate_table(fx: Any, reporting_currency: str) -> Frame:
         day = date.cast(nw.Datetime("us"))
     else:  # strings, or dates held as Python objects
         day = date.cast(nw.String).str.slice(0, 10).str.to_datetime("%Y-%m-%d")
-    rates = rates.select(
-        _day=day.cast(nw.Datetime("us")),
-        currency=nw.col("currency").cast(nw.String).str.to_lowercase(),
-        _rate=(nw.col("rate").cast(nw.Float64) * MICRO).round(0).cast(nw.Int64),
-    ).filter(nw.col("currency") != reporting_currency.lower())
+    try:
+        rates = rates.select(
+            _day=day.cast(nw.Datetime("us")),
+            currency=nw.col("currency").cast(nw.String).str.to_lowercase(),
+            _rate=(nw.col("rate").cast(nw.Float64) * MICRO).round(0).cast(nw.Int64),
+        ).filter(nw.col("currency") != reporting_currency.lower())
+    except (ValueError, TypeError, ArithmeticError) as error:  # pandas', polars' and Arrow's
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first.split(". You might")[0]  # (pandas goes on with suggestions)
+        raise AnalysisError(
+            f"fx could not be read ({first}); give date as dates or 'YYYY-MM-DD' texts and "
+            "rate as numbers"
+        ) from None
     bad = rates.filter(~(nw.col("_rate") > 0)).shape[0]
     if bad:
         raise AnalysisError(f"fx has {bad} rate(s) that are missing, zero or negative; fix them")
+    twice = rates.group_by("_day", "currency").agg(nw.len().alias("_n")).filter(nw.col("_n") > 1)
+    if twice.shape[0]:
+        day, currency = twice.sort("_day", "currency").select("_day", "currency").row(0)
+        raise AnalysisError(
+            f"fx has more than one rate for a day and currency ({twice.shape[0]} such, first "
+            f"{currency} on {day:%Y-%m-%d}); keep one rate per day and currency"
+        )
     return rates.sort("_day")
 
 
@@ -117,7 +135,13 @@ def convert(book: Frame, fx: Any, reporting_currency: str, tz: str) -> Frame:
     home = book.filter(nw.col("currency") == to).with_columns(_rate=nw.lit(MICRO, nw.Int64))
     with warnings.catch_warnings():  # polars cannot check sortedness within groups; we sorted
         warnings.filterwarnings("ignore", "Sortedness", UserWarning)
-        foreign = foreign.join_asof(rates, on="_day", by="currency", strategy="backward")
+        try:
+            foreign = foreign.join_asof(rates, on="_day", by="currency", strategy="backward")
+        except NotImplementedError:  # narwhals has no as-of join on Arrow tables
+            raise AnalysisError(
+                "fx conversion needs pandas or polars tables; load them with "
+                "engine='pandas' (the default) or engine='polars'"
+            ) from None
     missing = foreign.filter(nw.col("_rate").is_null())
     if missing.shape[0]:
         first = missing.group_by("currency").agg(nw.col("_day").min()).sort("currency")
@@ -131,11 +155,17 @@ def convert(book: Frame, fx: Any, reporting_currency: str, tz: str) -> Frame:
     amounts = [c for c in _AMOUNTS if c in book.columns]
     _check_range(foreign, rates, amounts)
     rows = nw.concat([home, foreign.select(home.columns)], how="vertical")
-    return rows.with_columns(
-        *[_converted(c).alias(c) for c in amounts],
+    # The unit amounts are converted, and the measures derived from them as in the ledger, so
+    # that net_sales = gross_sales + discounts + returns holds in the reporting currency too
+    # (each measure rounded on its own would miss by a cent here and there).
+    derived = "kind" in book.columns and all(c in book.columns for c in _UNIT_AMOUNTS)
+    measures = [m for m in MONEY_MEASURES if m in book.columns] if derived else []
+    rows = rows.with_columns(
+        *[_converted(c).alias(c) for c in amounts if c not in measures],
         currency=nw.lit(to),
         fx_rate=nw.col("_rate").cast(nw.Float64) / MICRO,
-    ).drop("_day", "_rate")
+    )
+    return rows.with_columns(*[MEASURES[m]().alias(m) for m in measures]).drop("_day", "_rate")
 
 
 def _converted(column: str) -> nw.Expr:

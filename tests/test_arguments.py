@@ -193,6 +193,9 @@ def test_a_ledger_of_tables_loaded_for_a_window_warns_what_it_lacks(shop: Shop) 
     assert window.window[0] == dt.datetime(2024, 12, 1, tzinfo=dt.UTC)
     with pytest.warns(WindowWarning, match="load without since="):
         of.revenue(window, tz="UTC")
+    with pytest.warns(of.WindowWarning, match="edges are UTC midnights") as warned:
+        of.ledger(window)  # the ledger itself warns too, once
+    assert len(warned) == 1 and warned[0].filename == __file__
     whole = of.load(shop.path, tables=["orders", "order_items"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")

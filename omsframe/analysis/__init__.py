@@ -37,7 +37,7 @@ from omsframe.analysis.lead_times import (
     lead_time_summary,
     lead_times,
 )
-from omsframe.analysis.ledger import DIMENSIONS, ledger
+from omsframe.analysis.ledger import DIMENSIONS, WindowWarning, ledger
 from omsframe.analysis.lifecycle import state_changes, time_in_state, transitions
 from omsframe.analysis.measures import MEASURES, RATIOS, explain
 from omsframe.analysis.products import abc_classes, product_sales, top_products
@@ -63,6 +63,7 @@ __all__ = [
     "SHIPPED_STATES",
     "AnalysisError",
     "CurrencyError",
+    "WindowWarning",
     "abc_classes",
     "campaign_days",
     "cohorts",

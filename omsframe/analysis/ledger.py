@@ -144,6 +144,10 @@ def ledger(tables: Mapping[str, Any], tz: str = DEFAULT_TZ) -> Any:
     Raises:
         AnalysisError: ``order_items`` or ``orders`` is missing or lacks a column.
 
+    Warns:
+        WindowWarning: The tables were loaded with ``since``/``until`` (see the README: load
+            the whole cache for net sales by period).
+
     Example:
         >>> book = ledger(tables)
         >>> book["kind"].value_counts().to_dict()
@@ -152,6 +156,7 @@ def ledger(tables: Mapping[str, Any], tz: str = DEFAULT_TZ) -> Any:
         {'eur': Decimal('2608.68'), 'try': Decimal('762020.11'), 'usd': Decimal('1807.09')}
     """
     check_tz(tz)
+    _warn_if_windowed(tables)
     for name in ("order_items", "orders"):
         if name not in tables:
             raise AnalysisError(f"the tables have no {name!r}; load it: omsframe.load(path)")
@@ -189,7 +194,32 @@ def _callers_level() -> int:
 
 
 class WindowWarning(UserWarning):
-    """A ledger of tables loaded for a window of order dates (see :func:`ledger_frame`)."""
+    """A ledger of tables loaded for a window of order dates (see :func:`ledger`).
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():  # or warnings.simplefilter(...) for a session
+        ...     warnings.simplefilter("ignore", WindowWarning)
+        ...     book = ledger(tables)
+        >>> len(book) > 0
+        True
+    """
+
+
+def _warn_if_windowed(tables: Mapping[str, Any]) -> None:
+    """Warn (:class:`WindowWarning`) when ``tables`` were loaded with ``since``/``until``."""
+    since, until = getattr(tables, "window", (None, None))
+    if since is None and until is None:
+        return
+    warnings.warn(
+        f"these tables were loaded for orders placed in a window ({since} .. {until}, UTC): "
+        "cancellations and refunds in it of orders placed before it are not in them, and "
+        "those after it of orders placed in it are; and its edges are UTC midnights, not "
+        "those of the business days; for exact net sales by period, load without "
+        "since=/until= and keep the periods you need",
+        WindowWarning,
+        stacklevel=_callers_level(),
+    )
 
 
 def ledger_frame(data: Any, tz: str | None) -> tuple[Frame, str]:
@@ -208,16 +238,6 @@ def ledger_frame(data: Any, tz: str | None) -> tuple[Frame, str]:
     """
     if is_tables(data):
         zone = check_tz(tz or DEFAULT_TZ)
-        since, until = getattr(data, "window", (None, None))
-        if since is not None or until is not None:
-            warnings.warn(
-                f"these tables were loaded for orders placed in a window ({since} .. {until}): "
-                "cancellations and refunds in it of orders placed before it are not in them, "
-                "and those after it of orders placed in it are; for exact net sales by period, "
-                "load without since=/until= and keep the periods you need",
-                WindowWarning,
-                stacklevel=_callers_level(),
-            )
         return as_frame(ledger(data, zone), "the ledger"), zone
     frame = as_frame(data, "data")
     require(frame, LEDGER_COLUMNS, "the frame")

@@ -146,10 +146,14 @@ def expected_net(shop: list[Order], tz: str, rates: dict[str, Decimal] | None) -
             for at, sign in rows:
                 amounts = [sign * money(i.price - i.discount), sign * tax_of(i)]
                 target = currency
-                if rates is not None:
+                if rates is not None:  # each unit amount converted, the measures from them
                     target = "try"
                     rate = rates.get(currency, Decimal(1))
-                    amounts = [_convert(a, rate) for a in amounts]
+                    price, discount = (
+                        _convert(money(i.price), rate),
+                        _convert(money(i.discount), rate),
+                    )
+                    amounts = [sign * (price - discount), sign * _convert(tax_of(i), rate)]
                 key = (local_day(at, tz), o.channel, target)
                 sums[key][0] += amounts[0]
                 sums[key][1] += amounts[1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import numbers
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -96,14 +97,33 @@ def is_tables(data: Any) -> bool:
     return isinstance(data, Mapping)
 
 
-def require(frame: Frame, columns: Iterable[str], what: str) -> None:
-    """Raise :class:`AnalysisError` naming the columns ``frame`` lacks."""
+def require(frame: Frame, columns: Iterable[str], what: str, *, dims: Iterable[str] = ()) -> None:
+    """Raise :class:`AnalysisError` naming the columns ``frame`` lacks.
+
+    A missing column among ``dims`` (what the caller asked to slice by) is an unknown
+    dimension: the error offers the columns there are to slice by.
+    """
     missing = [c for c in columns if c not in frame.columns]
-    if missing:
+    if not missing:
+        return
+    unknown = [c for c in missing if c in set(dims)]
+    if unknown:
+        schema = frame.schema
+        offered = [
+            c
+            for c in frame.columns
+            if not c.startswith("_") and schema[c] not in (nw.Decimal, nw.Datetime, nw.Float64)
+        ]
         raise AnalysisError(
-            f"{what} has no column(s) {', '.join(missing)}; "
-            "pass the loaded tables or a frame made by omsframe.ledger"
+            f"unknown dimension(s) {', '.join(unknown)}: {what} has no such column; "
+            f"choose from {', '.join(offered)}"
         )
+    hint = (
+        "pass the loaded tables or a frame made by omsframe.ledger"
+        if what == "the ledger"
+        else f"pass {what} as omsframe makes them"
+    )
+    raise AnalysisError(f"{what} has no column(s) {', '.join(missing)}; {hint}")
 
 
 def check_period(by: str) -> None:
@@ -145,14 +165,60 @@ def not_on_pyarrow(function: Callable[_P, _R]) -> Callable[_P, _R]:
     return analysis
 
 
-def as_names(names: str | Sequence[str]) -> list[str]:
-    """Names given as one text or a sequence, as a list without repeats.
+def as_names(names: str | Sequence[str] | None, what: str = "dims") -> list[str]:
+    """Names given as one text or a sequence (``None``: none), as a list without repeats.
+
+    Raises:
+        AnalysisError: ``names`` is neither a text nor a sequence of texts.
 
     Example:
-        >>> as_names("channel"), as_names(("channel", "city", "channel"))
-        (['channel'], ['channel', 'city'])
+        >>> as_names("channel"), as_names(("channel", "city", "channel")), as_names(None)
+        (['channel'], ['channel', 'city'], [])
     """
-    return [names] if isinstance(names, str) else list(dict.fromkeys(names))
+    if names is None:
+        return []
+    if isinstance(names, str):
+        return [names]
+    if isinstance(names, Iterable) and not isinstance(names, Mapping):
+        listed = list(dict.fromkeys(names))
+        if all(isinstance(n, str) for n in listed):
+            return listed
+    raise AnalysisError(
+        f"{what} must be a column name or a list of them, got {names!r}; e.g. {what}=['channel']"
+    )
+
+
+def whole_numbers(values: Any, what: str, low: int, high: int) -> list[int]:
+    """One whole number or a sequence of them (numpy's too), each in ``low..high``.
+
+    Raises:
+        AnalysisError: Something else, or a number out of range.
+
+    Example:
+        >>> whole_numbers(50, "percentiles", 1, 100), whole_numbers((10, 25), "edges", 1, 99)
+        ([50], [10, 25])
+    """
+    listed = [values] if isinstance(values, numbers.Number) else values
+    if isinstance(listed, Iterable) and not isinstance(listed, str | bytes | Mapping):
+        numbers_ = list(listed)
+        if numbers_ and all(_whole(v) and low <= v <= high for v in numbers_):
+            return [int(v) for v in numbers_]
+    raise AnalysisError(f"{what} must be whole numbers in {low}..{high}, got {values!r}")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def positive_count(n: Any, what: str) -> int:
+    """A whole number of at least 1 (numpy's too).
+
+    Raises:
+        AnalysisError: Anything else (a text, a fraction, zero).
+    """
+    if not _whole(n) or n < 1:
+        raise AnalysisError(f"{what} must be a whole number of at least 1, got {n!r}")
+    return int(n)
 
 
 def check_names(names: Sequence[str], known: Iterable[str], what: str) -> list[str]:

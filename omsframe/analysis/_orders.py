@@ -22,6 +22,7 @@ from omsframe.analysis._frames import (
     group_key,
     local_time,
     period_start,
+    whole_numbers,
 )
 from omsframe.analysis.errors import AnalysisError
 
@@ -107,12 +108,9 @@ def hours(microseconds: nw.Expr) -> nw.Expr:
     return as_float(microseconds) * (1 / HOUR_US)
 
 
-def check_percentiles(percentiles: Sequence[int]) -> list[int]:
-    """Refuse percentiles that are not whole numbers in 1..100."""
-    values = list(dict.fromkeys(percentiles))
-    if not values or any(not isinstance(p, int) or not 0 < p <= 100 for p in values):
-        raise AnalysisError(f"percentiles must be whole numbers in 1..100, got {percentiles}")
-    return values
+def check_percentiles(percentiles: Sequence[int] | int) -> list[int]:
+    """Percentiles as whole numbers in 1..100 without repeats (one number is taken too)."""
+    return list(dict.fromkeys(whole_numbers(percentiles, "percentiles", 1, 100)))
 
 
 def nearest_rank(

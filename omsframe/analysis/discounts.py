@@ -37,6 +37,7 @@ from omsframe.analysis._frames import (
     ratio,
     require,
     to_native,
+    whole_numbers,
 )
 from omsframe.analysis.errors import AnalysisError
 from omsframe.analysis.ledger import ledger_frame
@@ -50,12 +51,18 @@ DEPTH_EDGES: tuple[int, ...] = (10, 20, 30, 40, 50)
 _UNIT_COLUMNS = ("unit_price", "unit_discount", "unit_retail_price")
 
 
-def _sales(data: Any, by: Period, dims: Sequence[str], tz: str | None) -> tuple[Frame, list[str]]:
-    """The ledger's sale rows with ``period`` and a null-safe ``_key`` of dims and currency."""
+def _sales(
+    data: Any, by: Period, dims: Sequence[str], tz: str | None, *, per_currency: bool = True
+) -> tuple[Frame, list[str]]:
+    """The ledger's sale rows with ``period`` and a null-safe ``_key`` of dims and currency.
+
+    ``per_currency``: the result is per currency anyway (``currency`` is dropped from
+    ``dims``); otherwise ``currency`` is a dimension like any other.
+    """
     check_period(by)
     book, zone = ledger_frame(data, tz)
-    dims = [d for d in dims if d != "currency"]
-    require(book, [*dims, *_UNIT_COLUMNS], "the ledger")
+    dims = [d for d in dims if d != "currency"] if per_currency else list(dims)
+    require(book, [*dims, *_UNIT_COLUMNS], "the ledger", dims=dims)
     sales = book.filter(nw.col("kind") == "sale").with_columns(
         period=period_start(local_time("booked_at", zone), by),
         _key=group_key([*dims, "currency"]),
@@ -189,10 +196,10 @@ def discount_depth(
         10  25-50%     39  0.239264
     """
     dims = as_names(dims)
-    edges = list(edges)
-    if not edges or edges != sorted(set(edges)) or not 0 < edges[0] <= edges[-1] < 100:
+    edges = whole_numbers(edges, "edges", 1, 99)
+    if edges != sorted(set(edges)):
         raise AnalysisError(f"edges must be increasing whole percents in 1..99, got {edges}")
-    sales, dims = _sales(data, by, dims, tz)
+    sales, dims = _sales(data, by, dims, tz, per_currency=False)
     labels = ["0%", *[f"{lo}-{hi}%" for lo, hi in zip([0, *edges], edges, strict=False)]]
     labels.append(f">{edges[-1]}%")
     price, retail = cents(nw.col("unit_price")), cents(nw.col("unit_retail_price"))

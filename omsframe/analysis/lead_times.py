@@ -156,7 +156,7 @@ def lead_time_summary(
         frame = as_frame(lead_times(data, dims=dims, source=source), "lead_times")
     else:
         frame = as_frame(data, "lead_times")
-    require(frame, [*dims, *_ENDS], "the lead times")
+    require(frame, [*dims, *_ENDS], "the lead times", dims=dims)
     # exact microseconds from the timestamps: percentiles and means agree across engines
     micro = {leg: _microseconds(leg) for leg in LEGS}
     parts = [

@@ -156,6 +156,11 @@ def ledger(tables: Mapping[str, Any], tz: str = DEFAULT_TZ) -> Any:
         {'eur': Decimal('2608.68'), 'try': Decimal('762020.11'), 'usd': Decimal('1807.09')}
     """
     check_tz(tz)
+    if not isinstance(tables, Mapping):
+        raise AnalysisError(
+            f"ledger takes the loaded tables (omsframe.load(path)) or a dict of frames "
+            f"{{'orders': ..., 'order_items': ...}}, got {type(tables).__name__}"
+        )
     _warn_if_windowed(tables)
     for name in ("order_items", "orders"):
         if name not in tables:

@@ -38,6 +38,7 @@ from omsframe.analysis._frames import (
     check_names,
     group_key,
     is_tables,
+    positive_count,
     ratio,
     require,
     to_native,
@@ -112,8 +113,7 @@ def top_products(
         4     2       Skinny Jeans Beige     18
         5     3  Floral Midi Dress Black     16
     """
-    if n < 1:
-        raise AnalysisError(f"n must be at least 1, got {n}")
+    n = positive_count(n, "n")
     check_names([rank_by], ("net_sales", "gross_sales", "units", "units_sold"), "rank_by")
     products = _ranked(_product_frame(data, level), rank_by, level)
     return to_native(products.filter(nw.col("rank") <= n))

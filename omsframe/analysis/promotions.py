@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -61,7 +62,8 @@ def campaign_days(
         dims: Ledger columns to slice by; ``currency`` is always one.
         tz: The business time zone whose days count (default: the ledger's, or
             ``"Europe/Istanbul"``).
-        threshold: The discount rate (0.2 is 20 %) from which a day is a campaign day.
+        threshold: The discount rate (0.2 is 20 %) from which a day is a campaign day;
+            above 0, at most 1.
 
     Returns:
         A frame of the input's kind, one row per day, dims and currency with sales: ``day``
@@ -75,9 +77,13 @@ def campaign_days(
         {False: 4.6, True: 6.4}
     """
     dims = as_names(dims)
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise AnalysisError(f"threshold must be a discount rate such as 0.2, got {threshold!r}")
+    if not 0 < threshold <= 1:
+        raise AnalysisError(f"threshold is a rate between 0 and 1 (0.2 is 20 %), got {threshold}")
     book, zone = ledger_frame(data, tz)
     dims = [d for d in dims if d != "currency"]
-    require(book, dims, "the ledger")
+    require(book, dims, "the ledger", dims=dims)
     sales = book.filter(nw.col("kind") == "sale").with_columns(
         day=period_start(local_time("booked_at", zone), "day"),
         _key=group_key([*dims, "currency"]),

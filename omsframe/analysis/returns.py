@@ -91,7 +91,7 @@ def return_rates(
     """
     dims = as_names(dims)
     book, zone = ledger_frame(data, tz)
-    require(book, [d for d in dims if d not in PLACED_DIMENSIONS], "the ledger")
+    require(book, [d for d in dims if d not in PLACED_DIMENSIONS], "the ledger", dims=dims)
     placed = local_time("booked_at", zone)
     sales = book.filter(nw.col("kind") == "sale").with_columns(
         hour=placed.dt.hour().cast(nw.Int64), weekday=placed.dt.weekday().cast(nw.Int64)

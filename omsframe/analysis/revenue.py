@@ -112,7 +112,7 @@ def revenue(
         {'eur': Decimal('1878.67'), 'try': Decimal('604877.20'), 'usd': Decimal('1520.25')}
     """
     dims = as_names(dims)
-    measures = as_names(measures)
+    measures = as_names(measures, "measures")
     check_period(by)
     compared = [] if change is None else [change]
     names = [m for m in check_names([*measures, *compared], MEASURES, "measure(s)") if m != "units"]
@@ -120,7 +120,7 @@ def revenue(
         raise AnalysisError("change must be a money measure such as 'net_sales', or None")
     book, zone = ledger_frame(data, tz)
     dims = [d for d in dims if d != "currency"]
-    require(book, dims, "the ledger")
+    require(book, dims, "the ledger", dims=dims)
     if fx is not None:
         if not reporting_currency:
             raise AnalysisError("with fx, pass reporting_currency: the currency its rates give")

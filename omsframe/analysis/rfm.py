@@ -143,13 +143,17 @@ def _segment() -> nw.Expr:
 
 
 def _day(value: Any) -> int:
-    """Days since 1970-01-01 of a date, datetime (its calendar day) or ISO string."""
+    """Days since 1970-01-01 of a date, datetime (its calendar day) or ISO string.
+
+    A ``YYYY-MM`` text is the month's first day, as ``since``/``until`` of :func:`omsframe.load`.
+    """
     if isinstance(value, str):
+        text = value.strip()
         try:
-            value = dt.date.fromisoformat(value[:10])
+            value = dt.date.fromisoformat(f"{text}-01" if len(text) == 7 else text[:10])
         except ValueError:
             raise AnalysisError(
-                f"as_of must be a date such as '2025-01-31', got {value!r}"
+                f"as_of must be a date such as '2025-01-31' or '2025-01', got {value!r}"
             ) from None
     if isinstance(value, dt.datetime):
         value = value.date()

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 import omsframe.analysis as analysis
-from omsframe.analysis import AnalysisError, explain, ledger
+from omsframe.analysis import AnalysisError, explain, ledger, revenue
 from omsframe.analysis.measures import MEASURES, RATIOS, definition
 from tests.test_analysis_shop import (
     ENGINES,
@@ -213,6 +213,16 @@ def test_every_measure_is_explained_with_its_formula() -> None:
     assert out.getvalue().startswith("net_sales = gross_sales + discounts + returns.")
     with pytest.raises(AnalysisError, match="no measure 'profit'"):
         explain("profit")
+
+
+def test_every_figure_revenue_gives_is_explained(shop: Shop) -> None:
+    columns = revenue(shop.tables["pandas"], by="month", measures=list(MEASURES)).columns
+    figures = [c for c in columns if c not in ("period", "currency", "converted", "units")]
+    for name in figures:
+        assert definition(name).startswith(f"{name} = "), name
+    assert "0.46 is +46 %" in definition("net_sales_change_pct")
+    with pytest.raises(AnalysisError, match="no measure 'units_change'"):
+        definition("units_change")  # no money measure
 
 
 def test_explain_prints_to_standard_output(capsys: pytest.CaptureFixture[str]) -> None:

@@ -197,6 +197,44 @@ def markdown_rate() -> nw.Expr:
     return ratio(cents(nw.col("markdown")), cents(nw.col("gross_sales") + nw.col("markdown")))
 
 
+#: What the figures of an analysis' output mean that are counts or comparisons, not measures.
+FIGURES: dict[str, str] = {
+    "orders": "orders = the number of distinct orders with a sale row.\n\n"
+    "The orders placed in the period (and dims, currency); an order counts once however many "
+    "units it has, and stays counted when it is cancelled or refunded later. Count.",
+    "units_ordered": "units_ordered = the number of sale rows.\n\n"
+    "The units ordered in the period, before cancellations and refunds (units nets those "
+    "out). Count.",
+    "partial": "partial = the period holds the moment the data ends.\n\n"
+    "True for the period of the loaded tables' as_of (the latest change to an order the last "
+    "sync saw), or of a ledger's latest booking: the data does not cover it wholly. Bool.",
+}
+
+
+def _comparison(name: str) -> str | None:
+    """The text for ``previous_<m>``, ``<m>_change`` or ``<m>_change_pct`` of a measure."""
+    for prefix, suffix, text in (
+        (
+            "previous_",
+            "",
+            "{m}'s value in the period before, for the same dims and currency; "
+            "null when that period has no row. Money (exact decimal).",
+        ),
+        (
+            "",
+            "_change_pct",
+            "({m} - previous_{m}) / abs(previous_{m}), a fraction: 0.46 is "
+            "+46 %, -0.2 is -20 %; null without a previous value or when it is 0. Float.",
+        ),
+        ("", "_change", "{m} - previous_{m}. Money (exact decimal)."),
+    ):
+        if name.startswith(prefix) and name.endswith(suffix):
+            measure = name[len(prefix) : len(name) - len(suffix)]
+            if measure in MEASURES and measure != "units":
+                return f"{name} = " + text.format(m=measure)
+    return None
+
+
 def definition(name: str) -> str:
     """The formula and meaning of a measure, as its docstring says.
 
@@ -208,17 +246,25 @@ def definition(name: str) -> str:
         'units = 1 on a sale row; -1 on a return row.'
     """
     function = MEASURES.get(name) or RATIOS.get(name)
-    if function is None:
-        known = ", ".join([*MEASURES, *RATIOS])
-        raise AnalysisError(f"no measure {name!r}; the measures are {known}")
-    return inspect.getdoc(function) or name
+    if function is not None:
+        return inspect.getdoc(function) or name
+    text = FIGURES.get(name) or _comparison(name)
+    if text is None:
+        known = ", ".join([*MEASURES, *RATIOS, *FIGURES])
+        raise AnalysisError(
+            f"no measure {name!r}; the measures are {known}, and previous_<m>, <m>_change, "
+            "<m>_change_pct of a money measure"
+        )
+    return text
 
 
 def explain(name: str, file: TextIO | None = None) -> None:
     """Print what a measure means: its formula, then a sentence or two.
 
     Args:
-        name: A measure (``"net_sales"``) or ratio (``"average_order_value"``).
+        name: A measure (``"net_sales"``), a ratio (``"average_order_value"``), a count or
+            flag of the analyses' output (``"orders"``, ``"units_ordered"``, ``"partial"``),
+            or a comparison (``"net_sales_change_pct"``).
         file: Where to write (default: standard output).
 
     Raises:

@@ -21,7 +21,7 @@ from omsframe._version import __version__
 from omsframe.errors import CacheError, OmsframeError
 from omsframe.schema import TABLES
 from omsframe.simulator.server import Clock, Dialect, Faults, SimulatorServer
-from omsframe.simulator.world import World
+from omsframe.simulator.world import World, to_us
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
 _SHARE = click.FloatRange(0.0, 1.0)
@@ -405,9 +405,10 @@ def demo(orders: int, seed: int, cache: Path, port: int) -> None:
     )
     shop_now = world_end(world) - DEMO_WEEK + min(DEMO_WEEK, elapsed * 60)
     with SimulatorServer(world, port=port, clock=Clock(start=shop_now)) as server:
+        placed = world.visible_orders(to_us(shop_now))
         click.echo(
-            f"OMS simulator: {world.n_orders:,} orders (seed {seed}) at {server.url}, "
-            f"shop time {shop_now:%Y-%m-%d %H:%M} UTC"
+            f"OMS simulator at {server.url}: {placed:,} orders placed by shop time "
+            f"{shop_now:%Y-%m-%d %H:%M} UTC (of the {world.n_orders:,} of its shop, seed {seed})"
         )
         report = sync(server.url, token=server.token, cache=cache, progress=sys.stderr.isatty())
     click.echo(f"\n{report}\n")

@@ -398,6 +398,10 @@ class CacheInfo:
     def _repr_html_(self) -> str:
         return html_table(self._rows(), "omsframe cache")
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text view (a terminal, a text-only front end): the aligned lines."""
+        printer.text(str(self))
+
 
 def _human(age: dt.timedelta) -> str:
     seconds = int(age.total_seconds())

@@ -103,6 +103,10 @@ class SyncReport:
     def _repr_html_(self) -> str:
         return html_table(self._rows(), "omsframe sync")
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text view (a terminal, a text-only front end): the aligned lines."""
+        printer.text(str(self))
+
     def add_orders(self, counts: UpsertCounts) -> None:
         """Add an order upsert's counts."""
         self.orders_new += counts.new

@@ -338,3 +338,12 @@ def test_analysis_arguments_take_the_forms_a_user_would_write(shop: Shop) -> Non
     assert set(of.discount_depth(t, edges=25)["bucket"]) <= {"0%", "0-25%", ">25%"}
     assert "currency" in of.discount_depth(t, dims="currency").columns  # kept, not dropped
     assert of.rfm(t, as_of="2025-02").equals(of.rfm(t, as_of="2025-02-01"))
+
+
+def test_ipython_shows_reports_as_their_aligned_lines_not_a_dataclass_dump() -> None:
+    from IPython.lib.pretty import pretty
+
+    report = of.SyncReport(cache="c", source="s", duration_seconds=4.7062422259987216)
+    assert pretty(report) == str(report) and "4.706242" not in pretty(report)
+    info = of.CacheInfo(path="c", exists=True, months=("2025-01", "2025-02"))
+    assert pretty(info) == str(info) and "months=(" not in pretty(info)

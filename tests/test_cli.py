@@ -28,6 +28,9 @@ def test_demo_syncs_the_simulator_and_summarises(tmp_path: Path) -> None:
     assert orders > 250
     assert f"{orders:,} orders" in result.output
     assert "net sales" in result.output and "TRY" in result.output
+    # the banner counts the orders placed by the shop's time, as the sync reads them
+    assert f": {orders:,} orders placed by shop time" in result.output
+    assert "(of the 300 of its shop, seed 4)" in result.output
 
 
 def test_simulate_serves_until_stopped() -> None:

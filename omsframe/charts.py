@@ -33,6 +33,7 @@ import narwhals as nw
 import plotly.graph_objects as go
 
 from omsframe._figures import TEMPLATE as _TEMPLATE
+from omsframe._figures import bar_heights as _bar_heights
 from omsframe._figures import currencies as _currencies
 from omsframe._figures import floats as _floats
 from omsframe._figures import label
@@ -253,9 +254,9 @@ def top_discounted_products_chart(top: Any, title: str | None = None) -> go.Figu
     columns = ["sku", "product_name", "currency", "units_on_discount", "discounts"]
     require(frame, columns, "top_discounted_products")
     currencies = _currencies(frame)
-    fig = _panels(currencies, shared_x=False)
-    for row, currency in enumerate(currencies, start=1):
-        rows = frame.filter(nw.col("currency") == currency)
+    parts = [frame.filter(nw.col("currency") == currency) for currency in currencies]
+    fig = _panels(currencies, shared_x=False, heights=_bar_heights([p.shape[0] for p in parts]))
+    for row, (currency, rows) in enumerate(zip(currencies, parts, strict=True), start=1):
         # the frame is ranked; reversed, the first product is drawn at the top
         names = rows.get_column("product_name").to_list()[::-1]
         skus = rows.get_column("sku").to_list()[::-1]
@@ -275,6 +276,7 @@ def top_discounted_products_chart(top: Any, title: str | None = None) -> go.Figu
             col=1,
         )
         fig.update_xaxes(title_text="Units sold on discount", row=row, col=1)
+    fig.update_yaxes(tickmode="linear", dtick=1)  # a label for every bar: the panel fits them
     fig.update_layout(
         title=title or "Products most sold on discount", template=_TEMPLATE, showlegend=False
     )

@@ -25,7 +25,7 @@ import narwhals as nw
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from omsframe._figures import TEMPLATE, currencies, floats, label, panels, rows
+from omsframe._figures import TEMPLATE, bar_heights, currencies, floats, label, panels, rows
 from omsframe.analysis._frames import as_frame, require
 from omsframe.analysis.rfm import RFM_SEGMENTS
 
@@ -227,11 +227,10 @@ def top_products_chart(top: Any, measure: str = "net_sales", title: str | None =
     frame = as_frame(top, "top_products")
     require(frame, ["currency", measure], "top_products")
     names = currencies(frame)
-    fig = panels(names, shared_x=False)
-    for row, currency in enumerate(names, start=1):
-        part = frame.filter(nw.col("currency") == currency)
-        if "rank" in part.columns:
-            part = part.sort("rank")
+    parts = [frame.filter(nw.col("currency") == currency) for currency in names]
+    parts = [part.sort("rank") if "rank" in part.columns else part for part in parts]
+    fig = panels(names, shared_x=False, heights=bar_heights([part.shape[0] for part in parts]))
+    for row, (currency, part) in enumerate(zip(names, parts, strict=True), start=1):
         labels = _product_labels(part)
         fig.add_trace(
             go.Bar(
@@ -245,6 +244,7 @@ def top_products_chart(top: Any, measure: str = "net_sales", title: str | None =
         )
         unit = "" if measure.startswith("units") else f" ({currency.upper()})"
         fig.update_xaxes(title_text=f"{label(measure)}{unit}", row=row, col=1)
+    fig.update_yaxes(tickmode="linear", dtick=1)  # a label for every bar: the panel fits them
     fig.update_layout(title=title or "Top products", template=TEMPLATE, showlegend=False)
     return fig
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +33,22 @@ def y_axis_titles(fig: go.Figure) -> list[str]:
     return [layout[k]["title"]["text"] for k in sorted(layout) if k.startswith("yaxis")]
 
 
+def panel_pixels(fig: go.Figure) -> list[tuple[float, float]]:
+    """Each panel's (top, bottom) in pixels down from the top of the plot area, top first."""
+    layout = fig.to_dict()["layout"]
+    assert layout.get("height"), "a multi-panel figure needs a height that fits its panels"
+    plot = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
+    domains = [layout[k]["domain"] for k in layout if k.startswith("yaxis")]
+    return sorted((plot * (1 - top), plot * (1 - bottom)) for bottom, top in domains)
+
+
+def assert_roomy(fig: go.Figure, panel: float, gap: float) -> None:
+    """Every panel at least ``panel`` pixels tall, ``gap`` pixels between neighbours."""
+    pixels = panel_pixels(fig)
+    assert all(bottom - top >= panel for top, bottom in pixels), pixels
+    assert all(b[0] - a[1] >= gap for a, b in itertools.pairwise(pixels)), pixels
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_revenue_chart_draws_each_currency_on_its_own_labelled_axis(
     shop: Shop, engine: str
@@ -47,6 +64,15 @@ def test_revenue_chart_draws_each_currency_on_its_own_labelled_axis(
     expected = totals(shop.truth, lambda u: u.currency.upper(), lambda u: u.net_sales)
     for trace in data:
         assert sum(trace["y"]) == pytest.approx(float(expected[trace["name"]]), abs=0.005)
+
+
+def test_panels_per_currency_are_tall_enough_for_their_axis_titles(shop: Shop) -> None:
+    weekly = revenue(shop.tables["polars"], by="week")
+    for fig in (charts.revenue_chart(weekly), charts.aov_chart(weekly)):
+        # an axis title such as "Average order value (EUR)" is ~180 px long
+        assert_roomy(fig, panel=200, gap=40)
+    one = charts.revenue_chart(weekly.filter(pl.col("currency") == "try"))
+    assert one.layout.height < charts.revenue_chart(weekly).layout.height
 
 
 def test_revenue_chart_draws_a_line_per_dimension_value(shop: Shop) -> None:
@@ -132,6 +158,16 @@ def test_top_discounted_products_chart_draws_the_ranked_products(shop: Shop) -> 
         discounts = [-float(d) for d in rows["discounts"].to_list()]
         assert list(trace["customdata"])[::-1] == discounts
     assert fig.layout.title.text == "Products most sold on discount"
+
+
+def test_every_discounted_product_gets_a_readable_label(shop: Shop) -> None:
+    frame = top_discounted_products(shop.tables["polars"], n=10)
+    fig = charts.top_discounted_products_chart(frame)
+    # room under each panel for its x axis title and the next panel's currency heading
+    assert_roomy(fig, panel=10 * 20, gap=90)
+    layout = fig.to_dict()["layout"]
+    for key in (k for k in layout if k.startswith("yaxis")):
+        assert layout[key]["dtick"] == 1 and layout[key]["automargin"] is True
 
 
 def test_charts_do_not_change_their_input(shop: Shop) -> None:

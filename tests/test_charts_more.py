@@ -25,6 +25,7 @@ from omsframe.analysis import (
 )
 from omsframe.simulator import catalogue as cat
 from tests.test_analysis_shop import ENGINES, Shop, records
+from tests.test_charts import assert_roomy
 
 
 @pytest.fixture(autouse=True)
@@ -196,6 +197,14 @@ def test_the_top_products_chart_puts_the_best_seller_on_top(shop: Shop, engine: 
         assert t["y"][-1] == f"{best['product_name']} ({best['sku']})"
         assert t["x"][-1] == pytest.approx(float(best["net_sales"]))
     assert layout(fig)["xaxis"]["title"]["text"] == "Net sales (EUR)"
+
+
+def test_the_top_products_chart_labels_all_ten_products(shop: Shop) -> None:
+    fig = charts.top_products_chart(top_products(shop.tables["pandas"], n=10))
+    assert [len(t["y"]) for t in data(fig)] == [10, 10, 10]
+    assert_roomy(fig, panel=10 * 20, gap=90)  # 20 px a label; x title and heading between
+    yaxes = [v for k, v in layout(fig).items() if k.startswith("yaxis")]
+    assert all(axis["dtick"] == 1 and axis["automargin"] for axis in yaxes)
 
 
 def test_the_abc_chart_climbs_to_the_whole(shop: Shop) -> None:

@@ -99,6 +99,23 @@ def bar_heights(bars: list[int]) -> list[int]:
     return [max(MIN_BAR_PANEL, BAR_HEIGHT * n + 60) for n in bars]
 
 
+def count_axis(maximum: float) -> dict[str, Any]:
+    """Axis settings for a count: whole-number ticks from zero up, never below it.
+
+    Up to 10 a tick per unit; above, plotly's own steps (whole numbers there), shown as
+    integers. Without this an axis drawn over another (``overlaying``, a second y axis)
+    syncs its ticks to the first one's and shows fractions and negative counts.
+
+    Example:
+        >>> count_axis(3)["dtick"], count_axis(250)["tickmode"]
+        (1, 'auto')
+    """
+    ticks = (
+        {"tickmode": "linear", "tick0": 0, "dtick": 1} if maximum <= 10 else {"tickmode": "auto"}
+    )
+    return {"rangemode": "nonnegative", "tickformat": ",d", **ticks}
+
+
 def rows(frame: Frame, *columns: str) -> list[tuple[Any, ...]]:
     """The rows of some columns as tuples of Python values (nulls as ``None``, any engine)."""
     table = frame.select(*columns).to_arrow()

@@ -23,7 +23,7 @@ import narwhals as nw
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from omsframe._figures import TEMPLATE, column, floats, label, rows
+from omsframe._figures import TEMPLATE, column, count_axis, floats, label, rows
 from omsframe.analysis._frames import as_frame, require
 
 __all__ = [
@@ -247,24 +247,29 @@ def webhook_health_chart(health: Any, title: str | None = None) -> go.Figure:
         .agg(nw.col("delivered").sum(), nw.col("failed").sum(), nw.col("retries").sum())
         .sort("period")
     )
-    periods = per.get_column("period").to_list()
+    points = rows(per, "period", "delivered", "failed", "retries")
+    periods, delivered, failed, retries = ([p[i] for p in points] for i in range(4))
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for name, colour in (("delivered", "#2ca02c"), ("failed", "#d62728")):
+    for name, counts, colour in (
+        ("Delivered", delivered, "#2ca02c"),
+        ("Failed", failed, "#d62728"),
+    ):
         fig.add_trace(
-            go.Bar(
-                x=periods, y=per.get_column(name).to_list(), name=label(name), marker_color=colour
-            ),
-            secondary_y=False,
+            go.Bar(x=periods, y=counts, name=name, marker_color=colour), secondary_y=False
         )
     fig.add_trace(
-        go.Scatter(
-            x=periods, y=per.get_column("retries").to_list(), name="Retries", mode="lines+markers"
-        ),
-        secondary_y=True,
+        go.Scatter(x=periods, y=retries, name="Retries", mode="lines+markers"), secondary_y=True
     )
     fig.update_layout(title=title or "Webhook deliveries", barmode="stack", template=TEMPLATE)
-    fig.update_yaxes(title_text="Events", secondary_y=False)
-    fig.update_yaxes(title_text="Retries", secondary_y=True)
+    events = [d + f for d, f in zip(delivered, failed, strict=True)]
+    fig.update_yaxes(title_text="Events", secondary_y=False, **count_axis(max(events, default=0)))
+    # its own ticks (not synced to the events axis) and no second grid
+    fig.update_yaxes(
+        title_text="Retries",
+        secondary_y=True,
+        showgrid=False,
+        **count_axis(max(retries, default=0)),
+    )
     fig.update_xaxes(title_text="Period (business time)")
     return fig
 

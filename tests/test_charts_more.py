@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
+import polars as pl
 import pytest
 
 from omsframe import charts
@@ -133,6 +135,24 @@ def test_the_webhook_chart_stacks_delivered_and_failed_events(shop: Shop) -> Non
     assert sum(bars[1]["y"]) == len(delivered) - int(delivered.sum())
     assert sum(line["y"]) == int(retries.sum())
     assert layout(fig)["barmode"] == "stack"
+
+
+def test_the_webhook_chart_counts_in_whole_numbers_from_zero() -> None:
+    health = pl.DataFrame(
+        {
+            "period": [dt.datetime(2025, 1, d) for d in (6, 13, 20)],
+            "delivered": [40, 52, 47],
+            "failed": [1, 0, 2],
+            "retries": [2, 0, 3],
+        }
+    )
+    axes = layout(charts.webhook_health_chart(health))
+    events, retries = axes["yaxis"], axes["yaxis2"]
+    assert retries["title"]["text"] == "Retries" and retries["overlaying"] == "y"
+    # not synced to the events axis (which gave ticks like 93.9, 74.3 ... -3.9)
+    assert retries["tickmode"] == "linear" and retries["dtick"] == 1
+    for axis in (events, retries):
+        assert axis["rangemode"] == "nonnegative" and axis["tickformat"] == ",d"
 
 
 # --- customers and products -------------------------------------------------------------------

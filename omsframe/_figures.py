@@ -10,11 +10,14 @@ from typing import Any
 
 import narwhals as nw
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from omsframe.analysis._frames import Frame
 
 TEMPLATE = "plotly_white"
+COLOURS: list[str] = list(qualitative.Plotly)
+"""The template's colours, in its order (for traces that must share one colour)."""
 PANEL_HEIGHT = 240
 """Pixels of one panel's plot area on a time axis."""
 BAR_HEIGHT = 24

@@ -22,24 +22,30 @@ Example:
     >>> import omsframe as of
     >>> fig = of.charts.revenue_chart(of.revenue(tables, by="week"))
     >>> type(fig).__name__, fig.layout.title.text
-    ('Figure', 'Net sales over time')
+    ('Figure', 'Net sales per week')
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import narwhals as nw
 import plotly.graph_objects as go
 
+from omsframe._figures import COLOURS as _COLOURS
 from omsframe._figures import TEMPLATE as _TEMPLATE
 from omsframe._figures import bar_heights as _bar_heights
+from omsframe._figures import column as _column
 from omsframe._figures import currencies as _currencies
 from omsframe._figures import floats as _floats
 from omsframe._figures import label
 from omsframe._figures import panels as _panels
+from omsframe._figures import rows as _rows
 from omsframe._figures import unit as _unit
-from omsframe.analysis._frames import as_frame, require
+from omsframe._time_axis import axis_title, infer_period, period_line
+from omsframe.analysis._frames import Period, as_frame, require
+from omsframe.analysis.measures import MEASURES
 from omsframe.charts_customers import (
     abc_chart,
     cohort_heatmap,
@@ -73,51 +79,90 @@ __all__ = [
     "webhook_health_chart",
 ]
 
+_COUNTS = ("orders", "units", "units_ordered", "units_per_order")
+_SUMS = {*MEASURES, "orders", "units_ordered"}
+
 
 def revenue_chart(
-    revenue: Any, measure: str = "net_sales", color: str | None = None, title: str | None = None
+    revenue: Any,
+    measure: str = "net_sales",
+    color: str | None = None,
+    title: str | None = None,
+    *,
+    by: Period | None = None,
+    tz: str | None = None,
 ) -> go.Figure:
     """A measure of :func:`omsframe.revenue` over time: a line per currency (and ``color``).
+
+    A period without a row (no sales) is drawn as 0 for a sum (``net_sales``, ``orders``...)
+    and as a gap for a ratio, never as a line straight across. Where the frame has a
+    ``partial`` column, its partial periods (the data ends or begins inside them) are drawn
+    dotted with a hollow marker.
 
     Args:
         revenue: The output of :func:`omsframe.revenue`.
         measure: The column to draw (``net_sales``, ``gross_sales``, ``orders``...).
         color: A dimension of ``revenue`` to draw one line per value of (e.g. ``"channel"``).
-        title: The figure title (default: "<Measure> over time").
+        title: The figure title (default: "<Measure> per <period>", and "by <color>").
+        by: The frame's period (default: what the periods' spacing says).
+        tz: The time zone the periods are in, named on the time axis (default: not named).
 
     Returns:
         The figure: one panel per currency, its y axis labelled with the currency.
 
     Example:
         >>> weekly = of.revenue(tables, by="week", dims=["channel"])
-        >>> fig = revenue_chart(weekly, color="channel")
+        >>> fig = revenue_chart(weekly, color="channel", tz="Europe/Istanbul")
+        >>> fig.layout.title.text, fig.layout.xaxis3.title.text
+        ('Net sales per week by channel', 'Week (Europe/Istanbul)')
         >>> [a.text for a in fig.layout.annotations]  # a panel per currency
         ['EUR', 'TRY', 'USD']
         >>> [trace.name for trace in fig.data]
         ['EU Shop (EUR)', 'Mobile App TR (TRY)', 'Web Shop TR (TRY)', 'US Shop (USD)']
     """
-    return _over_time(revenue, measure, color, title or f"{label(measure)} over time")
+    return _over_time(revenue, measure, color, title, by, tz)
 
 
-def aov_chart(revenue: Any, color: str | None = None, title: str | None = None) -> go.Figure:
+def aov_chart(
+    revenue: Any,
+    color: str | None = None,
+    title: str | None = None,
+    *,
+    by: Period | None = None,
+    tz: str | None = None,
+) -> go.Figure:
     """Average order value over time, from :func:`omsframe.revenue`, a panel per currency.
+
+    Takes the arguments of :func:`revenue_chart`; a period without orders has no average
+    order value and is a gap in the line.
 
     Example:
         >>> fig = aov_chart(of.revenue(tables, by="month"))
         >>> fig.layout.title.text, len(fig.data)
-        ('Average order value', 3)
+        ('Average order value per month', 3)
         >>> fig.layout.yaxis.title.text
         'Average order value (EUR)'
     """
-    return _over_time(revenue, "average_order_value", color, title or "Average order value")
+    return _over_time(revenue, "average_order_value", color, title, by, tz)
 
 
-def _over_time(data: Any, measure: str, color: str | None, title: str) -> go.Figure:
+def _over_time(
+    data: Any,
+    measure: str,
+    color: str | None,
+    title: str | None,
+    by: Period | None,
+    tz: str | None,
+) -> go.Figure:
     frame = as_frame(data, "revenue")
     require(frame, ["period", "currency", measure, *([color] if color else [])], "revenue")
+    by = by or infer_period(_column(frame, "period"))
+    partial = ["partial"] if "partial" in frame.columns else []
+    # no row is no sales: 0 of a sum, but no ratio (average order value) at all
+    fill = 0.0 if measure in _SUMS else None
     currencies = _currencies(frame)
     fig = _panels(currencies)
-    money = measure not in ("orders", "units", "units_ordered", "units_per_order")
+    colours = itertools.cycle(_COLOURS)
     for row, currency in enumerate(currencies, start=1):
         part = frame.filter(nw.col("currency") == currency)
         groups = (
@@ -129,23 +174,26 @@ def _over_time(data: Any, measure: str, color: str | None, title: str) -> go.Fig
             ]
         )
         for value, rows in groups:
-            rows = rows.sort("period")
             name = currency.upper() if value is None else f"{value} ({currency.upper()})"
-            fig.add_trace(
-                go.Scatter(
-                    x=rows.get_column("period").to_list(),
-                    y=_floats(rows, measure),
-                    mode="lines+markers",
-                    name=name,
-                    legendgroup=currency,
-                ),
-                row=row,
-                col=1,
-            )
+            points = [
+                (period, None if v is None else float(v), bool(flag and flag[0]))
+                for period, v, *flag in _rows(rows, "period", measure, *partial)
+            ]
+            line = period_line(points, name=name, colour=next(colours), by=by, fill=fill)
+            for trace in line:
+                fig.add_trace(trace, row=row, col=1)
+        money = measure not in _COUNTS
         unit = f" ({_unit(frame, currency)})" if money else ""
-        fig.update_yaxes(title_text=f"{label(measure)}{unit}", row=row, col=1)
-    fig.update_xaxes(title_text="Period (business time)", row=max(len(currencies), 1), col=1)
-    fig.update_layout(title=title, template=_TEMPLATE, hovermode="x unified")
+        fig.update_yaxes(
+            title_text=f"{label(measure)}{unit}",
+            hoverformat=",.2f" if money else None,
+            row=row,
+            col=1,
+        )
+    fig.update_xaxes(title_text=axis_title(by, tz), row=max(len(currencies), 1), col=1)
+    default = f"{label(measure)} {f'per {by}' if by else 'over time'}"
+    default += f" by {label(color).lower()}" if color else ""
+    fig.update_layout(title=title or default, template=_TEMPLATE, hovermode="x unified")
     return fig
 
 

@@ -24,7 +24,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from omsframe._figures import TEMPLATE, column, count_axis, floats, label, rows
-from omsframe.analysis._frames import as_frame, require
+from omsframe._time_axis import axis_title, fill_periods, infer_period
+from omsframe.analysis._frames import Period, as_frame, require
 
 __all__ = [
     "funnel_chart",
@@ -229,11 +230,19 @@ def lead_time_chart(
     return fig
 
 
-def webhook_health_chart(health: Any, title: str | None = None) -> go.Figure:
+def webhook_health_chart(
+    health: Any, title: str | None = None, *, by: Period | None = None, tz: str | None = None
+) -> go.Figure:
     """Delivered and failed webhook events and retries per period (:func:`omsframe.webhook_health`).
 
     Sums the frame's dims per period: stacked bars of delivered and failed events, a line
-    of retries on a second axis.
+    of retries on a second axis; a period without events is drawn as 0 of each.
+
+    Args:
+        health: The output of :func:`omsframe.webhook_health` (with a period).
+        title: The figure title (default: "Webhook deliveries per <period>").
+        by: The frame's period (default: what the periods' spacing says).
+        tz: The time zone the periods are in, named on the time axis (default: not named).
 
     Example:
         >>> fig = webhook_health_chart(of.webhook_health(tables, by="week"))
@@ -247,7 +256,8 @@ def webhook_health_chart(health: Any, title: str | None = None) -> go.Figure:
         .agg(nw.col("delivered").sum(), nw.col("failed").sum(), nw.col("retries").sum())
         .sort("period")
     )
-    points = rows(per, "period", "delivered", "failed", "retries")
+    by = by or infer_period(column(per, "period"))
+    points = fill_periods(rows(per, "period", "delivered", "failed", "retries"), by, (0, 0, 0))
     periods, delivered, failed, retries = ([p[i] for p in points] for i in range(4))
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     for name, counts, colour in (
@@ -260,7 +270,8 @@ def webhook_health_chart(health: Any, title: str | None = None) -> go.Figure:
     fig.add_trace(
         go.Scatter(x=periods, y=retries, name="Retries", mode="lines+markers"), secondary_y=True
     )
-    fig.update_layout(title=title or "Webhook deliveries", barmode="stack", template=TEMPLATE)
+    default = f"Webhook deliveries {f'per {by}' if by else 'over time'}"
+    fig.update_layout(title=title or default, barmode="stack", template=TEMPLATE)
     events = [d + f for d, f in zip(delivered, failed, strict=True)]
     fig.update_yaxes(title_text="Events", secondary_y=False, **count_axis(max(events, default=0)))
     # its own ticks (not synced to the events axis) and no second grid
@@ -270,7 +281,7 @@ def webhook_health_chart(health: Any, title: str | None = None) -> go.Figure:
         showgrid=False,
         **count_axis(max(retries, default=0)),
     )
-    fig.update_xaxes(title_text="Period (business time)")
+    fig.update_xaxes(title_text=axis_title(by, tz))
     return fig
 
 

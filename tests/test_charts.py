@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from decimal import Decimal
 from typing import Any
@@ -60,7 +61,7 @@ def test_revenue_chart_draws_each_currency_on_its_own_labelled_axis(
     assert [t["name"] for t in data] == ["EUR", "TRY", "USD"]
     assert len({t["yaxis"] for t in data}) == 3  # never two currencies on one axis
     assert y_axis_titles(fig) == ["Net sales (EUR)", "Net sales (TRY)", "Net sales (USD)"]
-    assert fig.layout.title.text == "Net sales over time"
+    assert fig.layout.title.text == "Net sales per week"
     expected = totals(shop.truth, lambda u: u.currency.upper(), lambda u: u.net_sales)
     for trace in data:
         assert sum(trace["y"]) == pytest.approx(float(expected[trace["name"]]), abs=0.005)
@@ -105,7 +106,79 @@ def test_aov_chart_draws_the_average_order_value(shop: Shop) -> None:
     assert y_axis_titles(fig)[1] == "Average order value (TRY)"
     try_rows = frame.filter(pl.col("currency") == "try").sort("period")
     assert list(fig.to_dict()["data"][1]["y"]) == try_rows["average_order_value"].to_list()
-    assert fig.layout.title.text == "Average order value"
+    assert fig.layout.title.text == "Average order value per month"
+
+
+def weeks(*days: int) -> list[dt.datetime]:
+    """Monday period starts of January 2025 (6, 13, 20, 27)."""
+    return [dt.datetime(2025, 1, d) for d in days]
+
+
+def test_a_week_without_sales_is_zero_net_sales_and_no_average_order_value() -> None:
+    frame = pl.DataFrame(
+        {
+            "period": weeks(6, 13, 27),  # no row for the week of the 20th: no sales
+            "currency": ["try"] * 3,
+            "net_sales": [Decimal("100.00"), Decimal("80.00"), Decimal("90.00")],
+            "orders": [2, 1, 3],
+            "average_order_value": [50.0, 80.0, 30.0],
+        }
+    )
+    (sales,) = charts.revenue_chart(frame).data
+    assert list(sales.x) == weeks(6, 13, 20, 27)
+    assert list(sales.y) == [100.0, 80.0, 0.0, 90.0]  # no sales: 0, not a line across
+    (orders,) = charts.revenue_chart(frame, measure="orders").data
+    assert list(orders.y) == [2, 1, 0, 3]
+    (aov,) = charts.aov_chart(frame).data
+    assert list(aov.x) == weeks(6, 13, 20, 27)
+    assert list(aov.y) == [50.0, 80.0, None, 30.0]  # no orders: no average, a gap
+    assert aov.connectgaps is False
+
+
+def test_partial_periods_are_drawn_dotted_and_hollow_when_the_frame_says_so() -> None:
+    frame = pl.DataFrame(
+        {
+            "period": weeks(6, 13, 20, 27),
+            "currency": ["try"] * 4,
+            "net_sales": [Decimal("40.00"), Decimal("100.00"), Decimal("90.00"), Decimal("10.00")],
+            "average_order_value": [40.0, 50.0, 45.0, 10.0],
+            "partial": [True, False, False, True],  # the data begins and ends mid-week
+        }
+    )
+    for fig in (charts.revenue_chart(frame), charts.aov_chart(frame)):
+        whole, *rest = fig.data
+        assert list(whole.x) == weeks(6, 13, 20, 27) and whole.y[0] is None is whole.y[3]
+        assert whole.y[1:3] != (None, None) and whole.showlegend is not False
+        dotted = [t for t in rest if t.line.dash == "dot"]
+        assert [list(t.x) for t in dotted] == [weeks(6, 13), weeks(20, 27)]
+        (hollow,) = [t for t in rest if t.mode == "markers"]
+        assert list(hollow.x) == weeks(6, 27) and hollow.marker.symbol == "circle-open"
+        assert "(partial)" in hollow.hovertemplate
+        assert {t.line.color or t.marker.color for t in fig.data} == {whole.line.color}
+        assert all(t.showlegend is False for t in rest)
+    (only,) = charts.revenue_chart(frame.drop("partial")).data  # no column: as before
+    assert list(only.y) == [40.0, 100.0, 90.0, 10.0] and only.line.dash is None
+
+
+def test_the_title_and_time_axis_say_the_period_and_no_more_than_is_known(shop: Shop) -> None:
+    weekly = revenue(shop.tables["polars"], by="week")
+    fig = charts.revenue_chart(weekly, tz="Europe/Istanbul")
+    assert fig.layout.title.text == "Net sales per week"
+    assert fig.layout.xaxis3.title.text == "Week (Europe/Istanbul)"
+    assert charts.revenue_chart(weekly).layout.xaxis3.title.text == "Week"  # no zone claimed
+    monthly = revenue(shop.tables["polars"], by="month", dims=["channel"])
+    fig = charts.revenue_chart(monthly, color="channel")
+    assert fig.layout.title.text == "Net sales per month by channel"
+    assert charts.aov_chart(weekly).layout.title.text == "Average order value per week"
+    # two months three apart look like quarters: by says what they are, and fills the gap
+    months = revenue(shop.tables["polars"], by="month")
+    ends = months.filter(pl.col("period").dt.month().is_in([10, 1]))
+    assert charts.revenue_chart(ends).layout.title.text == "Net sales per quarter"
+    fig = charts.revenue_chart(ends, by="month")
+    assert fig.layout.title.text == "Net sales per month"
+    assert len(fig.data[1].x) == 4 and list(fig.data[1].y)[1:3] == [0.0, 0.0]
+    one = weekly.filter(pl.col("period") == weekly["period"].min())
+    assert charts.revenue_chart(one).layout.title.text == "Net sales over time"
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -155,6 +155,23 @@ def test_the_webhook_chart_counts_in_whole_numbers_from_zero() -> None:
         assert axis["rangemode"] == "nonnegative" and axis["tickformat"] == ",d"
 
 
+def test_the_webhook_chart_shows_a_week_without_events_as_none() -> None:
+    health = pl.DataFrame(
+        {
+            "period": [dt.datetime(2025, 1, d) for d in (6, 20, 27)],  # none the 13th
+            "delivered": [40, 52, 47],
+            "failed": [1, 0, 2],
+            "retries": [2, 0, 3],
+        }
+    )
+    fig = charts.webhook_health_chart(health, tz="Europe/Istanbul")
+    delivered, _, retries = data(fig)
+    assert list(retries["x"]) == [dt.datetime(2025, 1, d) for d in (6, 13, 20, 27)]
+    assert list(retries["y"]) == [2, 0, 0, 3] and list(delivered["y"]) == [40, 0, 52, 47]
+    assert layout(fig)["title"]["text"] == "Webhook deliveries per week"
+    assert layout(fig)["xaxis"]["title"]["text"] == "Week (Europe/Istanbul)"
+
+
 # --- customers and products -------------------------------------------------------------------
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_cohort_heatmap_pools_currencies_for_retention(shop: Shop, engine: str) -> None:

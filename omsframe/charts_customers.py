@@ -23,10 +23,20 @@ from typing import Any
 
 import narwhals as nw
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from omsframe._figures import TEMPLATE, bar_heights, currencies, floats, label, panels, rows
-from omsframe.analysis._frames import as_frame, require
+from omsframe._figures import (
+    PANEL_HEIGHT,
+    TEMPLATE,
+    bar_heights,
+    column,
+    currencies,
+    floats,
+    label,
+    panels,
+    rows,
+)
+from omsframe._time_axis import infer_period, period_index
+from omsframe.analysis._frames import Period, as_frame, require
 from omsframe.analysis.rfm import RFM_SEGMENTS
 
 __all__ = [
@@ -38,10 +48,27 @@ __all__ = [
 ]
 
 _COUNTS = ("customers", "cohort_customers", "orders")
+CELL_LABELS_UP_TO = 12
+"""The widest cohort matrix (in ages) whose cells are labelled; a wider one is colour only."""
+CELL_HEIGHT = 26
+"""Pixels per cohort: a row of the heatmap."""
+NOT_REACHED = "#e0e0e0"
+"""The colour of a cohort's ages not reached yet (the background: no cell is drawn there)."""
 
 
-def cohort_heatmap(cohorts: Any, value: str = "retention", title: str | None = None) -> go.Figure:
+def cohort_heatmap(
+    cohorts: Any,
+    value: str = "retention",
+    title: str | None = None,
+    *,
+    by: Period | None = None,
+) -> go.Figure:
     """The cohort matrix of :func:`omsframe.cohorts`: cohorts down, ages across.
+
+    An age a cohort has reached without orders is 0 (shown as "0%"); only ages it has not
+    reached yet (past the frame's last period) stay blank. Up to
+    :data:`CELL_LABELS_UP_TO` ages each cell is labelled; a wider matrix is coloured only,
+    its values in the hover.
 
     Args:
         cohorts: The output of :func:`omsframe.cohorts`.
@@ -49,11 +76,16 @@ def cohort_heatmap(cohorts: Any, value: str = "retention", title: str | None = N
             together), ``"customers"``, or a money column (``"net_sales"``,
             ``"net_sales_per_customer"``: a panel per currency).
         title: The figure title (default: "Cohort retention" or the value's name).
+        by: The cohort period (default: what the cohorts' and periods' spacing says).
 
     Example:
         >>> fig = cohort_heatmap(of.cohorts(tables), value="net_sales")
         >>> fig.layout.title.text, [a.text for a in fig.layout.annotations]
         ('Net sales by cohort', ['EUR', 'TRY', 'USD'])
+        >>> [len(row) for row in fig.data[1].z]  # ages reached: 3, 2, 1, 0 months on
+        [4, 4, 4, 4]
+        >>> fig.data[1].z[3][1] is None  # the last cohort has not reached age 1 yet
+        True
     """
     frame = as_frame(cohorts, "cohorts")
     needed = ["cohort", "age", "currency", "customers", "cohort_customers"]
@@ -68,34 +100,72 @@ def cohort_heatmap(cohorts: Any, value: str = "retention", title: str | None = N
             groups.append(
                 (currency, {k: None if v is None else float(v) for k, v in cells.items()})
             )
-    fig = make_subplots(
-        rows=max(len(groups), 1),
-        cols=1,
-        subplot_titles=[g[0].upper() for g in groups] if len(groups) > 1 else None,
-        vertical_spacing=0.1,
+    reached = _ages_reached(frame, by)
+    starts = sorted({c for _, cells in groups for c, _ in cells})
+    oldest = max([a for _, cells in groups for _, a in cells] + list(reached.values()), default=-1)
+    ages = list(range(oldest + 1))
+    labelled = len(ages) <= CELL_LABELS_UP_TO
+    fig = panels(
+        [g[0] for g in groups] if len(groups) > 1 else [],
+        heights=[max(PANEL_HEIGHT, CELL_HEIGHT * len(starts))] * len(groups),
     )
+    fmt = "{:.0f}%" if value == "retention" else "{:,.0f}"
     for row, (currency, cells) in enumerate(groups, start=1):
-        starts = sorted({c for c, _ in cells})
-        ages = list(range(max((a for _, a in cells), default=-1) + 1))
         unit = "%" if value == "retention" else f" {currency.upper()}" if currency else ""
+        z = [
+            [cells.get((c, a), 0.0 if a <= reached.get(c, -1) else None) for a in ages]
+            for c in starts
+        ]
         fig.add_trace(
             go.Heatmap(
-                z=[[cells.get((c, a)) for a in ages] for c in starts],
+                z=z,
                 x=ages,
                 y=[f"{c:%Y-%m-%d}" for c in starts],
                 colorscale="Blues",
-                texttemplate="%{z:.1f}" if value == "retention" else "%{z:,.0f}",
+                # labels of their own, so a cell not reached yet stays blank (not "%")
+                text=[["" if v is None else fmt.format(v) for v in line] for line in z]
+                if labelled
+                else None,
+                texttemplate="%{text}" if labelled else None,
+                textfont={"size": 12},
+                hoverongaps=False,
                 hovertemplate=f"cohort %{{y}}, age %{{x}}: %{{z:,.2f}}{unit}<extra></extra>",
                 showscale=row == 1,
             ),
             row=row,
             col=1,
         )
-        fig.update_yaxes(title_text="Cohort (first order)", autorange="reversed", row=row, col=1)
+        fig.update_yaxes(
+            title_text="Cohort (first order)",
+            type="category",  # every cohort labelled, as a date
+            autorange="reversed",
+            row=row,
+            col=1,
+        )
+    fig.update_xaxes(showgrid=False, **({"dtick": 1} if len(ages) <= 24 else {}))
+    fig.update_yaxes(showgrid=False)
     fig.update_xaxes(title_text="Periods since the first order", row=max(len(groups), 1), col=1)
     default = "Cohort retention (%)" if value == "retention" else f"{label(value)} by cohort"
-    fig.update_layout(title=title or default, template=TEMPLATE)
+    fig.update_layout(
+        title={"text": title or default, "subtitle": {"text": "Grey: ages not reached yet"}},
+        template=TEMPLATE,
+        plot_bgcolor=NOT_REACHED,
+    )
     return fig
+
+
+def _ages_reached(frame: Any, by: Period | None) -> dict[Any, int]:
+    """The oldest age each cohort has reached by the frame's last period (none unknown)."""
+    if "period" not in frame.columns:
+        return {}
+    starts = column(frame, "cohort")
+    periods = column(frame, "period")
+    by = by or infer_period([*starts, *periods])
+    last = max((p for p in periods if p is not None), default=None)
+    if by is None or last is None:
+        return {}
+    end = period_index(last, by)
+    return {c: end - period_index(c, by) for c in set(starts) if c is not None}
 
 
 def _pooled(frame: Any, value: str) -> dict[tuple[Any, int], float | None]:

@@ -185,6 +185,38 @@ def test_the_cohort_heatmap_pools_currencies_for_retention(shop: Shop, engine: s
     assert trace["z"][0][1] == pytest.approx(100 * back / size)
 
 
+def cohort_rows(ages: dict[dt.datetime, dict[int, int]], size: int = 10) -> pl.DataFrame:
+    """A hand-made cohorts frame: for each monthly cohort, customers back at each age."""
+    records = []
+    for cohort, back in ages.items():
+        for age, customers in back.items():
+            month = cohort.year * 12 + cohort.month - 1 + age
+            period = dt.datetime(month // 12, month % 12 + 1, 1)
+            records.append((cohort, age, period, "try", size, customers))
+    names = ["cohort", "age", "period", "currency", "cohort_customers", "customers"]
+    return pl.DataFrame(records, schema=names, orient="row")
+
+
+def test_the_cohort_heatmap_shows_no_return_as_0_and_leaves_only_unreached_ages_blank() -> None:
+    oct_, nov, dec = (dt.datetime(y, m, 1) for y, m in ((2024, 10), (2024, 11), (2024, 12)))
+    # nobody came back in their first month after; December is the last month of the data
+    frame = cohort_rows({oct_: {0: 10, 2: 2}, nov: {0: 10}, dec: {0: 10}})
+    (trace,) = data(charts.cohort_heatmap(frame))
+    assert trace["z"] == [[100.0, 0.0, 20.0], [100.0, 0.0, None], [100.0, None, None]]
+    assert trace["text"] == [["100%", "0%", "20%"], ["100%", "0%", ""], ["100%", "", ""]]
+    assert trace["texttemplate"] == "%{text}" and trace["hoverongaps"] is False
+
+
+def test_a_wide_cohort_heatmap_is_tall_and_leaves_its_values_to_the_hover() -> None:
+    months = [dt.datetime(2023 + m // 12, m % 12 + 1, 1) for m in range(23)]
+    fig = charts.cohort_heatmap(cohort_rows({m: {0: 10, 1: 3} for m in months}))
+    (trace,) = data(fig)
+    assert len(trace["z"]) == 23 and len(trace["x"]) == 24  # ages 0 .. 23
+    assert not trace.get("text") and not trace.get("texttemplate")  # 529: unreadably small
+    assert "%{z" in trace["hovertemplate"]
+    assert layout(fig)["height"] >= 23 * 20 + 180  # a readable row per cohort
+
+
 def test_the_cohort_heatmap_keeps_money_apart_by_currency(shop: Shop) -> None:
     fig = charts.cohort_heatmap(cohorts(shop.tables["polars"]), value="net_sales")
     traces = data(fig)

@@ -7,10 +7,11 @@ axis: each currency gets its own panel, its axis labelled with the currency, unl
 frame was converted with ``fx`` (then the label says so).
 
 The order lifecycle charts (:func:`funnel_chart`, :func:`transition_heatmap`,
-:func:`time_in_state_chart`, :func:`lead_time_chart`, :func:`webhook_health_chart`) live in
-:mod:`omsframe.charts_states`, the customer and product charts (:func:`cohort_heatmap`,
-:func:`rfm_chart`, :func:`new_vs_returning_chart`, :func:`top_products_chart`,
-:func:`abc_chart`) in :mod:`omsframe.charts_customers`; all are importable from here.
+:func:`time_in_state_chart`, :func:`lead_time_chart`, :func:`return_rates_chart`,
+:func:`webhook_health_chart`) live in :mod:`omsframe.charts_states`, the customer and product
+charts (:func:`cohort_heatmap`, :func:`rfm_chart`, :func:`new_vs_returning_chart`,
+:func:`top_products_chart`, :func:`abc_chart`) in :mod:`omsframe.charts_customers`; all are
+importable from here.
 
 Shared arguments:
     title: The figure title (each chart has a sensible default).
@@ -56,6 +57,7 @@ from omsframe.charts_customers import (
 from omsframe.charts_states import (
     funnel_chart,
     lead_time_chart,
+    return_rates_chart,
     time_in_state_chart,
     transition_heatmap,
     webhook_health_chart,
@@ -70,6 +72,7 @@ __all__ = [
     "funnel_chart",
     "lead_time_chart",
     "new_vs_returning_chart",
+    "return_rates_chart",
     "revenue_chart",
     "rfm_chart",
     "time_in_state_chart",

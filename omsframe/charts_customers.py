@@ -29,13 +29,14 @@ from omsframe._figures import (
     TEMPLATE,
     bar_heights,
     column,
+    count_axis,
     currencies,
     floats,
     label,
     panels,
     rows,
 )
-from omsframe._time_axis import infer_period, period_index
+from omsframe._time_axis import axis_title, infer_period, period_index
 from omsframe.analysis._frames import Period, as_frame, require
 from omsframe.analysis.rfm import RFM_SEGMENTS
 
@@ -236,15 +237,29 @@ def rfm_chart(rfm: Any, title: str | None = None) -> go.Figure:
 
 
 def new_vs_returning_chart(
-    mix: Any, measure: str = "customers", title: str | None = None
+    mix: Any,
+    measure: str = "customers",
+    title: str | None = None,
+    *,
+    by: Period | None = None,
+    tz: str | None = None,
 ) -> go.Figure:
     """New and returning customers (or net sales) per period (:func:`omsframe.new_vs_returning`).
 
     Stacked bars per customer type; counts add currencies together, ``net_sales`` gets a
     panel per currency.
 
+    Args:
+        mix: The output of :func:`omsframe.new_vs_returning`.
+        measure: ``"customers"``, ``"orders"`` or ``"net_sales"``.
+        title: The figure title (default: says the measure and the period).
+        by: The frame's period (default: what the periods' spacing says).
+        tz: The time zone the periods are in, named on the time axis (default: not named).
+
     Example:
         >>> fig = new_vs_returning_chart(of.new_vs_returning(tables), "net_sales")
+        >>> fig.layout.title.text
+        'Net sales of new and returning customers per month'
         >>> [trace.name for trace in fig.data if "TRY" in trace.name]
         ['New (TRY)', 'Returning (TRY)']
         >>> [a.text for a in fig.layout.annotations]
@@ -252,6 +267,7 @@ def new_vs_returning_chart(
     """
     frame = as_frame(mix, "new_vs_returning")
     require(frame, ["period", "customer_type", "currency", measure], "new_vs_returning")
+    by = by or infer_period(column(frame, "period"))
     money = measure not in _COUNTS
     names = currencies(frame) if money else [""]
     fig = panels(names)
@@ -277,13 +293,23 @@ def new_vs_returning_chart(
                 col=1,
             )
         unit = f" ({currency.upper()})" if money else ""
-        fig.update_yaxes(title_text=f"{label(measure)}{unit}", row=row, col=1)
-    fig.update_layout(
-        title=title or f"New and returning customers: {label(measure).lower()}",
-        barmode="stack",
-        template=TEMPLATE,
+        counts = {} if money else count_axis(_stacked_maximum(per, measure))
+        fig.update_yaxes(title_text=f"{label(measure)}{unit}", row=row, col=1, **counts)
+    fig.update_xaxes(title_text=axis_title(by, tz), row=len(names), col=1)
+    period = f"per {by}" if by else "over time"
+    default = (
+        f"New and returning customers {period}"
+        if measure == "customers"
+        else f"{label(measure)} of new and returning customers {period}"
     )
+    fig.update_layout(title=title or default, barmode="stack", template=TEMPLATE)
     return fig
+
+
+def _stacked_maximum(per: Any, measure: str) -> float:
+    """The tallest stack: the largest sum of ``measure`` over a period's customer types."""
+    totals = per.group_by("period").agg(nw.col(measure).sum())
+    return float(max(column(totals, measure), default=0) or 0)
 
 
 def top_products_chart(top: Any, measure: str = "net_sales", title: str | None = None) -> go.Figure:

@@ -1,4 +1,4 @@
-"""Plotly figures for the order lifecycle: funnel, transitions, time in state, lead times, webhooks.
+"""Plotly figures for the order lifecycle: states, funnel, transitions, times, returns, webhooks.
 
 Each takes a helper's output (pandas or polars) and returns a ``go.Figure``; nothing is shown
 or written. Re-exported by :mod:`omsframe.charts`.
@@ -26,10 +26,12 @@ from plotly.subplots import make_subplots
 from omsframe._figures import TEMPLATE, column, count_axis, floats, label, rows
 from omsframe._time_axis import axis_title, fill_periods, infer_period
 from omsframe.analysis._frames import Period, as_frame, require
+from omsframe.analysis.errors import AnalysisError
 
 __all__ = [
     "funnel_chart",
     "lead_time_chart",
+    "return_rates_chart",
     "time_in_state_chart",
     "transition_heatmap",
     "webhook_health_chart",
@@ -38,6 +40,19 @@ __all__ = [
 _STAGES = {"orders": "Placed", "approved": "Approved", "shipped": "Shipped"}
 _STAGES["delivered"] = "Delivered"
 _FIRST = "(first state)"
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_RATE_COLUMNS = {
+    "orders",
+    "units",
+    "units_cancelled",
+    "units_refunded",
+    "cancel_rate",
+    "refund_rate",
+    "orders_cancelled",
+    "orders_refunded",
+    "order_cancel_rate",
+    "order_refund_rate",
+}
 
 
 def funnel_chart(funnel: Any, color: str | None = None, title: str | None = None) -> go.Figure:
@@ -225,6 +240,66 @@ def lead_time_chart(
         xaxis_title=label(by) if by else None,
         yaxis_title=f"{label(leg)} (hours)",
         showlegend=False,
+        template=TEMPLATE,
+    )
+    return fig
+
+
+def return_rates_chart(rates: Any, dim: str | None = None, title: str | None = None) -> go.Figure:
+    """The shares of the units ordered later cancelled or refunded (:func:`omsframe.return_rates`).
+
+    A pair of bars per value of ``dim``; the frame's periods and other dims are added
+    together (the rates recomputed from the counts). Weekdays read Mon .. Sun (1 is
+    Monday), hours 0 .. 23, in order.
+
+    Args:
+        rates: The output of :func:`omsframe.return_rates`.
+        dim: The dimension across (default: the frame's first).
+        title: The figure title (default: "Cancelled and refunded units by <dim>").
+
+    Raises:
+        AnalysisError: The frame has no dimension to draw, or lacks a count.
+
+    Example:
+        >>> fig = return_rates_chart(of.return_rates(tables, dims=["weekday"]))
+        >>> fig.data[0].x
+        ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
+        >>> fig.layout.title.text, fig.layout.xaxis.title.text
+        ('Cancelled and refunded units by weekday', 'Weekday placed')
+    """
+    frame = as_frame(rates, "return_rates")
+    counts = ["units", "units_cancelled", "units_refunded"]
+    require(frame, counts, "return_rates")
+    dims = [c for c in frame.columns if c != "period" and c not in _RATE_COLUMNS]
+    dim = dim or next(iter(dims), None)
+    if dim is None:
+        raise AnalysisError("return_rates_chart needs a dimension: return_rates(data, dims=[...])")
+    require(frame, [dim], "return_rates")
+    per = frame.group_by(dim).agg(*[nw.col(c).sum() for c in counts])
+    points = sorted(
+        rows(per, dim, *counts), key=lambda p: (p[0] is None, 0 if p[0] is None else p[0])
+    )
+    labels = [
+        _WEEKDAYS[v - 1] if dim == "weekday" and v in range(1, 8) else str(v) for v, *_ in points
+    ]
+    fig = go.Figure()
+    for name, index in (("Cancelled", 2), ("Refunded", 3)):
+        fig.add_trace(
+            go.Bar(
+                x=labels,
+                y=[100 * p[index] / p[1] if p[1] else None for p in points],
+                name=name,
+                customdata=[[p[index], p[1]] for p in points],
+                hovertemplate=f"%{{x}}: %{{y:.1f}}% {name.lower()}"
+                " (%{customdata[0]} of %{customdata[1]} units)<extra></extra>",
+            )
+        )
+    placed = {"weekday": "Weekday placed", "hour": "Hour placed"}
+    fig.update_layout(
+        title=title or f"Cancelled and refunded units by {label(dim).lower()}",
+        xaxis={"title": placed.get(dim, label(dim)), "type": "category"},
+        yaxis={"title": "Share of the units ordered (%)", "rangemode": "nonnegative"},
+        barmode="group",
         template=TEMPLATE,
     )
     return fig

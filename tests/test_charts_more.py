@@ -19,6 +19,7 @@ from omsframe.analysis import (
     funnel,
     lead_times,
     new_vs_returning,
+    return_rates,
     rfm,
     time_in_state,
     top_products,
@@ -254,6 +255,33 @@ def test_the_new_vs_returning_chart(shop: Shop) -> None:
     assert len({t["yaxis"] for t in data(money)}) == 3
 
 
+def test_the_new_vs_returning_chart_says_what_and_when(shop: Shop) -> None:
+    frame = new_vs_returning(shop.tables["polars"], by="month")
+    fig = charts.new_vs_returning_chart(frame, tz="Europe/Istanbul")
+    assert layout(fig)["title"]["text"] == "New and returning customers per month"
+    assert layout(fig)["xaxis"]["title"]["text"] == "Month (Europe/Istanbul)"
+    assert layout(fig)["yaxis"]["tickformat"] == ",d"  # customers are whole
+    money = charts.new_vs_returning_chart(frame, "net_sales")
+    assert layout(money)["title"]["text"] == "Net sales of new and returning customers per month"
+    assert layout(money)["xaxis3"]["title"]["text"] == "Month"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_return_rates_chart_names_the_weekdays(shop: Shop, engine: str) -> None:
+    frame = return_rates(shop.tables[engine], dims=["weekday"], by="month")
+    rows = records(frame)
+    fig = charts.return_rates_chart(frame)
+    cancelled, refunded = data(fig)
+    assert cancelled["x"] == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]  # 1 is Monday
+    assert layout(fig)["xaxis"]["type"] == "category"
+    assert layout(fig)["xaxis"]["title"]["text"] == "Weekday placed"
+    monday = [r for r in rows if r["weekday"] == 1]  # the months added together
+    share = sum(r["units_refunded"] for r in monday) / sum(r["units"] for r in monday)
+    assert refunded["y"][0] == pytest.approx(100 * share)
+    by_channel = charts.return_rates_chart(return_rates(shop.tables[engine], dims=["channel"]))
+    assert data(by_channel)[0]["x"] == sorted(c.name for c in cat.CHANNELS)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_top_products_chart_puts_the_best_seller_on_top(shop: Shop, engine: str) -> None:
     top = top_products(shop.tables[engine], n=5)
@@ -290,6 +318,7 @@ def test_the_charts_are_importable_from_omsframe_charts(tmp_path: Path) -> None:
         "transition_heatmap",
         "time_in_state_chart",
         "lead_time_chart",
+        "return_rates_chart",
         "webhook_health_chart",
         "cohort_heatmap",
         "rfm_chart",

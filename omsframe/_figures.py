@@ -57,7 +57,12 @@ def floats(frame: Frame, column: str) -> list[Any]:
     return frame.get_column(column).cast(nw.Float64).to_list()
 
 
-def panels(names: list[str], shared_x: bool = True, heights: list[int] | None = None) -> go.Figure:
+def panels(
+    names: list[str],
+    shared_x: bool = True,
+    heights: list[int] | None = None,
+    headings: list[str] | None = None,
+) -> go.Figure:
     """One row of subplots per currency, titled with it when there are several, sized to fit.
 
     The figure's height is the panels' plus room between them (for an x axis of its own:
@@ -68,6 +73,7 @@ def panels(names: list[str], shared_x: bool = True, heights: list[int] | None = 
         names: The currencies, one panel each.
         shared_x: One x axis for all panels (a time axis), labelled under the last.
         heights: Each panel's plot height in pixels (default :data:`PANEL_HEIGHT` each).
+        headings: The panels' headings (default: the currencies, upper case, if several).
 
     Example:
         >>> fig = panels(["eur", "try"], heights=[200, 300])
@@ -84,7 +90,7 @@ def panels(names: list[str], shared_x: bool = True, heights: list[int] | None = 
         shared_xaxes=shared_x,
         vertical_spacing=gap / plot if count > 1 else 0.0,
         row_heights=[h / sum(heights) for h in heights],
-        subplot_titles=[c.upper() for c in names] if len(names) > 1 else None,
+        subplot_titles=headings or ([c.upper() for c in names] if len(names) > 1 else None),
     )
     fig.update_layout(height=plot + MARGIN["t"] + MARGIN["b"], margin=MARGIN)
     fig.update_xaxes(automargin=True)

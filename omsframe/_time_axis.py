@@ -24,7 +24,14 @@ import plotly.graph_objects as go
 
 from omsframe.analysis._frames import PERIODS, Period
 
-__all__ = ["axis_title", "fill_periods", "infer_period", "period_index", "period_line"]
+__all__ = [
+    "axis_title",
+    "fill_periods",
+    "infer_period",
+    "period_index",
+    "period_label",
+    "period_line",
+]
 
 
 def infer_period(starts: Iterable[Any]) -> Period | None:
@@ -89,6 +96,24 @@ def period_index(start: Any, by: Period) -> int:
         return (moment.toordinal() - 1) // 7  # day 1 (0001-01-01) was a Monday
     months = moment.year * 12 + moment.month - 1
     return {"month": months, "quarter": months // 3, "year": moment.year}[by]
+
+
+def period_label(start: Any, by: Period | None) -> str:
+    """A period start as the period's name: ``2024-10-07``, ``Oct 2024``, ``2024 Q4``, ``2024``.
+
+    Example:
+        >>> import datetime as dt
+        >>> [period_label(dt.datetime(2024, 10, 1), by) for by in ("month", "quarter", None)]
+        ['Oct 2024', '2024 Q4', '2024-10-01']
+    """
+    moment = _as_datetime(start)
+    if by == "month":
+        return f"{moment:%b %Y}"
+    if by == "quarter":
+        return f"{moment.year} Q{(moment.month - 1) // 3 + 1}"
+    if by == "year":
+        return str(moment.year)
+    return f"{moment:%Y-%m-%d}" if moment.time() == dt.time() else str(moment)
 
 
 def axis_title(by: Period | None, tz: str | None) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 import narwhals as nw
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 
 from omsframe._figures import COLOURS as _COLOURS
 from omsframe._figures import TEMPLATE as _TEMPLATE
@@ -44,7 +45,13 @@ from omsframe._figures import label
 from omsframe._figures import panels as _panels
 from omsframe._figures import rows as _rows
 from omsframe._figures import unit as _unit
-from omsframe._time_axis import axis_title, infer_period, period_line
+from omsframe._time_axis import (
+    axis_title,
+    fill_periods,
+    infer_period,
+    period_label,
+    period_line,
+)
 from omsframe.analysis._frames import Period, as_frame, require
 from omsframe.analysis.measures import MEASURES
 from omsframe.charts_customers import (
@@ -82,6 +89,7 @@ __all__ = [
     "webhook_health_chart",
 ]
 
+_DEPTHS = {"discount": "Basket discount (of sale price)", "markdown": "Markdown (of list price)"}
 _COUNTS = ("orders", "units", "units_ordered", "units_per_order")
 _SUMS = {*MEASURES, "orders", "units_ordered"}
 
@@ -200,13 +208,32 @@ def _over_time(
     return fig
 
 
-def discount_depth_chart(depth: Any, title: str | None = None) -> go.Figure:
+def discount_depth_chart(
+    depth: Any, title: str | None = None, *, by: Period | None = None, tz: str | None = None
+) -> go.Figure:
     """The share of items sold in each depth bucket, from :func:`omsframe.discount_depth`.
 
-    Sums the frame's periods and dims; one bar series per depth (basket discount, markdown).
+    Over several periods, a panel per depth (basket discount, markdown) with a stacked bar
+    per period: its items' shares by bucket, deeper buckets darker. Over one period (or
+    without ``period``), a bar series per depth across the buckets. The frame's dims are
+    added together.
+
+    Args:
+        depth: The output of :func:`omsframe.discount_depth`.
+        title: The figure title (default: "Discount and markdown depth", and the period).
+        by: The frame's period (default: what the periods' spacing says).
+        tz: The time zone the periods are in, named on the time axis (default: not named).
 
     Example:
-        >>> fig = discount_depth_chart(of.discount_depth(tables, by="month"))
+        >>> depth = of.discount_depth(tables, by="month")
+        >>> fig = discount_depth_chart(depth)
+        >>> fig.layout.title.text
+        'Discount and markdown depth per month'
+        >>> [a.text for a in fig.layout.annotations]
+        ['Basket discount (of sale price)', 'Markdown (of list price)']
+        >>> [trace.name for trace in fig.data][:3]  # in each panel, a colour per bucket
+        ['0%', '0-10%', '10-20%']
+        >>> fig = discount_depth_chart(depth[depth.period == "2024-11-01"])
         >>> [trace.name for trace in fig.data]
         ['Basket discount (of sale price)', 'Markdown (of list price)']
         >>> list(fig.data[0].x)
@@ -214,13 +241,15 @@ def discount_depth_chart(depth: Any, title: str | None = None) -> go.Figure:
     """
     frame = as_frame(depth, "discount_depth")
     require(frame, ["depth", "bucket", "bucket_order", "items"], "discount_depth")
+    periods = _column(frame, "period") if "period" in frame.columns else []
+    if len({p for p in periods if p is not None}) > 1:
+        return _depth_per_period(frame, title, by, tz)
     counts = (
         frame.group_by("depth", "bucket", "bucket_order")
         .agg(nw.col("items").sum())
         .sort("depth", "bucket_order")
     )
     fig = go.Figure()
-    names = {"discount": "Basket discount (of sale price)", "markdown": "Markdown (of list price)"}
     for kind in sorted(counts.get_column("depth").unique().to_list()):
         rows = counts.filter(nw.col("depth") == kind)
         items = rows.get_column("items").to_list()
@@ -230,7 +259,7 @@ def discount_depth_chart(depth: Any, title: str | None = None) -> go.Figure:
                 x=rows.get_column("bucket").to_list(),
                 y=[100 * n / total for n in items],
                 customdata=items,
-                name=names.get(kind, str(kind)),
+                name=_DEPTHS.get(kind, str(kind)),
                 hovertemplate="%{x}: %{y:.1f}% of items (%{customdata} items)<extra></extra>",
             )
         )
@@ -242,6 +271,66 @@ def discount_depth_chart(depth: Any, title: str | None = None) -> go.Figure:
         template=_TEMPLATE,
     )
     return fig
+
+
+def _depth_per_period(
+    frame: Any, title: str | None, by: Period | None, tz: str | None
+) -> go.Figure:
+    """A panel per depth, a bar per period stacked by bucket: how the depth moved."""
+    counts = frame.group_by("period", "depth", "bucket", "bucket_order").agg(nw.col("items").sum())
+    all_periods = {p for p in _column(counts, "period") if p is not None}
+    by = by or infer_period(all_periods)
+    kinds = sorted({k for k in _column(counts, "depth") if k is not None})
+    buckets = sorted({(o, b) for o, b in _rows(counts, "bucket_order", "bucket")})
+    colours = dict(zip(buckets, _depth_colours(len(buckets)), strict=True))
+    fig = _panels(kinds, headings=[_DEPTHS.get(k, str(k)) for k in kinds])
+    for row, kind in enumerate(kinds, start=1):
+        part = counts.filter(nw.col("depth") == kind)
+        totals: dict[Any, int] = {}
+        for period, items in _rows(part, "period", "items"):
+            totals[period] = totals.get(period, 0) + items
+        cells = {(p, o): n for p, o, n in _rows(part, "period", "bucket_order", "items")}
+        # a period without sales keeps its place on the axis, empty
+        periods = [p for (p,) in fill_periods([(p,) for p in all_periods], by, ())]
+        for order, bucket in buckets:
+            items = [cells.get((p, order), 0) for p in periods]
+            fig.add_trace(
+                go.Bar(
+                    x=[period_label(p, by) for p in periods],
+                    y=[
+                        100 * n / totals[p] if totals.get(p) else None
+                        for n, p in zip(items, periods, strict=True)
+                    ],
+                    customdata=items,
+                    name=bucket,
+                    legendgroup=bucket,
+                    showlegend=row == 1,
+                    marker_color=colours[order, bucket],
+                    hovertemplate=f"{bucket}: %{{y:.1f}}% of items (%{{customdata}} items)"
+                    "<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+        fig.update_yaxes(title_text="Share of items (%)", range=[0, 100], row=row, col=1)
+    fig.update_xaxes(type="category")  # a bar per period, named as one
+    fig.update_xaxes(title_text=axis_title(by, tz), row=len(kinds), col=1)
+    fig.update_layout(
+        title=title or f"Discount and markdown depth {f'per {by}' if by else 'over time'}",
+        barmode="stack",
+        legend={"title": {"text": "Depth bucket"}, "traceorder": "reversed"},  # as stacked
+        template=_TEMPLATE,
+        hovermode="x unified",
+    )
+    return fig
+
+
+def _depth_colours(count: int) -> list[str]:
+    """Grey for no discount, then lighter to darker blue as the buckets deepen."""
+    blues = sample_colorscale(
+        "Blues", [0.3 + 0.7 * i / max(count - 2, 1) for i in range(count - 1)]
+    )
+    return ["#c8c8c8", *blues][:count]
 
 
 def campaign_days_chart(days: Any, title: str | None = None) -> go.Figure:

@@ -7,6 +7,7 @@ import itertools
 from decimal import Decimal
 from typing import Any
 
+import narwhals as nw
 import plotly.graph_objects as go
 import polars as pl
 import pytest
@@ -183,19 +184,40 @@ def test_the_title_and_time_axis_say_the_period_and_no_more_than_is_known(shop: 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_discount_depth_chart_shows_the_share_of_items_per_bucket(shop: Shop, engine: str) -> None:
-    frame = discount_depth(shop.tables[engine], by="month")
-    fig = charts.discount_depth_chart(frame)
+    frame = discount_depth(shop.tables[engine], by="year")
+    first = min(r["period"] for r in records(frame))
+    one = nw.from_native(frame).filter(nw.col("period") == first).to_native()
+    fig = charts.discount_depth_chart(one)  # a single period: the buckets across
     data = fig.to_dict()["data"]
     assert [t["name"] for t in data] == [
         "Basket discount (of sale price)",
         "Markdown (of list price)",
     ]
-    sold = sum(1 for u in shop.truth if u.kind == "sale")
+    sold = sum(r["items"] for r in records(one) if r["depth"] == "discount")
+    assert sold > 0
     for trace in data:
         assert sum(trace["y"]) == pytest.approx(100.0)
         assert sum(trace["customdata"]) == sold
     assert next(iter(data[0]["x"])) == "0%"
     assert fig.layout.yaxis.title.text == "Share of items sold (%)"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_discount_depth_chart_shows_each_period(shop: Shop, engine: str) -> None:
+    frame = discount_depth(shop.tables[engine], by="quarter")
+    fig = charts.discount_depth_chart(frame, tz="Europe/Istanbul")
+    assert fig.layout.title.text == "Discount and markdown depth per quarter"
+    headings = [a.text for a in fig.layout.annotations]
+    assert headings == ["Basket discount (of sale price)", "Markdown (of list price)"]
+    assert fig.layout.xaxis2.title.text == "Quarter (Europe/Istanbul)"
+    sold = sum(1 for u in shop.truth if u.kind == "sale")
+    for axis in ("y", "y2"):  # a panel per depth, a bar per quarter stacked by bucket
+        panel = [t for t in fig.to_dict()["data"] if t["yaxis"] == axis]
+        assert [t["name"] for t in panel][:2] == ["0%", "0-10%"]
+        assert all(list(t["x"]) == ["2024 Q4", "2025 Q1"] for t in panel)
+        for quarter in (0, 1):
+            assert sum(t["y"][quarter] for t in panel) == pytest.approx(100.0)
+        assert sum(sum(t["customdata"]) for t in panel) == sold
 
 
 def test_campaign_days_chart_marks_the_campaign_days(shop: Shop) -> None:

@@ -36,7 +36,13 @@ from omsframe._figures import (
     panels,
     rows,
 )
-from omsframe._time_axis import axis_title, infer_period, period_index
+from omsframe._time_axis import (
+    axis_title,
+    fill_periods,
+    infer_period,
+    period_index,
+    period_label,
+)
 from omsframe.analysis._frames import Period, as_frame, require
 from omsframe.analysis.rfm import RFM_SEGMENTS
 
@@ -268,6 +274,9 @@ def new_vs_returning_chart(
     frame = as_frame(mix, "new_vs_returning")
     require(frame, ["period", "customer_type", "currency", measure], "new_vs_returning")
     by = by or infer_period(column(frame, "period"))
+    # a bar per period, named as one; a period without orders keeps its place, empty
+    starts = {p for p in column(frame, "period") if p is not None}
+    periods = [p for (p,) in fill_periods([(p,) for p in starts], by, ())]
     money = measure not in _COUNTS
     names = currencies(frame) if money else [""]
     fig = panels(names)
@@ -277,16 +286,15 @@ def new_vs_returning_chart(
             part.group_by("period", "customer_type")
             .agg(nw.col(measure).sum())
             .with_columns(nw.col(measure).cast(nw.Float64))
-            .sort("period")
         )
+        cells = {(p, k): v for p, k, v in rows(per, "period", "customer_type", measure)}
         for kind in ("new", "returning", "unknown"):
-            cells = per.filter(nw.col("customer_type") == kind)
-            if not cells.shape[0]:
+            if not any(k == kind for _, k in cells):
                 continue
             fig.add_trace(
                 go.Bar(
-                    x=cells.get_column("period").to_list(),
-                    y=floats(cells, measure),
+                    x=[period_label(p, by) for p in periods],
+                    y=[cells.get((p, kind)) for p in periods],
                     name=f"{kind.capitalize()}{f' ({currency.upper()})' if money else ''}",
                 ),
                 row=row,
@@ -295,6 +303,7 @@ def new_vs_returning_chart(
         unit = f" ({currency.upper()})" if money else ""
         counts = {} if money else count_axis(_stacked_maximum(per, measure))
         fig.update_yaxes(title_text=f"{label(measure)}{unit}", row=row, col=1, **counts)
+    fig.update_xaxes(type="category")
     fig.update_xaxes(title_text=axis_title(by, tz), row=len(names), col=1)
     period = f"per {by}" if by else "over time"
     default = (

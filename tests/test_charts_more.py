@@ -260,6 +260,9 @@ def test_the_new_vs_returning_chart_says_what_and_when(shop: Shop) -> None:
     fig = charts.new_vs_returning_chart(frame, tz="Europe/Istanbul")
     assert layout(fig)["title"]["text"] == "New and returning customers per month"
     assert layout(fig)["xaxis"]["title"]["text"] == "Month (Europe/Istanbul)"
+    months = sorted({r["period"] for r in records(frame)})
+    assert data(fig)[0]["x"] == [f"{m:%b %Y}" for m in months]  # not Oct 1, Oct 31, Nov 30
+    assert layout(fig)["xaxis"]["type"] == "category"
     assert layout(fig)["yaxis"]["tickformat"] == ",d"  # customers are whole
     money = charts.new_vs_returning_chart(frame, "net_sales")
     assert layout(money)["title"]["text"] == "Net sales of new and returning customers per month"

@@ -6,12 +6,12 @@ frames keep exact decimals), and amounts in different currencies are never drawn
 axis: each currency gets its own panel, its axis labelled with the currency, unless the
 frame was converted with ``fx`` (then the label says so).
 
-The order lifecycle charts (:func:`funnel_chart`, :func:`transition_heatmap`,
-:func:`time_in_state_chart`, :func:`lead_time_chart`, :func:`return_rates_chart`,
-:func:`webhook_health_chart`) live in :mod:`omsframe.charts_states`, the customer and product
-charts (:func:`cohort_heatmap`, :func:`rfm_chart`, :func:`new_vs_returning_chart`,
-:func:`top_products_chart`, :func:`abc_chart`) in :mod:`omsframe.charts_customers`; all are
-importable from here.
+The order lifecycle charts (:func:`state_counts_chart`, :func:`funnel_chart`,
+:func:`transition_heatmap`, :func:`time_in_state_chart`, :func:`lead_time_chart`,
+:func:`return_rates_chart`, :func:`webhook_health_chart`) live in :mod:`omsframe.charts_states`,
+the customer and product charts (:func:`cohort_heatmap`, :func:`rfm_chart`,
+:func:`new_vs_returning_chart`, :func:`top_products_chart`, :func:`abc_chart`) in
+:mod:`omsframe.charts_customers`; all are importable from here.
 
 Shared arguments:
     title: The figure title (each chart has a sensible default).
@@ -65,6 +65,7 @@ from omsframe.charts_states import (
     funnel_chart,
     lead_time_chart,
     return_rates_chart,
+    state_counts_chart,
     time_in_state_chart,
     transition_heatmap,
     webhook_health_chart,
@@ -82,6 +83,7 @@ __all__ = [
     "return_rates_chart",
     "revenue_chart",
     "rfm_chart",
+    "state_counts_chart",
     "time_in_state_chart",
     "top_discounted_products_chart",
     "top_products_chart",

@@ -17,13 +17,22 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import narwhals as nw
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from omsframe._figures import TEMPLATE, column, count_axis, floats, label, rows
+from omsframe._figures import (
+    MARGIN,
+    TEMPLATE,
+    bar_heights,
+    column,
+    count_axis,
+    floats,
+    label,
+    rows,
+)
 from omsframe._time_axis import axis_title, fill_periods, infer_period
 from omsframe.analysis._frames import Period, as_frame, require
 from omsframe.analysis.errors import AnalysisError
@@ -32,6 +41,7 @@ __all__ = [
     "funnel_chart",
     "lead_time_chart",
     "return_rates_chart",
+    "state_counts_chart",
     "time_in_state_chart",
     "transition_heatmap",
     "webhook_health_chart",
@@ -53,6 +63,63 @@ _RATE_COLUMNS = {
     "order_cancel_rate",
     "order_refund_rate",
 }
+
+
+def state_counts_chart(
+    counts: Any, of: Literal["orders", "items"] = "orders", title: str | None = None
+) -> go.Figure:
+    """Where the orders (or items) are now: a bar per state, from :func:`omsframe.state_counts`.
+
+    States in code order, the first on top, labelled with code and name; the frame's periods
+    and dims are added together. The hover gives each state's share.
+
+    Args:
+        counts: The output of :func:`omsframe.state_counts`.
+        of: What ``counts`` counts, as passed to it: ``"orders"`` or ``"items"``.
+        title: The figure title (default: "Orders in each state now").
+
+    Example:
+        >>> fig = state_counts_chart(of.state_counts(tables))
+        >>> fig.layout.title.text, fig.data[0].y[-1]
+        ('Orders in each state now', '100 Cancelled')
+        >>> sum(fig.data[0].x)
+        300
+    """
+    frame = as_frame(counts, "state_counts")
+    require(frame, ["state_code", "count"], "state_counts")
+    named = "state_name" in frame.columns
+    per = frame.group_by("state_code").agg(
+        nw.col("count").sum(), *([nw.col("state_name").max()] if named else [])
+    )
+    points = sorted(
+        rows(per, "state_code", "count", *(["state_name"] if named else [])),
+        key=lambda p: _code_order(p[0]),
+    )[::-1]  # drawn bottom up: the first state on top
+    labels = [
+        _FIRST if p[0] is None else f"{p[0]} {p[2]}" if named and p[2] else str(p[0])
+        for p in points
+    ]
+    total = sum(p[1] for p in points)
+    fig = go.Figure(
+        go.Bar(
+            x=[p[1] for p in points],
+            y=labels,
+            orientation="h",
+            customdata=[100 * p[1] / total if total else None for p in points],
+            hovertemplate="%{y}: %{x} (%{customdata:.1f}%)<extra></extra>",
+        )
+    )
+    (height,) = bar_heights([len(points)])
+    what = "Items" if of == "items" else "Orders"
+    fig.update_layout(
+        title=title or f"{what} in each state now",
+        xaxis={"title": what, **count_axis(max((p[1] for p in points), default=0))},
+        yaxis={"title": "State", "tickmode": "linear", "dtick": 1},
+        height=height + MARGIN["t"] + MARGIN["b"],
+        margin=MARGIN,
+        template=TEMPLATE,
+    )
+    return fig
 
 
 def funnel_chart(funnel: Any, color: str | None = None, title: str | None = None) -> go.Figure:

@@ -21,6 +21,7 @@ from omsframe.analysis import (
     new_vs_returning,
     return_rates,
     rfm,
+    state_counts,
     time_in_state,
     top_products,
     transitions,
@@ -69,6 +70,20 @@ def test_the_funnel_chart_draws_the_worlds_stages(shop: Shop, engine: str) -> No
     assert trace["y"] == ["Placed", "Approved", "Shipped", "Delivered"]
     assert trace["x"] == [reached[s] for s in trace["y"]]
     assert f"Cancelled {reached['cancelled']} " in layout(fig)["title"]["text"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_state_counts_chart_draws_where_the_orders_are_now(shop: Shop, engine: str) -> None:
+    frame = state_counts(shop.tables[engine], by="month", dims=["channel"])
+    fig = charts.state_counts_chart(frame)
+    (trace,) = data(fig)
+    assert sum(trace["x"]) == shop.world.visible_orders(shop.now_us)  # months, channels summed
+    codes = [label.split()[0] for label in trace["y"]]
+    assert codes == sorted(codes, key=int, reverse=True)  # the first state on top
+    assert "550 Delivered" in trace["y"]
+    assert layout(fig)["title"]["text"] == "Orders in each state now"
+    items = charts.state_counts_chart(state_counts(shop.tables[engine], of="items"), of="items")
+    assert layout(items)["xaxis"]["title"]["text"] == "Items"
 
 
 def test_the_funnel_chart_draws_a_funnel_per_channel(shop: Shop) -> None:
@@ -317,6 +332,7 @@ def test_the_abc_chart_climbs_to_the_whole(shop: Shop) -> None:
 
 def test_the_charts_are_importable_from_omsframe_charts(tmp_path: Path) -> None:
     for name in (
+        "state_counts_chart",
         "funnel_chart",
         "transition_heatmap",
         "time_in_state_chart",

@@ -39,6 +39,7 @@ from omsframe._figures import COLOURS as _COLOURS
 from omsframe._figures import TEMPLATE as _TEMPLATE
 from omsframe._figures import bar_heights as _bar_heights
 from omsframe._figures import column as _column
+from omsframe._figures import count_axis as _count_axis
 from omsframe._figures import currencies as _currencies
 from omsframe._figures import floats as _floats
 from omsframe._figures import label
@@ -417,7 +418,8 @@ def top_discounted_products_chart(top: Any, title: str | None = None) -> go.Figu
             row=row,
             col=1,
         )
-        fig.update_xaxes(title_text="Units sold on discount", row=row, col=1)
+        most = max(rows.get_column("units_on_discount").to_list(), default=0)
+        fig.update_xaxes(title_text="Units sold on discount", row=row, col=1, **_count_axis(most))
     fig.update_yaxes(tickmode="linear", dtick=1)  # a label for every bar: the panel fits them
     fig.update_layout(
         title=title or "Products most sold on discount", template=_TEMPLATE, showlegend=False

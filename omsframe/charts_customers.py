@@ -107,6 +107,7 @@ def cohort_heatmap(
             groups.append(
                 (currency, {k: None if v is None else float(v) for k, v in cells.items()})
             )
+    by = by or _cohort_period(frame)
     reached = _ages_reached(frame, by)
     starts = sorted({c for _, cells in groups for c, _ in cells})
     oldest = max([a for _, cells in groups for _, a in cells] + list(reached.values()), default=-1)
@@ -151,7 +152,8 @@ def cohort_heatmap(
         )
     fig.update_xaxes(showgrid=False, **({"dtick": 1} if len(ages) <= 24 else {}))
     fig.update_yaxes(showgrid=False)
-    fig.update_xaxes(title_text="Periods since the first order", row=max(len(groups), 1), col=1)
+    ages_title = f"{by.capitalize() if by else 'Period'}s since the first order"
+    fig.update_xaxes(title_text=ages_title, row=max(len(groups), 1), col=1)
     default = "Cohort retention (%)" if value == "retention" else f"{label(value)} by cohort"
     fig.update_layout(
         title={"text": title or default, "subtitle": {"text": "Grey: ages not reached yet"}},
@@ -161,18 +163,21 @@ def cohort_heatmap(
     return fig
 
 
+def _cohort_period(frame: Any) -> Period | None:
+    """The cohorts' period, from the spacing of their starts and calendar periods."""
+    periods = column(frame, "period") if "period" in frame.columns else []
+    return infer_period([*column(frame, "cohort"), *periods])
+
+
 def _ages_reached(frame: Any, by: Period | None) -> dict[Any, int]:
     """The oldest age each cohort has reached by the frame's last period (none unknown)."""
-    if "period" not in frame.columns:
+    if "period" not in frame.columns or by is None:
         return {}
-    starts = column(frame, "cohort")
-    periods = column(frame, "period")
-    by = by or infer_period([*starts, *periods])
-    last = max((p for p in periods if p is not None), default=None)
-    if by is None or last is None:
+    last = max((p for p in column(frame, "period") if p is not None), default=None)
+    if last is None:
         return {}
     end = period_index(last, by)
-    return {c: end - period_index(c, by) for c in set(starts) if c is not None}
+    return {c: end - period_index(c, by) for c in set(column(frame, "cohort")) if c is not None}
 
 
 def _pooled(frame: Any, value: str) -> dict[tuple[Any, int], float | None]:

@@ -263,6 +263,8 @@ def test_every_discounted_product_gets_a_readable_label(shop: Shop) -> None:
     layout = fig.to_dict()["layout"]
     for key in (k for k in layout if k.startswith("yaxis")):
         assert layout[key]["dtick"] == 1 and layout[key]["automargin"] is True
+    for key in (k for k in layout if k.startswith("xaxis")):
+        assert layout[key]["tickformat"] == ",d"  # units: no 0.5 ticks
 
 
 def test_charts_do_not_change_their_input(shop: Shop) -> None:

@@ -217,8 +217,10 @@ def test_the_cohort_heatmap_shows_no_return_as_0_and_leaves_only_unreached_ages_
     oct_, nov, dec = (dt.datetime(y, m, 1) for y, m in ((2024, 10), (2024, 11), (2024, 12)))
     # nobody came back in their first month after; December is the last month of the data
     frame = cohort_rows({oct_: {0: 10, 2: 2}, nov: {0: 10}, dec: {0: 10}})
-    (trace,) = data(charts.cohort_heatmap(frame))
+    fig = charts.cohort_heatmap(frame)
+    (trace,) = data(fig)
     assert trace["z"] == [[100.0, 0.0, 20.0], [100.0, 0.0, None], [100.0, None, None]]
+    assert layout(fig)["xaxis"]["title"]["text"] == "Months since the first order"
     assert trace["text"] == [["100%", "0%", "20%"], ["100%", "0%", ""], ["100%", "", ""]]
     assert trace["texttemplate"] == "%{text}" and trace["hoverongaps"] is False
 

@@ -9,11 +9,25 @@ from __future__ import annotations
 from typing import Any
 
 import narwhals as nw
+import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from omsframe.analysis._frames import Frame
 
 TEMPLATE = "plotly_white"
+COLOURS: list[str] = list(qualitative.Plotly)
+"""The template's colours, in its order (for traces that must share one colour)."""
+PANEL_HEIGHT = 240
+"""Pixels of one panel's plot area on a time axis."""
+BAR_HEIGHT = 24
+"""Pixels per horizontal bar: enough for its label at plotly's font size, so none is skipped."""
+MIN_BAR_PANEL = 160
+SHARED_GAP = 60
+"""Pixels between panels sharing an x axis: the next panel's heading."""
+OWN_AXIS_GAP = 110
+"""Pixels between panels with x axes of their own: tick labels, axis title, next heading."""
+MARGIN = {"t": 100, "b": 80}
 
 
 def label(name: str) -> str:
@@ -43,17 +57,72 @@ def floats(frame: Frame, column: str) -> list[Any]:
     return frame.get_column(column).cast(nw.Float64).to_list()
 
 
-def panels(names: list[str], shared_x: bool = True) -> Any:
-    """One row of subplots per currency, titled with it when there are several."""
-    rows = max(len(names), 1)
-    titles = [c.upper() for c in names] if len(names) > 1 else None
-    return make_subplots(
-        rows=rows,
+def panels(
+    names: list[str],
+    shared_x: bool = True,
+    heights: list[int] | None = None,
+    headings: list[str] | None = None,
+) -> go.Figure:
+    """One row of subplots per currency, titled with it when there are several, sized to fit.
+
+    The figure's height is the panels' plus room between them (for an x axis of its own:
+    tick labels, its title, the next panel's heading) and plotly's margins, so a panel
+    never shrinks below ``heights`` however many currencies there are.
+
+    Args:
+        names: The currencies, one panel each.
+        shared_x: One x axis for all panels (a time axis), labelled under the last.
+        heights: Each panel's plot height in pixels (default :data:`PANEL_HEIGHT` each).
+        headings: The panels' headings (default: the currencies, upper case, if several).
+
+    Example:
+        >>> fig = panels(["eur", "try"], heights=[200, 300])
+        >>> fig.layout.height, [a.text for a in fig.layout.annotations]
+        (740, ['EUR', 'TRY'])
+    """
+    count = max(len(names), 1)
+    heights = heights or [PANEL_HEIGHT] * count
+    gap = SHARED_GAP if shared_x else OWN_AXIS_GAP
+    plot = sum(heights) + gap * (count - 1)
+    fig = make_subplots(
+        rows=count,
         cols=1,
         shared_xaxes=shared_x,
-        vertical_spacing=0.08 if rows > 1 else 0.0,
-        subplot_titles=titles,
+        vertical_spacing=gap / plot if count > 1 else 0.0,
+        row_heights=[h / sum(heights) for h in heights],
+        subplot_titles=headings or ([c.upper() for c in names] if len(names) > 1 else None),
     )
+    fig.update_layout(height=plot + MARGIN["t"] + MARGIN["b"], margin=MARGIN)
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
+def bar_heights(bars: list[int]) -> list[int]:
+    """Panel heights for horizontal bars: room for every bar's label, at least a small panel.
+
+    Example:
+        >>> bar_heights([10, 3])
+        [300, 160]
+    """
+    return [max(MIN_BAR_PANEL, BAR_HEIGHT * n + 60) for n in bars]
+
+
+def count_axis(maximum: float) -> dict[str, Any]:
+    """Axis settings for a count: whole-number ticks from zero up, never below it.
+
+    Up to 10 a tick per unit; above, plotly's own steps (whole numbers there), shown as
+    integers. Without this an axis drawn over another (``overlaying``, a second y axis)
+    syncs its ticks to the first one's and shows fractions and negative counts.
+
+    Example:
+        >>> count_axis(3)["dtick"], count_axis(250)["tickmode"]
+        (1, 'auto')
+    """
+    ticks = (
+        {"tickmode": "linear", "tick0": 0, "dtick": 1} if maximum <= 10 else {"tickmode": "auto"}
+    )
+    return {"rangemode": "nonnegative", "tickformat": ",d", **ticks}
 
 
 def rows(frame: Frame, *columns: str) -> list[tuple[Any, ...]]:

@@ -6,11 +6,12 @@ frames keep exact decimals), and amounts in different currencies are never drawn
 axis: each currency gets its own panel, its axis labelled with the currency, unless the
 frame was converted with ``fx`` (then the label says so).
 
-The order lifecycle charts (:func:`funnel_chart`, :func:`transition_heatmap`,
-:func:`time_in_state_chart`, :func:`lead_time_chart`, :func:`webhook_health_chart`) live in
-:mod:`omsframe.charts_states`, the customer and product charts (:func:`cohort_heatmap`,
-:func:`rfm_chart`, :func:`new_vs_returning_chart`, :func:`top_products_chart`,
-:func:`abc_chart`) in :mod:`omsframe.charts_customers`; all are importable from here.
+The order lifecycle charts (:func:`state_counts_chart`, :func:`funnel_chart`,
+:func:`transition_heatmap`, :func:`time_in_state_chart`, :func:`lead_time_chart`,
+:func:`return_rates_chart`, :func:`webhook_health_chart`) live in :mod:`omsframe.charts_states`,
+the customer and product charts (:func:`cohort_heatmap`, :func:`rfm_chart`,
+:func:`new_vs_returning_chart`, :func:`top_products_chart`, :func:`abc_chart`) in
+:mod:`omsframe.charts_customers`; all are importable from here.
 
 Shared arguments:
     title: The figure title (each chart has a sensible default).
@@ -22,23 +23,38 @@ Example:
     >>> import omsframe as of
     >>> fig = of.charts.revenue_chart(of.revenue(tables, by="week"))
     >>> type(fig).__name__, fig.layout.title.text
-    ('Figure', 'Net sales over time')
+    ('Figure', 'Net sales per week')
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import narwhals as nw
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 
+from omsframe._figures import COLOURS as _COLOURS
 from omsframe._figures import TEMPLATE as _TEMPLATE
+from omsframe._figures import bar_heights as _bar_heights
+from omsframe._figures import column as _column
+from omsframe._figures import count_axis as _count_axis
 from omsframe._figures import currencies as _currencies
 from omsframe._figures import floats as _floats
 from omsframe._figures import label
 from omsframe._figures import panels as _panels
+from omsframe._figures import rows as _rows
 from omsframe._figures import unit as _unit
-from omsframe.analysis._frames import as_frame, require
+from omsframe._time_axis import (
+    axis_title,
+    fill_periods,
+    infer_period,
+    period_label,
+    period_line,
+)
+from omsframe.analysis._frames import Period, as_frame, require
+from omsframe.analysis.measures import MEASURES
 from omsframe.charts_customers import (
     abc_chart,
     cohort_heatmap,
@@ -49,6 +65,8 @@ from omsframe.charts_customers import (
 from omsframe.charts_states import (
     funnel_chart,
     lead_time_chart,
+    return_rates_chart,
+    state_counts_chart,
     time_in_state_chart,
     transition_heatmap,
     webhook_health_chart,
@@ -63,8 +81,10 @@ __all__ = [
     "funnel_chart",
     "lead_time_chart",
     "new_vs_returning_chart",
+    "return_rates_chart",
     "revenue_chart",
     "rfm_chart",
+    "state_counts_chart",
     "time_in_state_chart",
     "top_discounted_products_chart",
     "top_products_chart",
@@ -72,51 +92,91 @@ __all__ = [
     "webhook_health_chart",
 ]
 
+_DEPTHS = {"discount": "Basket discount (of sale price)", "markdown": "Markdown (of list price)"}
+_COUNTS = ("orders", "units", "units_ordered", "units_per_order")
+_SUMS = {*MEASURES, "orders", "units_ordered"}
+
 
 def revenue_chart(
-    revenue: Any, measure: str = "net_sales", color: str | None = None, title: str | None = None
+    revenue: Any,
+    measure: str = "net_sales",
+    color: str | None = None,
+    title: str | None = None,
+    *,
+    by: Period | None = None,
+    tz: str | None = None,
 ) -> go.Figure:
     """A measure of :func:`omsframe.revenue` over time: a line per currency (and ``color``).
+
+    A period without a row (no sales) is drawn as 0 for a sum (``net_sales``, ``orders``...)
+    and as a gap for a ratio, never as a line straight across. Where the frame has a
+    ``partial`` column, its partial periods (the data ends or begins inside them) are drawn
+    dotted with a hollow marker.
 
     Args:
         revenue: The output of :func:`omsframe.revenue`.
         measure: The column to draw (``net_sales``, ``gross_sales``, ``orders``...).
         color: A dimension of ``revenue`` to draw one line per value of (e.g. ``"channel"``).
-        title: The figure title (default: "<Measure> over time").
+        title: The figure title (default: "<Measure> per <period>", and "by <color>").
+        by: The frame's period (default: what the periods' spacing says).
+        tz: The time zone the periods are in, named on the time axis (default: not named).
 
     Returns:
         The figure: one panel per currency, its y axis labelled with the currency.
 
     Example:
         >>> weekly = of.revenue(tables, by="week", dims=["channel"])
-        >>> fig = revenue_chart(weekly, color="channel")
+        >>> fig = revenue_chart(weekly, color="channel", tz="Europe/Istanbul")
+        >>> fig.layout.title.text, fig.layout.xaxis3.title.text
+        ('Net sales per week by channel', 'Week (Europe/Istanbul)')
         >>> [a.text for a in fig.layout.annotations]  # a panel per currency
         ['EUR', 'TRY', 'USD']
         >>> [trace.name for trace in fig.data]
         ['EU Shop (EUR)', 'Mobile App TR (TRY)', 'Web Shop TR (TRY)', 'US Shop (USD)']
     """
-    return _over_time(revenue, measure, color, title or f"{label(measure)} over time")
+    return _over_time(revenue, measure, color, title, by, tz)
 
 
-def aov_chart(revenue: Any, color: str | None = None, title: str | None = None) -> go.Figure:
+def aov_chart(
+    revenue: Any,
+    color: str | None = None,
+    title: str | None = None,
+    *,
+    by: Period | None = None,
+    tz: str | None = None,
+) -> go.Figure:
     """Average order value over time, from :func:`omsframe.revenue`, a panel per currency.
+
+    Takes the arguments of :func:`revenue_chart`; a period without orders has no average
+    order value and is a gap in the line.
 
     Example:
         >>> fig = aov_chart(of.revenue(tables, by="month"))
         >>> fig.layout.title.text, len(fig.data)
-        ('Average order value', 3)
+        ('Average order value per month', 3)
         >>> fig.layout.yaxis.title.text
         'Average order value (EUR)'
     """
-    return _over_time(revenue, "average_order_value", color, title or "Average order value")
+    return _over_time(revenue, "average_order_value", color, title, by, tz)
 
 
-def _over_time(data: Any, measure: str, color: str | None, title: str) -> go.Figure:
+def _over_time(
+    data: Any,
+    measure: str,
+    color: str | None,
+    title: str | None,
+    by: Period | None,
+    tz: str | None,
+) -> go.Figure:
     frame = as_frame(data, "revenue")
     require(frame, ["period", "currency", measure, *([color] if color else [])], "revenue")
+    by = by or infer_period(_column(frame, "period"))
+    partial = ["partial"] if "partial" in frame.columns else []
+    # no row is no sales: 0 of a sum, but no ratio (average order value) at all
+    fill = 0.0 if measure in _SUMS else None
     currencies = _currencies(frame)
     fig = _panels(currencies)
-    money = measure not in ("orders", "units", "units_ordered", "units_per_order")
+    colours = itertools.cycle(_COLOURS)
     for row, currency in enumerate(currencies, start=1):
         part = frame.filter(nw.col("currency") == currency)
         groups = (
@@ -128,33 +188,55 @@ def _over_time(data: Any, measure: str, color: str | None, title: str) -> go.Fig
             ]
         )
         for value, rows in groups:
-            rows = rows.sort("period")
             name = currency.upper() if value is None else f"{value} ({currency.upper()})"
-            fig.add_trace(
-                go.Scatter(
-                    x=rows.get_column("period").to_list(),
-                    y=_floats(rows, measure),
-                    mode="lines+markers",
-                    name=name,
-                    legendgroup=currency,
-                ),
-                row=row,
-                col=1,
-            )
+            points = [
+                (period, None if v is None else float(v), bool(flag and flag[0]))
+                for period, v, *flag in _rows(rows, "period", measure, *partial)
+            ]
+            line = period_line(points, name=name, colour=next(colours), by=by, fill=fill)
+            for trace in line:
+                fig.add_trace(trace, row=row, col=1)
+        money = measure not in _COUNTS
         unit = f" ({_unit(frame, currency)})" if money else ""
-        fig.update_yaxes(title_text=f"{label(measure)}{unit}", row=row, col=1)
-    fig.update_xaxes(title_text="Period (business time)", row=max(len(currencies), 1), col=1)
-    fig.update_layout(title=title, template=_TEMPLATE, hovermode="x unified")
+        fig.update_yaxes(
+            title_text=f"{label(measure)}{unit}",
+            hoverformat=",.2f" if money else None,
+            row=row,
+            col=1,
+        )
+    fig.update_xaxes(title_text=axis_title(by, tz), row=max(len(currencies), 1), col=1)
+    default = f"{label(measure)} {f'per {by}' if by else 'over time'}"
+    default += f" by {label(color).lower()}" if color else ""
+    fig.update_layout(title=title or default, template=_TEMPLATE, hovermode="x unified")
     return fig
 
 
-def discount_depth_chart(depth: Any, title: str | None = None) -> go.Figure:
+def discount_depth_chart(
+    depth: Any, title: str | None = None, *, by: Period | None = None, tz: str | None = None
+) -> go.Figure:
     """The share of items sold in each depth bucket, from :func:`omsframe.discount_depth`.
 
-    Sums the frame's periods and dims; one bar series per depth (basket discount, markdown).
+    Over several periods, a panel per depth (basket discount, markdown) with a stacked bar
+    per period: its items' shares by bucket, deeper buckets darker. Over one period (or
+    without ``period``), a bar series per depth across the buckets. The frame's dims are
+    added together.
+
+    Args:
+        depth: The output of :func:`omsframe.discount_depth`.
+        title: The figure title (default: "Discount and markdown depth", and the period).
+        by: The frame's period (default: what the periods' spacing says).
+        tz: The time zone the periods are in, named on the time axis (default: not named).
 
     Example:
-        >>> fig = discount_depth_chart(of.discount_depth(tables, by="month"))
+        >>> depth = of.discount_depth(tables, by="month")
+        >>> fig = discount_depth_chart(depth)
+        >>> fig.layout.title.text
+        'Discount and markdown depth per month'
+        >>> [a.text for a in fig.layout.annotations]
+        ['Basket discount (of sale price)', 'Markdown (of list price)']
+        >>> [trace.name for trace in fig.data][:3]  # in each panel, a colour per bucket
+        ['0%', '0-10%', '10-20%']
+        >>> fig = discount_depth_chart(depth[depth.period == "2024-11-01"])
         >>> [trace.name for trace in fig.data]
         ['Basket discount (of sale price)', 'Markdown (of list price)']
         >>> list(fig.data[0].x)
@@ -162,13 +244,15 @@ def discount_depth_chart(depth: Any, title: str | None = None) -> go.Figure:
     """
     frame = as_frame(depth, "discount_depth")
     require(frame, ["depth", "bucket", "bucket_order", "items"], "discount_depth")
+    periods = _column(frame, "period") if "period" in frame.columns else []
+    if len({p for p in periods if p is not None}) > 1:
+        return _depth_per_period(frame, title, by, tz)
     counts = (
         frame.group_by("depth", "bucket", "bucket_order")
         .agg(nw.col("items").sum())
         .sort("depth", "bucket_order")
     )
     fig = go.Figure()
-    names = {"discount": "Basket discount (of sale price)", "markdown": "Markdown (of list price)"}
     for kind in sorted(counts.get_column("depth").unique().to_list()):
         rows = counts.filter(nw.col("depth") == kind)
         items = rows.get_column("items").to_list()
@@ -178,7 +262,7 @@ def discount_depth_chart(depth: Any, title: str | None = None) -> go.Figure:
                 x=rows.get_column("bucket").to_list(),
                 y=[100 * n / total for n in items],
                 customdata=items,
-                name=names.get(kind, str(kind)),
+                name=_DEPTHS.get(kind, str(kind)),
                 hovertemplate="%{x}: %{y:.1f}% of items (%{customdata} items)<extra></extra>",
             )
         )
@@ -190,6 +274,66 @@ def discount_depth_chart(depth: Any, title: str | None = None) -> go.Figure:
         template=_TEMPLATE,
     )
     return fig
+
+
+def _depth_per_period(
+    frame: Any, title: str | None, by: Period | None, tz: str | None
+) -> go.Figure:
+    """A panel per depth, a bar per period stacked by bucket: how the depth moved."""
+    counts = frame.group_by("period", "depth", "bucket", "bucket_order").agg(nw.col("items").sum())
+    all_periods = {p for p in _column(counts, "period") if p is not None}
+    by = by or infer_period(all_periods)
+    kinds = sorted({k for k in _column(counts, "depth") if k is not None})
+    buckets = sorted({(o, b) for o, b in _rows(counts, "bucket_order", "bucket")})
+    colours = dict(zip(buckets, _depth_colours(len(buckets)), strict=True))
+    fig = _panels(kinds, headings=[_DEPTHS.get(k, str(k)) for k in kinds])
+    for row, kind in enumerate(kinds, start=1):
+        part = counts.filter(nw.col("depth") == kind)
+        totals: dict[Any, int] = {}
+        for period, items in _rows(part, "period", "items"):
+            totals[period] = totals.get(period, 0) + items
+        cells = {(p, o): n for p, o, n in _rows(part, "period", "bucket_order", "items")}
+        # a period without sales keeps its place on the axis, empty
+        periods = [p for (p,) in fill_periods([(p,) for p in all_periods], by, ())]
+        for order, bucket in buckets:
+            items = [cells.get((p, order), 0) for p in periods]
+            fig.add_trace(
+                go.Bar(
+                    x=[period_label(p, by) for p in periods],
+                    y=[
+                        100 * n / totals[p] if totals.get(p) else None
+                        for n, p in zip(items, periods, strict=True)
+                    ],
+                    customdata=items,
+                    name=bucket,
+                    legendgroup=bucket,
+                    showlegend=row == 1,
+                    marker_color=colours[order, bucket],
+                    hovertemplate=f"{bucket}: %{{y:.1f}}% of items (%{{customdata}} items)"
+                    "<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+        fig.update_yaxes(title_text="Share of items (%)", range=[0, 100], row=row, col=1)
+    fig.update_xaxes(type="category")  # a bar per period, named as one
+    fig.update_xaxes(title_text=axis_title(by, tz), row=len(kinds), col=1)
+    fig.update_layout(
+        title=title or f"Discount and markdown depth {f'per {by}' if by else 'over time'}",
+        barmode="stack",
+        legend={"title": {"text": "Depth bucket"}, "traceorder": "reversed"},  # as stacked
+        template=_TEMPLATE,
+        hovermode="x unified",
+    )
+    return fig
+
+
+def _depth_colours(count: int) -> list[str]:
+    """Grey for no discount, then lighter to darker blue as the buckets deepen."""
+    blues = sample_colorscale(
+        "Blues", [0.3 + 0.7 * i / max(count - 2, 1) for i in range(count - 1)]
+    )
+    return ["#c8c8c8", *blues][:count]
 
 
 def campaign_days_chart(days: Any, title: str | None = None) -> go.Figure:
@@ -253,9 +397,9 @@ def top_discounted_products_chart(top: Any, title: str | None = None) -> go.Figu
     columns = ["sku", "product_name", "currency", "units_on_discount", "discounts"]
     require(frame, columns, "top_discounted_products")
     currencies = _currencies(frame)
-    fig = _panels(currencies, shared_x=False)
-    for row, currency in enumerate(currencies, start=1):
-        rows = frame.filter(nw.col("currency") == currency)
+    parts = [frame.filter(nw.col("currency") == currency) for currency in currencies]
+    fig = _panels(currencies, shared_x=False, heights=_bar_heights([p.shape[0] for p in parts]))
+    for row, (currency, rows) in enumerate(zip(currencies, parts, strict=True), start=1):
         # the frame is ranked; reversed, the first product is drawn at the top
         names = rows.get_column("product_name").to_list()[::-1]
         skus = rows.get_column("sku").to_list()[::-1]
@@ -274,7 +418,9 @@ def top_discounted_products_chart(top: Any, title: str | None = None) -> go.Figu
             row=row,
             col=1,
         )
-        fig.update_xaxes(title_text="Units sold on discount", row=row, col=1)
+        most = max(rows.get_column("units_on_discount").to_list(), default=0)
+        fig.update_xaxes(title_text="Units sold on discount", row=row, col=1, **_count_axis(most))
+    fig.update_yaxes(tickmode="linear", dtick=1)  # a label for every bar: the panel fits them
     fig.update_layout(
         title=title or "Products most sold on discount", template=_TEMPLATE, showlegend=False
     )

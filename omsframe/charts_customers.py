@@ -23,10 +23,27 @@ from typing import Any
 
 import narwhals as nw
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from omsframe._figures import TEMPLATE, currencies, floats, label, panels, rows
-from omsframe.analysis._frames import as_frame, require
+from omsframe._figures import (
+    PANEL_HEIGHT,
+    TEMPLATE,
+    bar_heights,
+    column,
+    count_axis,
+    currencies,
+    floats,
+    label,
+    panels,
+    rows,
+)
+from omsframe._time_axis import (
+    axis_title,
+    fill_periods,
+    infer_period,
+    period_index,
+    period_label,
+)
+from omsframe.analysis._frames import Period, as_frame, require
 from omsframe.analysis.rfm import RFM_SEGMENTS
 
 __all__ = [
@@ -38,10 +55,27 @@ __all__ = [
 ]
 
 _COUNTS = ("customers", "cohort_customers", "orders")
+CELL_LABELS_UP_TO = 12
+"""The widest cohort matrix (in ages) whose cells are labelled; a wider one is colour only."""
+CELL_HEIGHT = 26
+"""Pixels per cohort: a row of the heatmap."""
+NOT_REACHED = "#e0e0e0"
+"""The colour of a cohort's ages not reached yet (the background: no cell is drawn there)."""
 
 
-def cohort_heatmap(cohorts: Any, value: str = "retention", title: str | None = None) -> go.Figure:
+def cohort_heatmap(
+    cohorts: Any,
+    value: str = "retention",
+    title: str | None = None,
+    *,
+    by: Period | None = None,
+) -> go.Figure:
     """The cohort matrix of :func:`omsframe.cohorts`: cohorts down, ages across.
+
+    An age a cohort has reached without orders is 0 (shown as "0%"); only ages it has not
+    reached yet (past the frame's last period) stay blank. Up to
+    :data:`CELL_LABELS_UP_TO` ages each cell is labelled; a wider matrix is coloured only,
+    its values in the hover.
 
     Args:
         cohorts: The output of :func:`omsframe.cohorts`.
@@ -49,11 +83,16 @@ def cohort_heatmap(cohorts: Any, value: str = "retention", title: str | None = N
             together), ``"customers"``, or a money column (``"net_sales"``,
             ``"net_sales_per_customer"``: a panel per currency).
         title: The figure title (default: "Cohort retention" or the value's name).
+        by: The cohort period (default: what the cohorts' and periods' spacing says).
 
     Example:
         >>> fig = cohort_heatmap(of.cohorts(tables), value="net_sales")
         >>> fig.layout.title.text, [a.text for a in fig.layout.annotations]
         ('Net sales by cohort', ['EUR', 'TRY', 'USD'])
+        >>> [len(row) for row in fig.data[1].z]  # ages reached: 3, 2, 1, 0 months on
+        [4, 4, 4, 4]
+        >>> fig.data[1].z[3][1] is None  # the last cohort has not reached age 1 yet
+        True
     """
     frame = as_frame(cohorts, "cohorts")
     needed = ["cohort", "age", "currency", "customers", "cohort_customers"]
@@ -68,34 +107,77 @@ def cohort_heatmap(cohorts: Any, value: str = "retention", title: str | None = N
             groups.append(
                 (currency, {k: None if v is None else float(v) for k, v in cells.items()})
             )
-    fig = make_subplots(
-        rows=max(len(groups), 1),
-        cols=1,
-        subplot_titles=[g[0].upper() for g in groups] if len(groups) > 1 else None,
-        vertical_spacing=0.1,
+    by = by or _cohort_period(frame)
+    reached = _ages_reached(frame, by)
+    starts = sorted({c for _, cells in groups for c, _ in cells})
+    oldest = max([a for _, cells in groups for _, a in cells] + list(reached.values()), default=-1)
+    ages = list(range(oldest + 1))
+    labelled = len(ages) <= CELL_LABELS_UP_TO
+    fig = panels(
+        [g[0] for g in groups] if len(groups) > 1 else [],
+        heights=[max(PANEL_HEIGHT, CELL_HEIGHT * len(starts))] * len(groups),
     )
+    fmt = "{:.0f}%" if value == "retention" else "{:,.0f}"
     for row, (currency, cells) in enumerate(groups, start=1):
-        starts = sorted({c for c, _ in cells})
-        ages = list(range(max((a for _, a in cells), default=-1) + 1))
         unit = "%" if value == "retention" else f" {currency.upper()}" if currency else ""
+        z = [
+            [cells.get((c, a), 0.0 if a <= reached.get(c, -1) else None) for a in ages]
+            for c in starts
+        ]
         fig.add_trace(
             go.Heatmap(
-                z=[[cells.get((c, a)) for a in ages] for c in starts],
+                z=z,
                 x=ages,
                 y=[f"{c:%Y-%m-%d}" for c in starts],
                 colorscale="Blues",
-                texttemplate="%{z:.1f}" if value == "retention" else "%{z:,.0f}",
+                # labels of their own, so a cell not reached yet stays blank (not "%")
+                text=[["" if v is None else fmt.format(v) for v in line] for line in z]
+                if labelled
+                else None,
+                texttemplate="%{text}" if labelled else None,
+                textfont={"size": 12},
+                hoverongaps=False,
                 hovertemplate=f"cohort %{{y}}, age %{{x}}: %{{z:,.2f}}{unit}<extra></extra>",
                 showscale=row == 1,
             ),
             row=row,
             col=1,
         )
-        fig.update_yaxes(title_text="Cohort (first order)", autorange="reversed", row=row, col=1)
-    fig.update_xaxes(title_text="Periods since the first order", row=max(len(groups), 1), col=1)
+        fig.update_yaxes(
+            title_text="Cohort (first order)",
+            type="category",  # every cohort labelled, as a date
+            autorange="reversed",
+            row=row,
+            col=1,
+        )
+    fig.update_xaxes(showgrid=False, **({"dtick": 1} if len(ages) <= 24 else {}))
+    fig.update_yaxes(showgrid=False)
+    ages_title = f"{by.capitalize() if by else 'Period'}s since the first order"
+    fig.update_xaxes(title_text=ages_title, row=max(len(groups), 1), col=1)
     default = "Cohort retention (%)" if value == "retention" else f"{label(value)} by cohort"
-    fig.update_layout(title=title or default, template=TEMPLATE)
+    fig.update_layout(
+        title={"text": title or default, "subtitle": {"text": "Grey: ages not reached yet"}},
+        template=TEMPLATE,
+        plot_bgcolor=NOT_REACHED,
+    )
     return fig
+
+
+def _cohort_period(frame: Any) -> Period | None:
+    """The cohorts' period, from the spacing of their starts and calendar periods."""
+    periods = column(frame, "period") if "period" in frame.columns else []
+    return infer_period([*column(frame, "cohort"), *periods])
+
+
+def _ages_reached(frame: Any, by: Period | None) -> dict[Any, int]:
+    """The oldest age each cohort has reached by the frame's last period (none unknown)."""
+    if "period" not in frame.columns or by is None:
+        return {}
+    last = max((p for p in column(frame, "period") if p is not None), default=None)
+    if last is None:
+        return {}
+    end = period_index(last, by)
+    return {c: end - period_index(c, by) for c in set(column(frame, "cohort")) if c is not None}
 
 
 def _pooled(frame: Any, value: str) -> dict[tuple[Any, int], float | None]:
@@ -166,15 +248,29 @@ def rfm_chart(rfm: Any, title: str | None = None) -> go.Figure:
 
 
 def new_vs_returning_chart(
-    mix: Any, measure: str = "customers", title: str | None = None
+    mix: Any,
+    measure: str = "customers",
+    title: str | None = None,
+    *,
+    by: Period | None = None,
+    tz: str | None = None,
 ) -> go.Figure:
     """New and returning customers (or net sales) per period (:func:`omsframe.new_vs_returning`).
 
     Stacked bars per customer type; counts add currencies together, ``net_sales`` gets a
     panel per currency.
 
+    Args:
+        mix: The output of :func:`omsframe.new_vs_returning`.
+        measure: ``"customers"``, ``"orders"`` or ``"net_sales"``.
+        title: The figure title (default: says the measure and the period).
+        by: The frame's period (default: what the periods' spacing says).
+        tz: The time zone the periods are in, named on the time axis (default: not named).
+
     Example:
         >>> fig = new_vs_returning_chart(of.new_vs_returning(tables), "net_sales")
+        >>> fig.layout.title.text
+        'Net sales of new and returning customers per month'
         >>> [trace.name for trace in fig.data if "TRY" in trace.name]
         ['New (TRY)', 'Returning (TRY)']
         >>> [a.text for a in fig.layout.annotations]
@@ -182,6 +278,10 @@ def new_vs_returning_chart(
     """
     frame = as_frame(mix, "new_vs_returning")
     require(frame, ["period", "customer_type", "currency", measure], "new_vs_returning")
+    by = by or infer_period(column(frame, "period"))
+    # a bar per period, named as one; a period without orders keeps its place, empty
+    starts = {p for p in column(frame, "period") if p is not None}
+    periods = [p for (p,) in fill_periods([(p,) for p in starts], by, ())]
     money = measure not in _COUNTS
     names = currencies(frame) if money else [""]
     fig = panels(names)
@@ -191,29 +291,39 @@ def new_vs_returning_chart(
             part.group_by("period", "customer_type")
             .agg(nw.col(measure).sum())
             .with_columns(nw.col(measure).cast(nw.Float64))
-            .sort("period")
         )
+        cells = {(p, k): v for p, k, v in rows(per, "period", "customer_type", measure)}
         for kind in ("new", "returning", "unknown"):
-            cells = per.filter(nw.col("customer_type") == kind)
-            if not cells.shape[0]:
+            if not any(k == kind for _, k in cells):
                 continue
             fig.add_trace(
                 go.Bar(
-                    x=cells.get_column("period").to_list(),
-                    y=floats(cells, measure),
+                    x=[period_label(p, by) for p in periods],
+                    y=[cells.get((p, kind)) for p in periods],
                     name=f"{kind.capitalize()}{f' ({currency.upper()})' if money else ''}",
                 ),
                 row=row,
                 col=1,
             )
         unit = f" ({currency.upper()})" if money else ""
-        fig.update_yaxes(title_text=f"{label(measure)}{unit}", row=row, col=1)
-    fig.update_layout(
-        title=title or f"New and returning customers: {label(measure).lower()}",
-        barmode="stack",
-        template=TEMPLATE,
+        counts = {} if money else count_axis(_stacked_maximum(per, measure))
+        fig.update_yaxes(title_text=f"{label(measure)}{unit}", row=row, col=1, **counts)
+    fig.update_xaxes(type="category")
+    fig.update_xaxes(title_text=axis_title(by, tz), row=len(names), col=1)
+    period = f"per {by}" if by else "over time"
+    default = (
+        f"New and returning customers {period}"
+        if measure == "customers"
+        else f"{label(measure)} of new and returning customers {period}"
     )
+    fig.update_layout(title=title or default, barmode="stack", template=TEMPLATE)
     return fig
+
+
+def _stacked_maximum(per: Any, measure: str) -> float:
+    """The tallest stack: the largest sum of ``measure`` over a period's customer types."""
+    totals = per.group_by("period").agg(nw.col(measure).sum())
+    return float(max(column(totals, measure), default=0) or 0)
 
 
 def top_products_chart(top: Any, measure: str = "net_sales", title: str | None = None) -> go.Figure:
@@ -227,11 +337,10 @@ def top_products_chart(top: Any, measure: str = "net_sales", title: str | None =
     frame = as_frame(top, "top_products")
     require(frame, ["currency", measure], "top_products")
     names = currencies(frame)
-    fig = panels(names, shared_x=False)
-    for row, currency in enumerate(names, start=1):
-        part = frame.filter(nw.col("currency") == currency)
-        if "rank" in part.columns:
-            part = part.sort("rank")
+    parts = [frame.filter(nw.col("currency") == currency) for currency in names]
+    parts = [part.sort("rank") if "rank" in part.columns else part for part in parts]
+    fig = panels(names, shared_x=False, heights=bar_heights([part.shape[0] for part in parts]))
+    for row, (currency, part) in enumerate(zip(names, parts, strict=True), start=1):
         labels = _product_labels(part)
         fig.add_trace(
             go.Bar(
@@ -245,6 +354,7 @@ def top_products_chart(top: Any, measure: str = "net_sales", title: str | None =
         )
         unit = "" if measure.startswith("units") else f" ({currency.upper()})"
         fig.update_xaxes(title_text=f"{label(measure)}{unit}", row=row, col=1)
+    fig.update_yaxes(tickmode="linear", dtick=1)  # a label for every bar: the panel fits them
     fig.update_layout(title=title or "Top products", template=TEMPLATE, showlegend=False)
     return fig
 

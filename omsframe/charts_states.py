@@ -1,4 +1,4 @@
-"""Plotly figures for the order lifecycle: funnel, transitions, time in state, lead times, webhooks.
+"""Plotly figures for the order lifecycle: states, funnel, transitions, times, returns, webhooks.
 
 Each takes a helper's output (pandas or polars) and returns a ``go.Figure``; nothing is shown
 or written. Re-exported by :mod:`omsframe.charts`.
@@ -17,18 +17,31 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import narwhals as nw
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from omsframe._figures import TEMPLATE, column, floats, label, rows
-from omsframe.analysis._frames import as_frame, require
+from omsframe._figures import (
+    MARGIN,
+    TEMPLATE,
+    bar_heights,
+    column,
+    count_axis,
+    floats,
+    label,
+    rows,
+)
+from omsframe._time_axis import axis_title, fill_periods, infer_period
+from omsframe.analysis._frames import Period, as_frame, require
+from omsframe.analysis.errors import AnalysisError
 
 __all__ = [
     "funnel_chart",
     "lead_time_chart",
+    "return_rates_chart",
+    "state_counts_chart",
     "time_in_state_chart",
     "transition_heatmap",
     "webhook_health_chart",
@@ -37,6 +50,76 @@ __all__ = [
 _STAGES = {"orders": "Placed", "approved": "Approved", "shipped": "Shipped"}
 _STAGES["delivered"] = "Delivered"
 _FIRST = "(first state)"
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_RATE_COLUMNS = {
+    "orders",
+    "units",
+    "units_cancelled",
+    "units_refunded",
+    "cancel_rate",
+    "refund_rate",
+    "orders_cancelled",
+    "orders_refunded",
+    "order_cancel_rate",
+    "order_refund_rate",
+}
+
+
+def state_counts_chart(
+    counts: Any, of: Literal["orders", "items"] = "orders", title: str | None = None
+) -> go.Figure:
+    """Where the orders (or items) are now: a bar per state, from :func:`omsframe.state_counts`.
+
+    States in code order, the first on top, labelled with code and name; the frame's periods
+    and dims are added together. The hover gives each state's share.
+
+    Args:
+        counts: The output of :func:`omsframe.state_counts`.
+        of: What ``counts`` counts, as passed to it: ``"orders"`` or ``"items"``.
+        title: The figure title (default: "Orders in each state now").
+
+    Example:
+        >>> fig = state_counts_chart(of.state_counts(tables))
+        >>> fig.layout.title.text, fig.data[0].y[-1]
+        ('Orders in each state now', '100 Cancelled')
+        >>> sum(fig.data[0].x)
+        300
+    """
+    frame = as_frame(counts, "state_counts")
+    require(frame, ["state_code", "count"], "state_counts")
+    named = "state_name" in frame.columns
+    per = frame.group_by("state_code").agg(
+        nw.col("count").sum(), *([nw.col("state_name").max()] if named else [])
+    )
+    points = sorted(
+        rows(per, "state_code", "count", *(["state_name"] if named else [])),
+        key=lambda p: _code_order(p[0]),
+    )[::-1]  # drawn bottom up: the first state on top
+    labels = [
+        _FIRST if p[0] is None else f"{p[0]} {p[2]}" if named and p[2] else str(p[0])
+        for p in points
+    ]
+    total = sum(p[1] for p in points)
+    fig = go.Figure(
+        go.Bar(
+            x=[p[1] for p in points],
+            y=labels,
+            orientation="h",
+            customdata=[100 * p[1] / total if total else None for p in points],
+            hovertemplate="%{y}: %{x} (%{customdata:.1f}%)<extra></extra>",
+        )
+    )
+    (height,) = bar_heights([len(points)])
+    what = "Items" if of == "items" else "Orders"
+    fig.update_layout(
+        title=title or f"{what} in each state now",
+        xaxis={"title": what, **count_axis(max((p[1] for p in points), default=0))},
+        yaxis={"title": "State", "tickmode": "linear", "dtick": 1},
+        height=height + MARGIN["t"] + MARGIN["b"],
+        margin=MARGIN,
+        template=TEMPLATE,
+    )
+    return fig
 
 
 def funnel_chart(funnel: Any, color: str | None = None, title: str | None = None) -> go.Figure:
@@ -229,11 +312,79 @@ def lead_time_chart(
     return fig
 
 
-def webhook_health_chart(health: Any, title: str | None = None) -> go.Figure:
+def return_rates_chart(rates: Any, dim: str | None = None, title: str | None = None) -> go.Figure:
+    """The shares of the units ordered later cancelled or refunded (:func:`omsframe.return_rates`).
+
+    A pair of bars per value of ``dim``; the frame's periods and other dims are added
+    together (the rates recomputed from the counts). Weekdays read Mon .. Sun (1 is
+    Monday), hours 0 .. 23, in order.
+
+    Args:
+        rates: The output of :func:`omsframe.return_rates`.
+        dim: The dimension across (default: the frame's first).
+        title: The figure title (default: "Cancelled and refunded units by <dim>").
+
+    Raises:
+        AnalysisError: The frame has no dimension to draw, or lacks a count.
+
+    Example:
+        >>> fig = return_rates_chart(of.return_rates(tables, dims=["weekday"]))
+        >>> fig.data[0].x
+        ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
+        >>> fig.layout.title.text, fig.layout.xaxis.title.text
+        ('Cancelled and refunded units by weekday', 'Weekday placed')
+    """
+    frame = as_frame(rates, "return_rates")
+    counts = ["units", "units_cancelled", "units_refunded"]
+    require(frame, counts, "return_rates")
+    dims = [c for c in frame.columns if c != "period" and c not in _RATE_COLUMNS]
+    dim = dim or next(iter(dims), None)
+    if dim is None:
+        raise AnalysisError("return_rates_chart needs a dimension: return_rates(data, dims=[...])")
+    require(frame, [dim], "return_rates")
+    per = frame.group_by(dim).agg(*[nw.col(c).sum() for c in counts])
+    points = sorted(
+        rows(per, dim, *counts), key=lambda p: (p[0] is None, 0 if p[0] is None else p[0])
+    )
+    labels = [
+        _WEEKDAYS[v - 1] if dim == "weekday" and v in range(1, 8) else str(v) for v, *_ in points
+    ]
+    fig = go.Figure()
+    for name, index in (("Cancelled", 2), ("Refunded", 3)):
+        fig.add_trace(
+            go.Bar(
+                x=labels,
+                y=[100 * p[index] / p[1] if p[1] else None for p in points],
+                name=name,
+                customdata=[[p[index], p[1]] for p in points],
+                hovertemplate=f"%{{x}}: %{{y:.1f}}% {name.lower()}"
+                " (%{customdata[0]} of %{customdata[1]} units)<extra></extra>",
+            )
+        )
+    placed = {"weekday": "Weekday placed", "hour": "Hour placed"}
+    fig.update_layout(
+        title=title or f"Cancelled and refunded units by {label(dim).lower()}",
+        xaxis={"title": placed.get(dim, label(dim)), "type": "category"},
+        yaxis={"title": "Share of the units ordered (%)", "rangemode": "nonnegative"},
+        barmode="group",
+        template=TEMPLATE,
+    )
+    return fig
+
+
+def webhook_health_chart(
+    health: Any, title: str | None = None, *, by: Period | None = None, tz: str | None = None
+) -> go.Figure:
     """Delivered and failed webhook events and retries per period (:func:`omsframe.webhook_health`).
 
     Sums the frame's dims per period: stacked bars of delivered and failed events, a line
-    of retries on a second axis.
+    of retries on a second axis; a period without events is drawn as 0 of each.
+
+    Args:
+        health: The output of :func:`omsframe.webhook_health` (with a period).
+        title: The figure title (default: "Webhook deliveries per <period>").
+        by: The frame's period (default: what the periods' spacing says).
+        tz: The time zone the periods are in, named on the time axis (default: not named).
 
     Example:
         >>> fig = webhook_health_chart(of.webhook_health(tables, by="week"))
@@ -247,25 +398,32 @@ def webhook_health_chart(health: Any, title: str | None = None) -> go.Figure:
         .agg(nw.col("delivered").sum(), nw.col("failed").sum(), nw.col("retries").sum())
         .sort("period")
     )
-    periods = per.get_column("period").to_list()
+    by = by or infer_period(column(per, "period"))
+    points = fill_periods(rows(per, "period", "delivered", "failed", "retries"), by, (0, 0, 0))
+    periods, delivered, failed, retries = ([p[i] for p in points] for i in range(4))
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for name, colour in (("delivered", "#2ca02c"), ("failed", "#d62728")):
+    for name, counts, colour in (
+        ("Delivered", delivered, "#2ca02c"),
+        ("Failed", failed, "#d62728"),
+    ):
         fig.add_trace(
-            go.Bar(
-                x=periods, y=per.get_column(name).to_list(), name=label(name), marker_color=colour
-            ),
-            secondary_y=False,
+            go.Bar(x=periods, y=counts, name=name, marker_color=colour), secondary_y=False
         )
     fig.add_trace(
-        go.Scatter(
-            x=periods, y=per.get_column("retries").to_list(), name="Retries", mode="lines+markers"
-        ),
-        secondary_y=True,
+        go.Scatter(x=periods, y=retries, name="Retries", mode="lines+markers"), secondary_y=True
     )
-    fig.update_layout(title=title or "Webhook deliveries", barmode="stack", template=TEMPLATE)
-    fig.update_yaxes(title_text="Events", secondary_y=False)
-    fig.update_yaxes(title_text="Retries", secondary_y=True)
-    fig.update_xaxes(title_text="Period (business time)")
+    default = f"Webhook deliveries {f'per {by}' if by else 'over time'}"
+    fig.update_layout(title=title or default, barmode="stack", template=TEMPLATE)
+    events = [d + f for d, f in zip(delivered, failed, strict=True)]
+    fig.update_yaxes(title_text="Events", secondary_y=False, **count_axis(max(events, default=0)))
+    # its own ticks (not synced to the events axis) and no second grid
+    fig.update_yaxes(
+        title_text="Retries",
+        secondary_y=True,
+        showgrid=False,
+        **count_axis(max(retries, default=0)),
+    )
+    fig.update_xaxes(title_text=axis_title(by, tz))
     return fig
 
 

@@ -20,7 +20,7 @@ import orjson
 
 from omsframe.atomic import write_atomic
 from omsframe.errors import CacheError
-from omsframe.load import Tables, cache_info, load
+from omsframe.load import Tables, _human, cache_info, load
 
 _GUARD = """
 <script>
@@ -82,6 +82,7 @@ def _sections(tables: Tables, tz: str) -> list[Section]:
         new_vs_returning,
         revenue,
         rfm,
+        state_counts,
         top_products,
         transitions,
         webhook_health,
@@ -94,48 +95,66 @@ def _sections(tables: Tables, tz: str) -> list[Section]:
     sections = [
         Section(
             "Revenue",
-            "Net sales by week, tax included, per currency (currencies are never added "
+            "Net sales per week, net sales per month by channel, and the average order value "
+            "per week: tax included, a panel per currency (currencies are never added "
             "together). Sales count on the day placed; cancellations and refunds on the day "
-            "they happened.",
+            "they happened. A week without sales shows as 0 net sales and as a gap in the "
+            "average order value.",
             [
-                charts.revenue_chart(weekly),
-                charts.revenue_chart(by_channel, color="channel", title="Net sales by channel"),
-                charts.aov_chart(weekly),
+                charts.revenue_chart(weekly, by="week", tz=tz),
+                charts.revenue_chart(by_channel, color="channel", by="month", tz=tz),
+                charts.aov_chart(weekly, by="week", tz=tz),
             ],
         ),
         Section(
             "Discounts",
-            "How deep the discounts and markdowns go, campaign days, and what sells on discount.",
+            "How deep the basket discounts and markdowns go each month (the share of items "
+            "sold in each depth bucket), the discount rate against the units sold each day "
+            "with the campaign days marked, and the products most sold on discount (a panel "
+            "per currency).",
             [
-                charts.discount_depth_chart(discount_depth(book, by="month", tz=tz)),
+                charts.discount_depth_chart(
+                    discount_depth(book, by="month", tz=tz), by="month", tz=tz
+                ),
                 charts.campaign_days_chart(campaign_days(book, tz=tz)),
                 charts.top_discounted_products_chart(top_discounted(book)),
             ],
         ),
         Section(
             "Order states",
-            "Where the orders are, how far the orders placed each month got, how they move "
-            "between states and how long each step takes (from the webhook events, else from "
-            "the state changes the syncs observed).",
+            "Where the orders are now (their current state), how far all the orders placed "
+            "got (every month together; the cancelled and refunded under the title), how they "
+            "move between states, how many hours they take from placed to shipped by delivery "
+            "type, and the webhook deliveries per week. State changes come from the webhook "
+            "events, else from the state changes the syncs observed.",
             [
-                charts.funnel_chart(funnel(tables, by="month", tz=tz)),
+                charts.state_counts_chart(state_counts(tables, of="orders")),
+                charts.funnel_chart(funnel(tables, by=None), title="Order funnel: all orders"),
                 charts.transition_heatmap(transitions(tables)),
                 charts.lead_time_chart(lead_times(tables), by="delivery_type"),
-                charts.webhook_health_chart(webhook_health(tables, by="week", tz=tz)),
+                charts.webhook_health_chart(
+                    webhook_health(tables, by="week", tz=tz), by="week", tz=tz
+                ),
             ],
         ),
         Section(
             "Customers",
-            "New and returning customers, how cohorts come back, and RFM segments (per currency).",
+            "New and returning customers per month and how each month's new customers come "
+            "back (customers of every currency counted together), and the customers in each "
+            "RFM segment (a bar per currency).",
             [
-                charts.new_vs_returning_chart(new_vs_returning(book, by="month", tz=tz)),
-                charts.cohort_heatmap(cohorts(book, tz=tz)),
+                charts.new_vs_returning_chart(
+                    new_vs_returning(book, by="month", tz=tz), by="month", tz=tz
+                ),
+                charts.cohort_heatmap(cohorts(book, tz=tz), by="month"),
                 charts.rfm_chart(rfm(book, tz=tz)),
             ],
         ),
         Section(
             "Products",
-            "The products that sell most, and their ABC classes by net sales (per currency).",
+            "The products that sell most by net sales (a panel per currency), and the "
+            "cumulative share of net sales by product rank with the ABC classes (a line per "
+            "currency).",
             [
                 charts.top_products_chart(top_products(book, n=10)),
                 charts.abc_chart(abc_classes(book)),
@@ -207,7 +226,7 @@ def write_report(
     if len(tables.orders) == 0:
         raise CacheError(f"cache {root} holds no orders yet: run `omsframe sync` first")
     info = cache_info(root)
-    age = f"{info.last_sync} ({info.age.days} days ago)" if info.age else str(info.last_sync)
+    age = f"{info.last_sync} ({_human(info.age)} ago)" if info.age else str(info.last_sync)
     meta = {
         "source": info.source or "-",
         "last sync": age,

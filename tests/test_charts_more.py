@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
+import polars as pl
 import pytest
 
 from omsframe import charts
@@ -17,7 +19,9 @@ from omsframe.analysis import (
     funnel,
     lead_times,
     new_vs_returning,
+    return_rates,
     rfm,
+    state_counts,
     time_in_state,
     top_products,
     transitions,
@@ -25,6 +29,7 @@ from omsframe.analysis import (
 )
 from omsframe.simulator import catalogue as cat
 from tests.test_analysis_shop import ENGINES, Shop, records
+from tests.test_charts import assert_roomy
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +70,20 @@ def test_the_funnel_chart_draws_the_worlds_stages(shop: Shop, engine: str) -> No
     assert trace["y"] == ["Placed", "Approved", "Shipped", "Delivered"]
     assert trace["x"] == [reached[s] for s in trace["y"]]
     assert f"Cancelled {reached['cancelled']} " in layout(fig)["title"]["text"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_state_counts_chart_draws_where_the_orders_are_now(shop: Shop, engine: str) -> None:
+    frame = state_counts(shop.tables[engine], by="month", dims=["channel"])
+    fig = charts.state_counts_chart(frame)
+    (trace,) = data(fig)
+    assert sum(trace["x"]) == shop.world.visible_orders(shop.now_us)  # months, channels summed
+    codes = [label.split()[0] for label in trace["y"]]
+    assert codes == sorted(codes, key=int, reverse=True)  # the first state on top
+    assert "550 Delivered" in trace["y"]
+    assert layout(fig)["title"]["text"] == "Orders in each state now"
+    items = charts.state_counts_chart(state_counts(shop.tables[engine], of="items"), of="items")
+    assert layout(items)["xaxis"]["title"]["text"] == "Items"
 
 
 def test_the_funnel_chart_draws_a_funnel_per_channel(shop: Shop) -> None:
@@ -134,6 +153,41 @@ def test_the_webhook_chart_stacks_delivered_and_failed_events(shop: Shop) -> Non
     assert layout(fig)["barmode"] == "stack"
 
 
+def test_the_webhook_chart_counts_in_whole_numbers_from_zero() -> None:
+    health = pl.DataFrame(
+        {
+            "period": [dt.datetime(2025, 1, d) for d in (6, 13, 20)],
+            "delivered": [40, 52, 47],
+            "failed": [1, 0, 2],
+            "retries": [2, 0, 3],
+        }
+    )
+    axes = layout(charts.webhook_health_chart(health))
+    events, retries = axes["yaxis"], axes["yaxis2"]
+    assert retries["title"]["text"] == "Retries" and retries["overlaying"] == "y"
+    # not synced to the events axis (which gave ticks like 93.9, 74.3 ... -3.9)
+    assert retries["tickmode"] == "linear" and retries["dtick"] == 1
+    for axis in (events, retries):
+        assert axis["rangemode"] == "nonnegative" and axis["tickformat"] == ",d"
+
+
+def test_the_webhook_chart_shows_a_week_without_events_as_none() -> None:
+    health = pl.DataFrame(
+        {
+            "period": [dt.datetime(2025, 1, d) for d in (6, 20, 27)],  # none the 13th
+            "delivered": [40, 52, 47],
+            "failed": [1, 0, 2],
+            "retries": [2, 0, 3],
+        }
+    )
+    fig = charts.webhook_health_chart(health, tz="Europe/Istanbul")
+    delivered, _, retries = data(fig)
+    assert list(retries["x"]) == [dt.datetime(2025, 1, d) for d in (6, 13, 20, 27)]
+    assert list(retries["y"]) == [2, 0, 0, 3] and list(delivered["y"]) == [40, 0, 52, 47]
+    assert layout(fig)["title"]["text"] == "Webhook deliveries per week"
+    assert layout(fig)["xaxis"]["title"]["text"] == "Week (Europe/Istanbul)"
+
+
 # --- customers and products -------------------------------------------------------------------
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_cohort_heatmap_pools_currencies_for_retention(shop: Shop, engine: str) -> None:
@@ -145,6 +199,40 @@ def test_the_cohort_heatmap_pools_currencies_for_retention(shop: Shop, engine: s
     size = sum(r["cohort_customers"] for r in rows if r["cohort"] == first and r["age"] == 0)
     back = sum(r["customers"] for r in rows if r["cohort"] == first and r["age"] == 1)
     assert trace["z"][0][1] == pytest.approx(100 * back / size)
+
+
+def cohort_rows(ages: dict[dt.datetime, dict[int, int]], size: int = 10) -> pl.DataFrame:
+    """A hand-made cohorts frame: for each monthly cohort, customers back at each age."""
+    records = []
+    for cohort, back in ages.items():
+        for age, customers in back.items():
+            month = cohort.year * 12 + cohort.month - 1 + age
+            period = dt.datetime(month // 12, month % 12 + 1, 1)
+            records.append((cohort, age, period, "try", size, customers))
+    names = ["cohort", "age", "period", "currency", "cohort_customers", "customers"]
+    return pl.DataFrame(records, schema=names, orient="row")
+
+
+def test_the_cohort_heatmap_shows_no_return_as_0_and_leaves_only_unreached_ages_blank() -> None:
+    oct_, nov, dec = (dt.datetime(y, m, 1) for y, m in ((2024, 10), (2024, 11), (2024, 12)))
+    # nobody came back in their first month after; December is the last month of the data
+    frame = cohort_rows({oct_: {0: 10, 2: 2}, nov: {0: 10}, dec: {0: 10}})
+    fig = charts.cohort_heatmap(frame)
+    (trace,) = data(fig)
+    assert trace["z"] == [[100.0, 0.0, 20.0], [100.0, 0.0, None], [100.0, None, None]]
+    assert layout(fig)["xaxis"]["title"]["text"] == "Months since the first order"
+    assert trace["text"] == [["100%", "0%", "20%"], ["100%", "0%", ""], ["100%", "", ""]]
+    assert trace["texttemplate"] == "%{text}" and trace["hoverongaps"] is False
+
+
+def test_a_wide_cohort_heatmap_is_tall_and_leaves_its_values_to_the_hover() -> None:
+    months = [dt.datetime(2023 + m // 12, m % 12 + 1, 1) for m in range(23)]
+    fig = charts.cohort_heatmap(cohort_rows({m: {0: 10, 1: 3} for m in months}))
+    (trace,) = data(fig)
+    assert len(trace["z"]) == 23 and len(trace["x"]) == 24  # ages 0 .. 23
+    assert not trace.get("text") and not trace.get("texttemplate")  # 529: unreadably small
+    assert "%{z" in trace["hovertemplate"]
+    assert layout(fig)["height"] >= 23 * 20 + 180  # a readable row per cohort
 
 
 def test_the_cohort_heatmap_keeps_money_apart_by_currency(shop: Shop) -> None:
@@ -184,6 +272,36 @@ def test_the_new_vs_returning_chart(shop: Shop) -> None:
     assert len({t["yaxis"] for t in data(money)}) == 3
 
 
+def test_the_new_vs_returning_chart_says_what_and_when(shop: Shop) -> None:
+    frame = new_vs_returning(shop.tables["polars"], by="month")
+    fig = charts.new_vs_returning_chart(frame, tz="Europe/Istanbul")
+    assert layout(fig)["title"]["text"] == "New and returning customers per month"
+    assert layout(fig)["xaxis"]["title"]["text"] == "Month (Europe/Istanbul)"
+    months = sorted({r["period"] for r in records(frame)})
+    assert data(fig)[0]["x"] == [f"{m:%b %Y}" for m in months]  # not Oct 1, Oct 31, Nov 30
+    assert layout(fig)["xaxis"]["type"] == "category"
+    assert layout(fig)["yaxis"]["tickformat"] == ",d"  # customers are whole
+    money = charts.new_vs_returning_chart(frame, "net_sales")
+    assert layout(money)["title"]["text"] == "Net sales of new and returning customers per month"
+    assert layout(money)["xaxis3"]["title"]["text"] == "Month"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_return_rates_chart_names_the_weekdays(shop: Shop, engine: str) -> None:
+    frame = return_rates(shop.tables[engine], dims=["weekday"], by="month")
+    rows = records(frame)
+    fig = charts.return_rates_chart(frame)
+    cancelled, refunded = data(fig)
+    assert cancelled["x"] == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]  # 1 is Monday
+    assert layout(fig)["xaxis"]["type"] == "category"
+    assert layout(fig)["xaxis"]["title"]["text"] == "Weekday placed"
+    monday = [r for r in rows if r["weekday"] == 1]  # the months added together
+    share = sum(r["units_refunded"] for r in monday) / sum(r["units"] for r in monday)
+    assert refunded["y"][0] == pytest.approx(100 * share)
+    by_channel = charts.return_rates_chart(return_rates(shop.tables[engine], dims=["channel"]))
+    assert data(by_channel)[0]["x"] == sorted(c.name for c in cat.CHANNELS)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_top_products_chart_puts_the_best_seller_on_top(shop: Shop, engine: str) -> None:
     top = top_products(shop.tables[engine], n=5)
@@ -198,6 +316,14 @@ def test_the_top_products_chart_puts_the_best_seller_on_top(shop: Shop, engine: 
     assert layout(fig)["xaxis"]["title"]["text"] == "Net sales (EUR)"
 
 
+def test_the_top_products_chart_labels_all_ten_products(shop: Shop) -> None:
+    fig = charts.top_products_chart(top_products(shop.tables["pandas"], n=10))
+    assert [len(t["y"]) for t in data(fig)] == [10, 10, 10]
+    assert_roomy(fig, panel=10 * 20, gap=90)  # 20 px a label; x title and heading between
+    yaxes = [v for k, v in layout(fig).items() if k.startswith("yaxis")]
+    assert all(axis["dtick"] == 1 and axis["automargin"] for axis in yaxes)
+
+
 def test_the_abc_chart_climbs_to_the_whole(shop: Shop) -> None:
     traces = data(charts.abc_chart(abc_classes(shop.tables["polars"])))
     assert [t["name"] for t in traces] == ["EUR", "TRY", "USD"]
@@ -208,10 +334,12 @@ def test_the_abc_chart_climbs_to_the_whole(shop: Shop) -> None:
 
 def test_the_charts_are_importable_from_omsframe_charts(tmp_path: Path) -> None:
     for name in (
+        "state_counts_chart",
         "funnel_chart",
         "transition_heatmap",
         "time_in_state_chart",
         "lead_time_chart",
+        "return_rates_chart",
         "webhook_health_chart",
         "cohort_heatmap",
         "rfm_chart",

@@ -79,3 +79,34 @@ def test_the_report_names_the_source_freshness_and_pii_policy(page: Path) -> Non
     text = page.read_text()
     for label in ("source", "last sync", "PII policy", "pseudonymize", "Revenue", "Discounts"):
         assert label in text
+
+
+def test_the_report_says_what_its_charts_show(page: Path) -> None:
+    text = page.read_text()
+    intros = dict(re.findall(r"<h2>([^<]*)</h2><p>([^<]*)</p>", text))
+    assert intros["Revenue"].startswith(
+        "Net sales per week, net sales per month by channel, and the average order value per week"
+    )
+    assert intros["Order states"].startswith("Where the orders are now (their current state)")
+    assert "every month together" in intros["Order states"]  # the funnel adds them up
+    assert "customers of every currency counted together" in intros["Customers"]
+    titles = re.findall(r'"title":\{"text":"([^"<]*)', text)
+    for title in (
+        "Net sales per week",
+        "Net sales per month by channel",
+        "Average order value per week",
+        "Discount and markdown depth per month",
+        "Orders in each state now",  # where the orders are now: the intro's first claim
+        "Order funnel: all orders",
+        "Webhook deliveries per week",
+        "New and returning customers per month",
+    ):
+        assert title in titles, (title, titles)
+    assert "Week (Europe/Istanbul)" in text and "Month (Europe/Istanbul)" in text
+
+
+def test_the_report_says_how_fresh_the_cache_is_as_status_does(page: Path) -> None:
+    text = page.read_text()
+    last_sync = re.search(r"<th>last sync</th><td>([^<]*)</td>", text)
+    assert last_sync, text[:2000]
+    assert re.search(r"\(\d+(s|min|h|d) ago\)$", last_sync.group(1)), last_sync.group(1)

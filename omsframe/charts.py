@@ -131,7 +131,7 @@ def revenue_chart(
         ('Net sales per week by channel', 'Week (Europe/Istanbul)')
         >>> [a.text for a in fig.layout.annotations]  # a panel per currency
         ['EUR', 'TRY', 'USD']
-        >>> [trace.name for trace in fig.data]
+        >>> [trace.name for trace in fig.data if trace.showlegend is not False]  # the lines
         ['EU Shop (EUR)', 'Mobile App TR (TRY)', 'Web Shop TR (TRY)', 'US Shop (USD)']
     """
     return _over_time(revenue, measure, color, title, by, tz)
@@ -152,7 +152,7 @@ def aov_chart(
 
     Example:
         >>> fig = aov_chart(of.revenue(tables, by="month"))
-        >>> fig.layout.title.text, len(fig.data)
+        >>> fig.layout.title.text, len([t for t in fig.data if t.showlegend is not False])
         ('Average order value per month', 3)
         >>> fig.layout.yaxis.title.text
         'Average order value (EUR)'

@@ -35,6 +35,22 @@ def y_axis_titles(fig: go.Figure) -> list[str]:
     return [layout[k]["title"]["text"] for k in sorted(layout) if k.startswith("yaxis")]
 
 
+def lines(fig: go.Figure) -> list[dict[str, Any]]:
+    """The line of each series, its partial periods' values (drawn apart) put back in place."""
+    data = fig.to_dict()["data"]
+    main = [t for t in data if t.get("showlegend") is not False]
+    for trace in main:
+        marks = [
+            t
+            for t in data
+            if t.get("legendgroup") == trace["name"]
+            and t.get("marker", {}).get("symbol") == "circle-open"
+        ]
+        partial = {x: y for t in marks for x, y in zip(t["x"], t["y"], strict=True)}
+        trace["y"] = [partial.get(x, y) for x, y in zip(trace["x"], trace["y"], strict=True)]
+    return main
+
+
 def panel_pixels(fig: go.Figure) -> list[tuple[float, float]]:
     """Each panel's (top, bottom) in pixels down from the top of the plot area, top first."""
     layout = fig.to_dict()["layout"]
@@ -58,7 +74,9 @@ def test_revenue_chart_draws_each_currency_on_its_own_labelled_axis(
     frame = revenue(shop.tables[engine], by="week")
     fig = charts.revenue_chart(frame)
     assert isinstance(fig, go.Figure)
-    data = fig.to_dict()["data"]
+    hollow = [t for t in fig.data if getattr(t.marker, "symbol", None) == "circle-open"]
+    assert hollow and frame["partial"].any()  # the week the data ends in is drawn apart
+    data = lines(fig)
     assert [t["name"] for t in data] == ["EUR", "TRY", "USD"]
     assert len({t["yaxis"] for t in data}) == 3  # never two currencies on one axis
     assert y_axis_titles(fig) == ["Net sales (EUR)", "Net sales (TRY)", "Net sales (USD)"]
@@ -80,10 +98,10 @@ def test_panels_per_currency_are_tall_enough_for_their_axis_titles(shop: Shop) -
 def test_revenue_chart_draws_a_line_per_dimension_value(shop: Shop) -> None:
     frame = revenue(shop.tables["pandas"], by="month", dims=["channel"], measures=["gross_sales"])
     fig = charts.revenue_chart(frame, measure="gross_sales", color="channel")
-    names = [t["name"] for t in fig.to_dict()["data"]]
+    names = [t["name"] for t in lines(fig)]
     assert names == ["EU Shop (EUR)", "Mobile App TR (TRY)", "Web Shop TR (TRY)", "US Shop (USD)"]
     expected = totals(shop.truth, lambda u: u.channel, lambda u: u.gross_sales)
-    for trace in fig.to_dict()["data"]:
+    for trace in lines(fig):
         channel = trace["name"].rsplit(" (", 1)[0]
         assert sum(trace["y"]) == pytest.approx(float(expected[channel]), abs=0.005)
 
@@ -94,9 +112,9 @@ def test_a_converted_revenue_is_one_axis_that_says_so(shop: Shop) -> None:
     )
     frame = revenue(shop.tables["polars"], by="month", fx=rates, reporting_currency="try")
     fig = charts.revenue_chart(frame)
-    assert [t["name"] for t in fig.to_dict()["data"]] == ["TRY"]
+    assert [t["name"] for t in lines(fig)] == ["TRY"]
     assert y_axis_titles(fig) == ["Net sales (TRY, converted)"]
-    assert sum(fig.to_dict()["data"][0]["y"]) == pytest.approx(
+    assert sum(lines(fig)[0]["y"]) == pytest.approx(
         float(sum(r["net_sales"] for r in records(frame))), abs=0.005
     )
 
@@ -106,7 +124,7 @@ def test_aov_chart_draws_the_average_order_value(shop: Shop) -> None:
     fig = charts.aov_chart(frame)
     assert y_axis_titles(fig)[1] == "Average order value (TRY)"
     try_rows = frame.filter(pl.col("currency") == "try").sort("period")
-    assert list(fig.to_dict()["data"][1]["y"]) == try_rows["average_order_value"].to_list()
+    assert list(lines(fig)[1]["y"]) == try_rows["average_order_value"].to_list()
     assert fig.layout.title.text == "Average order value per month"
 
 
@@ -177,7 +195,7 @@ def test_the_title_and_time_axis_say_the_period_and_no_more_than_is_known(shop: 
     assert charts.revenue_chart(ends).layout.title.text == "Net sales per quarter"
     fig = charts.revenue_chart(ends, by="month")
     assert fig.layout.title.text == "Net sales per month"
-    assert len(fig.data[1].x) == 4 and list(fig.data[1].y)[1:3] == [0.0, 0.0]
+    assert len(lines(fig)[1]["x"]) == 4 and list(lines(fig)[1]["y"])[1:3] == [0.0, 0.0]
     one = weekly.filter(pl.col("period") == weekly["period"].min())
     assert charts.revenue_chart(one).layout.title.text == "Net sales over time"
 

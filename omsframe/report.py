@@ -99,7 +99,8 @@ def _sections(tables: Tables, tz: str) -> list[Section]:
             "per week: tax included, a panel per currency (currencies are never added "
             "together). Sales count on the day placed; cancellations and refunds on the day "
             "they happened. A week without sales shows as 0 net sales and as a gap in the "
-            "average order value.",
+            "average order value; the week or month the data ends in is drawn dotted, with a "
+            "hollow marker: it is not over.",
             [
                 charts.revenue_chart(weekly, by="week", tz=tz),
                 charts.revenue_chart(by_channel, color="channel", by="month", tz=tz),

@@ -75,8 +75,9 @@ def export(
         until: ... before this moment.
 
     Returns:
-        The files written (tables with no rows are skipped, and their files of an earlier
-        export to ``out`` removed, so the folder holds only this export's tables).
+        The files written (tables with no rows are skipped). The tables' files of an earlier
+        export to ``out`` (any format) are removed, so the folder holds only this export's
+        tables; other files there are left alone.
 
     Raises:
         CacheError: There is no cache at ``path``.
@@ -101,13 +102,12 @@ def export(
     if target.exists() and not target.is_dir():
         raise ConfigError(f"cannot export into {target}: it is a file; give a folder")
     require_cache(Path(path))
+    load_manifest(Path(path))  # (a damaged manifest is refused here as everywhere)
     store = Store(path)
     written: list[Path] = []
     for name in names:
         table = store.read_table(name, low, high)
         if table.num_rows == 0:
-            # no file for it, and none of an earlier export left to pass for this one's
-            (target / f"{name}.{format}").unlink(missing_ok=True)
             continue
         target.mkdir(parents=True, exist_ok=True)
         file = target / f"{name}.{format}"
@@ -118,6 +118,13 @@ def export(
             pacsv.write_csv(_csv_ready(table), sink)
             write_atomic(file, sink.getvalue().to_pybytes())
         written.append(file)
+    # no table of an earlier export to ``out`` (another format, or a table not asked for this
+    # time) is left to pass for this one's; files of other names are not touched
+    for name in TABLES:
+        for kind in ("parquet", "csv"):
+            file = target / f"{name}.{kind}"
+            if file not in written:
+                file.unlink(missing_ok=True)
     return written
 
 

@@ -132,6 +132,29 @@ def test_export_checks_everything_before_writing_a_file(shop: Shop, tmp_path: Pa
         of.export(shop.path, tmp_path / "afile")
 
 
+def test_an_export_leaves_no_table_of_an_earlier_one_in_any_format(
+    shop: Shop, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert len(of.export(shop.path, out)) > 5
+    (out / "notes.txt").write_text("mine")
+    of.export(shop.path, out, tables="orders")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "orders.parquet"]
+    of.export(shop.path, out, format="csv", tables=["orders", "channels"])
+    assert sorted(p.name for p in out.iterdir()) == ["channels.csv", "notes.txt", "orders.csv"]
+
+
+def test_export_refuses_a_damaged_manifest(shop: Shop, tmp_path: Path) -> None:
+    import shutil
+
+    cache = tmp_path / "c"
+    shutil.copytree(shop.path, cache)
+    (cache / "manifest.json").write_text("{not json")
+    with pytest.raises(CacheError, match="manifest"):
+        of.export(cache, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_dimension_may_be_named_as_a_text(shop: Shop) -> None:
     tables = shop.tables["pandas"]
     one = of.revenue(tables, dims="channel", measures="net_sales", tz="UTC")

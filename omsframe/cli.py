@@ -159,12 +159,18 @@ def sync_command(
 @_CACHE_READ
 @_JSON
 def status(cache: Path, as_json: bool) -> None:
-    """Say what a cache holds, how fresh it is and where it came from."""
+    """Say what a cache holds, how fresh it is and where it came from.
+
+    Exits with 1 (after printing) when the tables lost rows against the manifest's counts.
+    """
     from omsframe.load import cache_info
 
     if not cache.exists():
         raise CacheError(f"no cache at {cache}: the folder does not exist; check --cache")
-    _print(cache_info(cache), as_json)
+    info = cache_info(cache)
+    _print(info, as_json)
+    if info.damage:
+        sys.exit(1)
 
 
 @main.command()

@@ -17,7 +17,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 import pyarrow as pa
@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 from omsframe.atomic import write_atomic, write_parquet_atomic
 from omsframe.errors import CacheError, ConfigError
 from omsframe.flatten import flatten_events
-from omsframe.load import DateLike, date_window, require_cache, table_names
+from omsframe.load import DateLike, date_window, require_cache, require_intact, table_names
 from omsframe.lock import CacheLock
 from omsframe.manifest import load_manifest, save_manifest
 from omsframe.parallel import iter_flatten_json
@@ -102,7 +102,8 @@ def export(
     if target.exists() and not target.is_dir():
         raise ConfigError(f"cannot export into {target}: it is a file; give a folder")
     require_cache(Path(path))
-    load_manifest(Path(path))  # (a damaged manifest is refused here as everywhere)
+    # a damaged manifest, or tables that lost a file, are refused here as everywhere
+    require_intact(Path(path), load_manifest(Path(path)))
     store = Store(path)
     written: list[Path] = []
     for name in names:
@@ -171,7 +172,7 @@ def rebuild(
         staging = root / STAGING
         new = _StagedStore(root, staging)
         try:
-            _rebuild_into(root, old, new, privacy, batch_size)
+            _rebuild_into(root, old, new, privacy, batch_size, manifest.get("counts"))
         except BaseException:  # (Ctrl-C too) the cache as it was, without the half-built copy
             recover_swap(root)
             raise
@@ -180,12 +181,30 @@ def rebuild(
         return {name: count for name, count in manifest["counts"].items() if name in TABLES}
 
 
+def _check_rebuilt(root: Path, counted: Any, old: Store, new: Store) -> None:
+    """Refuse to swap in tables with fewer orders than the cache held (a raw file lost)."""
+    held = counted.get("orders") if isinstance(counted, dict) else None
+    if not isinstance(held, int):  # (no counts in the manifest: the old tables', if readable)
+        try:
+            held = old.counts()["orders"]
+        except CacheError:
+            held = 0
+    rebuilt = new.counts()["orders"]
+    if rebuilt < held:
+        raise CacheError(
+            f"cache {root}: its raw layer holds {rebuilt:,} orders, but the cache held "
+            f"{held:,} (a raw file was removed or replaced), so a rebuild would lose orders; "
+            "the tables were kept as they were. Restore the raw files from a backup, or move "
+            "the folder away and sync anew"
+        )
+
+
 #: where a rebuild builds the new tables, beside the old ones
 STAGING = "tables.rebuild"
 
 
 def _rebuild_into(
-    root: Path, old: Store, new: _StagedStore, privacy: Privacy, batch_size: int
+    root: Path, old: Store, new: _StagedStore, privacy: Privacy, batch_size: int, counted: Any
 ) -> None:
     """Build every table from ``old``'s raw layer into ``new``'s staging folder, then swap."""
     staging = new.staging
@@ -217,6 +236,7 @@ def _rebuild_into(
     if history.exists():
         shutil.rmtree(new.table_dir("state_history"), ignore_errors=True)
         shutil.copytree(history, new.table_dir("state_history"))
+    _check_rebuilt(root, counted, old, new)
     retired = root / "tables.old"
     shutil.rmtree(retired, ignore_errors=True)
     if (root / "tables").exists():

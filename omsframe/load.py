@@ -125,6 +125,59 @@ def require_cache(root: Path) -> None:
         raise CacheError(f"no omsframe cache at {root}: it has no manifest.json; {advice}")
 
 
+def lost_rows(
+    root: Path, manifest: dict[str, Any], *, holding_lock: bool = False, raw: bool = True
+) -> str | None:
+    """What the tables lost against the manifest's counts (a file removed or replaced), if any.
+
+    A finished sync or rebuild saves the tables' row counts in the manifest, and rows are
+    never dropped between two of them, so a table with fewer rows than counted has lost a
+    file. While a sync runs (or after one stopped midway) only the orders are compared: an
+    order's new copy may have fewer items. ``None`` when nothing is missing, or while another
+    process writes the cache. ``raw=False``: the tables only (what a reader reads).
+    """
+    expected = manifest.get("counts")
+    if not isinstance(expected, dict) or not expected:
+        return None
+    if not holding_lock and CacheLock.running(root):
+        return None
+    names = ["orders"] if manifest.get("checkpoint") else list(expected)
+    names = [name for name in names if raw or not name.startswith("raw_")]
+    counts = Store(root).counts()
+    lost = [
+        (name, counts.get(name, 0), expected[name])
+        for name in names
+        if isinstance(expected.get(name), int) and counts.get(name, 0) < expected[name]
+    ]
+    if not lost:
+        return None
+    what = ", ".join(f"{name} {have:,} of {want:,}" for name, have, want in lost)
+    if all(name.startswith("raw_") for name, _, _ in lost):
+        advice = (
+            "the tables are whole, but a rebuild would now lose orders: restore the raw files "
+            "from a backup, or move the folder away and sync anew"
+        )
+    elif any(name.startswith("raw_") for name, _, _ in lost):
+        advice = (
+            "the raw layer lost rows too, so a rebuild cannot restore them: restore the files "
+            "from a backup, or move the folder away and sync anew"
+        )
+    else:
+        advice = f"run `omsframe rebuild --cache {root}` to rebuild the tables from the raw layer"
+    return f"cache {root} has lost rows ({what} counted): a file was removed or replaced; {advice}"
+
+
+def require_intact(root: Path, manifest: dict[str, Any], *, holding_lock: bool = False) -> None:
+    """Refuse (:class:`CacheError`) a cache whose tables lost rows (see :func:`lost_rows`).
+
+    The raw layer is not looked at: tables that are whole read right without it (``status``
+    says when it lost rows, and a rebuild refuses to lose orders).
+    """
+    lost = lost_rows(root, manifest, holding_lock=holding_lock, raw=False)
+    if lost is not None:
+        raise CacheError(lost)
+
+
 def _arrow_types(data_type: pa.DataType) -> Any:
     """Keep decimals, lists and JSON-free nested types Arrow-backed in pandas (exact, fast)."""
     if pa.types.is_decimal(data_type) or pa.types.is_list(data_type):
@@ -287,6 +340,7 @@ def load(
             f"run `omsframe rebuild --cache {root}` (or a sync) to finish it"
         )
     manifest = load_manifest(root)
+    require_intact(root, manifest)
     store = Store(root)
     frames: dict[str, Any] = {}
     for name in names:
@@ -347,6 +401,8 @@ class CacheInfo:
     unfinished_sync: bool = False
     #: who is syncing (or rebuilding) the cache now, if anyone
     running: str | None = None
+    #: what the tables lost against the manifest's counts (a file removed), and what to do
+    damage: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for ``--json``)."""
@@ -373,6 +429,7 @@ class CacheInfo:
             ("customers", f"{self.rows.get('customers', 0):,}"),
             ("PII policy", self.pii_policy or "-"),
             ("versions", f"omsframe {self.omsframe_version}, schema {self.schema_version}"),
+            *((("damaged", self.damage),) if self.damage else ()),
             *(
                 (("sync", f"running now ({self.running})"),)
                 if self.running
@@ -447,4 +504,5 @@ def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
         undated_orders="unknown" in stored,
         unfinished_sync=bool(manifest.get("checkpoint")),
         running=running,
+        damage=None if running else lost_rows(root, manifest),
     )

@@ -47,6 +47,7 @@ from omsframe.convert import stamp_key
 from omsframe.errors import CacheError, ConfigError, sanitize_url
 from omsframe.export import recover_swap
 from omsframe.flatten import collector_paused, flatten_events
+from omsframe.load import require_intact
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, save_manifest
 from omsframe.pageflat import PageDecoder, combine
@@ -338,6 +339,7 @@ def sync(
             recover_swap(root)
             manifest = load_manifest(root)
             _check_cache(root, manifest, source)
+            require_intact(root, manifest, holding_lock=True)  # (before anything is written)
             store = Store(root)
             known = manifest.get("source_url")
             if known and urlsplit(known).port != urlsplit(source).port:

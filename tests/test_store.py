@@ -203,6 +203,39 @@ def test_an_interrupted_rebuild_leaves_the_cache_as_it_was_and_nothing_beside_it
     assert not leftovers & {p.name for p in cache.iterdir()}
 
 
+def test_a_lost_file_is_an_error_and_never_silently_fewer_rows(
+    oms: SimulatorServer, synced: Path, tmp_path: Path
+) -> None:
+    import os
+
+    from omsframe.export import export, rebuild
+    from omsframe.load import cache_info
+
+    cache = copy_cache(synced, tmp_path / "c")
+    before = load(cache, engine="pyarrow").orders.sort_by("order_id")
+    lost = sorted((cache / "tables" / "orders").rglob("part-*.parquet"))[1]
+    lost.unlink()
+    for reader in (lambda: load(cache), lambda: export(cache, tmp_path / "out")):
+        with pytest.raises(CacheError, match=rf"lost rows .*omsframe rebuild --cache {cache}"):
+            reader()
+    assert cache_info(cache).damage is not None
+    files = sorted(p for p in cache.rglob("*.parquet"))
+    stamps = [os.stat(p).st_mtime_ns for p in files]
+    with pytest.raises(CacheError, match="lost rows"):  # refused before anything is written
+        sync(oms.url, token=oms.token, cache=cache, progress=False, events=False)
+    assert [os.stat(p).st_mtime_ns for p in files] == stamps
+    rebuild(cache)
+    assert load(cache, engine="pyarrow").orders.sort_by("order_id").equals(before)
+    assert cache_info(cache).damage is None
+    # a raw file lost: the tables still read, but a rebuild would lose orders and refuses
+    next((cache / "raw" / "orders").rglob("part-*.parquet")).unlink()
+    assert load(cache, engine="pyarrow").orders.num_rows == before.num_rows
+    assert "a rebuild would now lose orders" in str(cache_info(cache).damage)
+    with pytest.raises(CacheError, match=r"its raw layer holds .* the tables were kept"):
+        rebuild(cache)
+    assert load(cache, engine="pyarrow").orders.sort_by("order_id").equals(before)
+
+
 def test_a_lost_pii_key_is_an_error_not_a_silent_new_key(
     oms: SimulatorServer, synced: Path, tmp_path: Path
 ) -> None:

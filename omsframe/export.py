@@ -29,7 +29,7 @@ from omsframe.errors import CacheError, ConfigError
 from omsframe.flatten import flatten_events
 from omsframe.load import DateLike, date_window, require_cache, require_intact, table_names
 from omsframe.lock import CacheLock
-from omsframe.manifest import load_manifest, save_manifest
+from omsframe.manifest import load_manifest, lost_manifest, save_manifest
 from omsframe.parallel import iter_flatten_json
 from omsframe.privacy import Privacy
 from omsframe.schema import TABLES
@@ -166,6 +166,9 @@ def rebuild(
     require_cache(root)
     with CacheLock(root, wait=wait):
         recover_swap(root)
+        lost = lost_manifest(root)
+        if lost is not None:  # (its PII policy unknown: a rebuild could mix two)
+            raise lost
         manifest = load_manifest(root)
         old = Store(root)
         privacy = Privacy(mode=manifest.get("pii_policy") or "pseudonymize", key=old.pii_key())

@@ -27,7 +27,7 @@ import pyarrow as pa
 from omsframe._display import aligned, html_table
 from omsframe.errors import CacheError, ConfigError
 from omsframe.lock import CacheLock
-from omsframe.manifest import load_manifest, manifest_path
+from omsframe.manifest import load_manifest, lost_manifest, manifest_path
 from omsframe.schema import TABLES
 from omsframe.store import Store
 
@@ -120,7 +120,7 @@ def require_cache(root: Path) -> None:
         raise CacheError(f"no omsframe cache at {root}: the folder does not exist; {advice}")
     if not root.is_dir():
         raise CacheError(f"no omsframe cache at {root}: it is a file, not a folder; {advice}")
-    # (a first sync stopped before its first checkpoint leaves tables but no manifest yet)
+    # (tables without a manifest, which was lost, still read: load says what it knows)
     if not manifest_path(root).exists() and not (root / "tables").is_dir():
         raise CacheError(f"no omsframe cache at {root}: it has no manifest.json; {advice}")
 
@@ -415,8 +415,8 @@ class CacheInfo:
         if not self.exists:
             if self.running:
                 return [("cache", f"{self.path} (its first sync is running: {self.running})")]
-            if self.unfinished_sync:
-                return [("cache", f"{self.path} (its first sync did not finish: run it again)")]
+            if self.damage:
+                return [("cache", self.path), ("damaged", self.damage)]
             return [("cache", f"{self.path} (empty: run `omsframe sync`)")]
         age = f" ({_human(self.age)} ago)" if self.age else ""
         return [
@@ -479,9 +479,13 @@ def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
     root = Path(path)
     running = CacheLock.running(root)
     if not manifest_path(root).exists():
-        # tables without a manifest: a first sync stopped before its first checkpoint
-        begun = (root / "tables").is_dir()
-        return CacheInfo(path=str(root), exists=False, running=running, unfinished_sync=begun)
+        lost = lost_manifest(root)  # tables without a manifest: it was lost
+        return CacheInfo(
+            path=str(root),
+            exists=False,
+            running=running,
+            damage=None if lost is None else str(lost),
+        )
     manifest = load_manifest(root)
     last = manifest.get("last_sync") or {}
     finished = last.get("finished")

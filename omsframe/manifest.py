@@ -72,10 +72,7 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
     except orjson.JSONDecodeError:
         raise _damaged(path, "not valid JSON") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CacheError(
-            f"{path} is not a manifest this omsframe version can read; move it away and run "
-            f"`omsframe rebuild --cache {path.parent}`, or start a new cache"
-        )
+        raise CacheError(f"{path} is not a manifest this omsframe version can read; {_MEND}")
     for key, kinds in _KINDS.items():
         value = manifest.get(key)
         if value is not None and not isinstance(value, kinds):
@@ -88,11 +85,29 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
     return {**new_manifest(), **manifest}
 
 
+#: how to mend a cache whose manifest is damaged or lost: it alone says where the cache came
+#: from, its PII policy and its cursors, so no rebuild can make it again
+_MEND = (
+    "restore it from a backup, or move the cache folder away and sync anew (the manifest "
+    "alone holds the cache's source, PII policy and cursors)"
+)
+
+
 def _damaged(path: Path, what: str) -> CacheError:
     """The error for a damaged manifest: what is wrong, and how to mend it."""
-    return CacheError(
-        f"{path} is damaged ({what}); move it away and run `omsframe rebuild --cache {path.parent}`"
-    )
+    return CacheError(f"{path} is damaged ({what}); {_MEND}")
+
+
+def lost_manifest(root: str | os.PathLike[str]) -> CacheError | None:
+    """The error for a cache with tables but no manifest (lost), or ``None``.
+
+    A sync writes the manifest before its first table, so tables without one mean it was
+    lost: where they came from and under which PII policy is not known any more, and a sync
+    from another OMS, or with another policy, would mix into them unseen.
+    """
+    if manifest_path(root).exists() or not (Path(root) / "tables").is_dir():
+        return None
+    return CacheError(f"cache {root} has tables but no manifest.json (lost); {_MEND}")
 
 
 def _is_moment(value: Any) -> bool:

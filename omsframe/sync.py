@@ -49,7 +49,7 @@ from omsframe.export import recover_swap
 from omsframe.flatten import collector_paused, flatten_events
 from omsframe.load import require_intact
 from omsframe.lock import CacheLock
-from omsframe.manifest import Manifest, load_manifest, save_manifest
+from omsframe.manifest import Manifest, load_manifest, lost_manifest, manifest_path, save_manifest
 from omsframe.pageflat import PageDecoder, combine
 from omsframe.paging import Listing, ProbeResult
 from omsframe.privacy import PII_MODES, PiiMode, Privacy
@@ -337,6 +337,10 @@ def sync(
             client._page_reader("orders")({"page": "1", "limit": "1"})
         with CacheLock(root, wait=wait):
             recover_swap(root)
+            lost = lost_manifest(root)
+            if lost is not None:
+                raise lost
+            first = not manifest_path(root).exists()
             manifest = load_manifest(root)
             _check_cache(root, manifest, source)
             require_intact(root, manifest, holding_lock=True)  # (before anything is written)
@@ -357,6 +361,8 @@ def sync(
                 pii_policy=mode,
                 schema_version=SCHEMA_VERSION,
             )
+            if first:  # before any table: tables without a manifest then mean it was lost
+                save_manifest(root, manifest)
             endpoints: tuple[Endpoint, ...] = (
                 ("orders", "webhook_events") if events else ("orders",)
             )

@@ -19,6 +19,7 @@ import pytest
 
 import omsframe as of
 from omsframe.errors import CacheError, ConfigError
+from omsframe.simulator.server import simulate
 from tests.test_analysis_shop import Shop
 
 
@@ -271,7 +272,7 @@ def test_a_damaged_manifest_is_one_line_that_names_the_field(
     ):
         with pytest.raises(CacheError, match=says) as error:
             call()
-        assert f"omsframe rebuild --cache {tmp_path}" in str(error.value)
+        assert "restore it from a backup, or move the cache folder away" in str(error.value)
 
 
 def test_a_first_sync_refused_by_the_server_leaves_no_folder(tmp_path: Path) -> None:
@@ -294,11 +295,38 @@ def test_status_says_a_sync_is_running_not_that_one_did_not_finish(tmp_path: Pat
     assert "did not finish" in str(of.cache_info(tmp_path))
 
 
-def test_status_of_a_first_sync_that_stopped_says_to_run_it_again(tmp_path: Path) -> None:
-    (tmp_path / "tables" / "orders").mkdir(parents=True)
-    info = of.cache_info(tmp_path)
-    assert not info.exists and info.unfinished_sync
-    assert "did not finish: run it again" in str(info)
+def test_tables_without_a_manifest_are_a_lost_manifest_not_a_new_cache(
+    shop: Shop, tmp_path: Path
+) -> None:
+    import shutil
+
+    cache = tmp_path / "c"
+    shutil.copytree(shop.path, cache)
+    (cache / "manifest.json").unlink()
+    info = of.cache_info(cache)
+    assert not info.exists and "no manifest.json (lost); restore it from a backup" in str(info)
+    with simulate(orders=50) as oms, pytest.raises(CacheError, match=r"no manifest\.json"):
+        of.sync(oms.url, token=oms.token, cache=cache, progress=False)  # another OMS: refused
+    with pytest.raises(CacheError, match=r"no manifest\.json"):
+        of.rebuild(cache)
+    assert not (cache / "manifest.json").exists()
+
+
+def test_a_first_sync_writes_its_manifest_before_any_table(tmp_path: Path) -> None:
+    import omsframe.store
+
+    cache = tmp_path / "new"
+    seen: list[bool] = []
+    upsert = omsframe.store.Store.upsert_batch
+
+    def watched(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append((cache / "manifest.json").exists())
+        return upsert(self, *args, **kwargs)
+
+    with simulate(orders=50) as oms, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(omsframe.store.Store, "upsert_batch", watched)
+        of.sync(oms.url, token=oms.token, cache=cache, progress=False, events=False)
+    assert seen and all(seen)
 
 
 def test_status_gives_the_span_of_months_with_its_gaps_and_undated_orders() -> None:

@@ -6,6 +6,8 @@ currencies on one money axis.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import narwhals as nw
@@ -13,7 +15,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from omsframe.analysis._frames import Frame
+from omsframe.analysis._frames import Frame, as_frame
+from omsframe.analysis.errors import AnalysisError
 
 TEMPLATE = "plotly_white"
 COLOURS: list[str] = list(qualitative.Plotly)
@@ -28,6 +31,89 @@ SHARED_GAP = 60
 OWN_AXIS_GAP = 110
 """Pixels between panels with x axes of their own: tick labels, axis title, next heading."""
 MARGIN = {"t": 100, "b": 80}
+
+
+@dataclass(frozen=True)
+class Takes:
+    """What a chart draws: the frame of one analysis; its errors say which call makes that.
+
+    An analysis' own errors speak of *its* input (the loaded tables or a ledger); a chart's
+    input is that analysis' output, so a chart checks its frame here and names the call.
+
+    Attributes:
+        chart: The chart function's name (``"revenue_chart"``).
+        analysis: The analysis whose frame it draws (``"revenue"``).
+        call: A call that makes such a frame (``"of.revenue(tables, by='week')"``).
+
+    Example:
+        >>> takes = Takes("rfm_chart", "rfm", "of.rfm(tables)")
+        >>> try:
+        ...     takes.frame({"orders": None})  # the loaded tables, not the frame of rfm
+        ... except AnalysisError as error:
+        ...     print(error)
+        rfm_chart takes the frame of omsframe.rfm(...), got dict; e.g. rfm_chart(of.rfm(tables))
+    """
+
+    chart: str
+    analysis: str
+    call: str
+
+    @property
+    def example(self) -> str:
+        """The chart called on a frame it takes: ``revenue_chart(of.revenue(...))``."""
+        return f"{self.chart}({self.call})"
+
+    def frame(self, data: Any) -> Frame:
+        """``data`` as a narwhals frame, or an error naming the analysis to call for one."""
+        try:
+            return as_frame(data, self.analysis)
+        except AnalysisError:
+            raise AnalysisError(
+                f"{self.chart} takes the frame of omsframe.{self.analysis}(...), "
+                f"got {type(data).__name__}; e.g. {self.example}"
+            ) from None
+
+    def need(self, frame: Frame, columns: Iterable[str], hint: str | None = None) -> None:
+        """Refuse a frame without ``columns``: say which, and how to make a frame with them."""
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise AnalysisError(
+                f"{self.chart} needs column(s) {', '.join(missing)}, which the frame lacks; "
+                + (
+                    hint
+                    or f"pass it the frame of omsframe.{self.analysis}(...) as it comes, "
+                    f"e.g. {self.example}"
+                )
+            )
+
+    def dimension(self, frame: Frame, argument: str, name: str, dims: str = "dims") -> None:
+        """Refuse a dimension (``color=``, ``by=``...) that is not a column of the frame."""
+        if name not in frame.columns:
+            raise AnalysisError(
+                f"{self.chart}: {argument}={name!r} is not a column of the frame; make the "
+                f"frame with it, e.g. of.{self.analysis}(tables, ..., {dims}=[{name!r}])"
+            )
+
+    def choice(
+        self,
+        frame: Frame,
+        argument: str,
+        name: str,
+        choices: Sequence[str],
+        hint: str | None = None,
+    ) -> None:
+        """Refuse a column to draw (``measure=``, ``value=``...) that the frame lacks."""
+        if name not in frame.columns:
+            offered = [c for c in choices if c in frame.columns] or list(choices)
+            raise AnalysisError(
+                f"{self.chart}: {argument}={name!r} is not a column of the frame; "
+                f"{f'{hint}, or ' if hint else ''}choose one of {', '.join(offered)}"
+            )
+
+
+def numeric(frame: Frame) -> list[str]:
+    """The frame's number columns (money, counts, ratios: what a chart could draw)."""
+    return [name for name, dtype in frame.schema.items() if dtype.is_numeric()]
 
 
 def label(name: str) -> str:

@@ -27,12 +27,14 @@ import plotly.graph_objects as go
 from omsframe._figures import (
     PANEL_HEIGHT,
     TEMPLATE,
+    Takes,
     bar_heights,
     column,
     count_axis,
     currencies,
     floats,
     label,
+    numeric,
     panels,
     rows,
 )
@@ -43,7 +45,7 @@ from omsframe._time_axis import (
     period_index,
     period_label,
 )
-from omsframe.analysis._frames import Period, as_frame, require
+from omsframe.analysis._frames import Period
 from omsframe.analysis.rfm import RFM_SEGMENTS
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
 ]
 
 _COUNTS = ("customers", "cohort_customers", "orders")
+_MONEY = ("net_sales", "net_sales_per_customer")
 CELL_LABELS_UP_TO = 12
 """The widest cohort matrix (in ages) whose cells are labelled; a wider one is colour only."""
 CELL_HEIGHT = 26
@@ -94,9 +97,11 @@ def cohort_heatmap(
         >>> fig.data[1].z[3][1] is None  # the last cohort has not reached age 1 yet
         True
     """
-    frame = as_frame(cohorts, "cohorts")
-    needed = ["cohort", "age", "currency", "customers", "cohort_customers"]
-    require(frame, [*needed, *([] if value == "retention" else [value])], "cohorts")
+    takes = Takes("cohort_heatmap", "cohorts", "of.cohorts(tables)")
+    frame = takes.frame(cohorts)
+    takes.need(frame, ["cohort", "age", "currency", "customers", "cohort_customers"])
+    if value != "retention":
+        takes.choice(frame, "value", value, ["retention", *_COUNTS, *_MONEY])
     if value in ("retention", "customers"):
         groups = [("", _pooled(frame, value))]
     else:
@@ -209,8 +214,9 @@ def rfm_chart(rfm: Any, title: str | None = None) -> go.Figure:
         >>> trace.name, trace.y[-1], trace.x[-1]
         ('TRY', 'Champions', 15)
     """
-    frame = as_frame(rfm, "rfm")
-    require(frame, ["segment", "currency", "monetary"], "rfm")
+    takes = Takes("rfm_chart", "rfm", "of.rfm(tables)")
+    frame = takes.frame(rfm)
+    takes.need(frame, ["segment", "currency", "monetary"])
     counts = (
         frame.group_by("currency", "segment")
         .agg(nw.len().alias("customers"), nw.col("monetary").sum())
@@ -276,8 +282,10 @@ def new_vs_returning_chart(
         >>> [a.text for a in fig.layout.annotations]
         ['EUR', 'TRY', 'USD']
     """
-    frame = as_frame(mix, "new_vs_returning")
-    require(frame, ["period", "customer_type", "currency", measure], "new_vs_returning")
+    takes = Takes("new_vs_returning_chart", "new_vs_returning", "of.new_vs_returning(tables)")
+    frame = takes.frame(mix)
+    takes.need(frame, ["period", "customer_type", "currency"])
+    takes.choice(frame, "measure", measure, ["customers", "orders", "net_sales"])
     by = by or infer_period(column(frame, "period"))
     # a bar per period, named as one; a period without orders keeps its place, empty
     starts = {p for p in column(frame, "period") if p is not None}
@@ -334,8 +342,10 @@ def top_products_chart(top: Any, measure: str = "net_sales", title: str | None =
         >>> fig.layout.title.text, [len(trace.y) for trace in fig.data]
         ('Top products', [10, 10, 10])
     """
-    frame = as_frame(top, "top_products")
-    require(frame, ["currency", measure], "top_products")
+    takes = Takes("top_products_chart", "top_products", "of.top_products(tables)")
+    frame = takes.frame(top)
+    takes.need(frame, ["currency"])
+    takes.choice(frame, "measure", measure, numeric(frame))
     names = currencies(frame)
     parts = [frame.filter(nw.col("currency") == currency) for currency in names]
     parts = [part.sort("rank") if "rank" in part.columns else part for part in parts]
@@ -369,8 +379,9 @@ def abc_chart(abc: Any, title: str | None = None) -> go.Figure:
         >>> [trace.name for trace in fig.data]
         ['EUR', 'TRY', 'USD']
     """
-    frame = as_frame(abc, "abc_classes")
-    require(frame, ["rank", "currency", "cumulative_share", "abc_class"], "abc_classes")
+    takes = Takes("abc_chart", "abc_classes", "of.abc_classes(tables)")
+    frame = takes.frame(abc)
+    takes.need(frame, ["rank", "currency", "cumulative_share", "abc_class"])
     fig = go.Figure()
     for currency in currencies(frame):
         part = frame.filter(nw.col("currency") == currency).sort("rank")

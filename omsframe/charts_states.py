@@ -26,6 +26,7 @@ from plotly.subplots import make_subplots
 from omsframe._figures import (
     MARGIN,
     TEMPLATE,
+    Takes,
     bar_heights,
     column,
     count_axis,
@@ -34,7 +35,7 @@ from omsframe._figures import (
     rows,
 )
 from omsframe._time_axis import axis_title, fill_periods, infer_period
-from omsframe.analysis._frames import Period, as_frame, require
+from omsframe.analysis._frames import Period
 from omsframe.analysis.errors import AnalysisError
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
 _STAGES = {"orders": "Placed", "approved": "Approved", "shipped": "Shipped"}
 _STAGES["delivered"] = "Delivered"
 _FIRST = "(first state)"
+_LEGS = ("placed_to_shipped", "shipped_to_delivered", "placed_to_delivered")
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _RATE_COLUMNS = {
     "orders",
@@ -85,8 +87,9 @@ def state_counts_chart(
         >>> sum(fig.data[0].x)
         300
     """
-    frame = as_frame(counts, "state_counts")
-    require(frame, ["state_code", "count"], "state_counts")
+    takes = Takes("state_counts_chart", "state_counts", "of.state_counts(tables)")
+    frame = takes.frame(counts)
+    takes.need(frame, ["state_code", "count"])
     named = "state_name" in frame.columns
     per = frame.group_by("state_code").agg(
         nw.col("count").sum(), *([nw.col("state_name").max()] if named else [])
@@ -140,9 +143,12 @@ def funnel_chart(funnel: Any, color: str | None = None, title: str | None = None
         >>> funnel_chart(frame).to_dict()["data"][0]["x"]
         [10, 9, 8, 7]
     """
-    frame = as_frame(funnel, "funnel")
+    takes = Takes("funnel_chart", "funnel", "of.funnel(tables)")
+    frame = takes.frame(funnel)
     counts = [*_STAGES, "cancelled", "refunded"]
-    require(frame, [*counts, *([color] if color else [])], "funnel")
+    takes.need(frame, counts)
+    if color is not None:
+        takes.dimension(frame, "color", color)
     groups = [(None, frame)]
     if color is not None:
         values = sorted({v for v in column(frame, color) if v is not None}, key=str)
@@ -191,8 +197,10 @@ def transition_heatmap(
         >>> fig.data[0].x[:3]
         ('50 Cancellation Waiting', '100 Cancelled', '200 Waiting')
     """
-    frame = as_frame(transitions, "transitions")
-    require(frame, ["from_state_code", "to_state_code", value], "transitions")
+    takes = Takes("transition_heatmap", "transitions", "of.transitions(tables)")
+    frame = takes.frame(transitions)
+    takes.need(frame, ["from_state_code", "to_state_code"])
+    takes.choice(frame, "value", value, ["changes", "orders"])
     named = {"from_state_name", "to_state_name"} <= set(frame.columns)
     pairs = rows(
         frame,
@@ -240,8 +248,9 @@ def time_in_state_chart(time_in_state: Any, title: str | None = None) -> go.Figu
         >>> fig.data[0].x[-2:]
         ('544 Review Started', '550 Delivered')
     """
-    frame = as_frame(time_in_state, "time_in_state")
-    require(frame, ["state_code", "stays"], "time_in_state")
+    takes = Takes("time_in_state_chart", "time_in_state", "of.time_in_state(tables)")
+    frame = takes.frame(time_in_state)
+    takes.need(frame, ["state_code", "stays"])
     frame = frame.filter(nw.col("stays") > 0)
     named = "state_name" in frame.columns
     states = rows(frame, "state_code", *(["state_name"] if named else []))
@@ -291,9 +300,17 @@ def lead_time_chart(
         >>> [trace.name for trace in fig.data]
         ['click_and_collect', 'express', 'same_day', 'standard']
     """
-    frame = as_frame(lead_times, "lead_times")
+    takes = Takes("lead_time_chart", "lead_times", "of.lead_times(tables)")
+    frame = takes.frame(lead_times)
     hours = f"{leg}_hours"
-    require(frame, [hours, *([by] if by else [])], "lead_times")
+    takes.need(
+        frame,
+        [hours],
+        f"leg is one of {', '.join(_LEGS)}; pass the frame of omsframe.lead_times(...) "
+        f"(a row per order, not lead_time_summary's), e.g. {takes.example}",
+    )
+    if by is not None:
+        takes.dimension(frame, "by", by)
     frame = frame.filter(~nw.col(hours).is_null())
     groups = [("All orders", frame)]
     if by is not None:
@@ -334,14 +351,18 @@ def return_rates_chart(rates: Any, dim: str | None = None, title: str | None = N
         >>> fig.layout.title.text, fig.layout.xaxis.title.text
         ('Cancelled and refunded units by weekday', 'Weekday placed')
     """
-    frame = as_frame(rates, "return_rates")
+    takes = Takes("return_rates_chart", "return_rates", "of.return_rates(tables, dims=['weekday'])")
+    frame = takes.frame(rates)
     counts = ["units", "units_cancelled", "units_refunded"]
-    require(frame, counts, "return_rates")
+    takes.need(frame, counts)
     dims = [c for c in frame.columns if c != "period" and c not in _RATE_COLUMNS]
     dim = dim or next(iter(dims), None)
     if dim is None:
-        raise AnalysisError("return_rates_chart needs a dimension: return_rates(data, dims=[...])")
-    require(frame, [dim], "return_rates")
+        raise AnalysisError(
+            "return_rates_chart draws the rates across a dimension and the frame has none; "
+            "make it with one, e.g. of.return_rates(tables, dims=['weekday'])"
+        )
+    takes.dimension(frame, "dim", dim)
     per = frame.group_by(dim).agg(*[nw.col(c).sum() for c in counts])
     points = sorted(
         rows(per, dim, *counts), key=lambda p: (p[0] is None, 0 if p[0] is None else p[0])
@@ -391,8 +412,15 @@ def webhook_health_chart(
         >>> [(trace.type, trace.name, len(trace.x)) for trace in fig.data]
         [('bar', 'Delivered', 16), ('bar', 'Failed', 16), ('scatter', 'Retries', 16)]
     """
-    frame = as_frame(health, "webhook_health")
-    require(frame, ["period", "delivered", "failed", "retries"], "webhook_health")
+    takes = Takes("webhook_health_chart", "webhook_health", "of.webhook_health(tables, by='week')")
+    frame = takes.frame(health)
+    takes.need(frame, ["delivered", "failed", "retries"])
+    takes.need(
+        frame,
+        ["period"],
+        "it draws the events per period: call webhook_health with one, "
+        "e.g. of.webhook_health(tables, by='week')",
+    )
     per = (
         frame.group_by("period")
         .agg(nw.col("delivered").sum(), nw.col("failed").sum(), nw.col("retries").sum())

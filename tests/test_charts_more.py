@@ -17,9 +17,11 @@ from omsframe.analysis import (
     abc_classes,
     cohorts,
     funnel,
+    lead_time_summary,
     lead_times,
     new_vs_returning,
     return_rates,
+    revenue,
     rfm,
     state_counts,
     time_in_state,
@@ -27,6 +29,7 @@ from omsframe.analysis import (
     transitions,
     webhook_health,
 )
+from omsframe.analysis.errors import AnalysisError
 from omsframe.simulator import catalogue as cat
 from tests.test_analysis_shop import ENGINES, Shop, records
 from tests.test_charts import assert_roomy
@@ -349,3 +352,45 @@ def test_the_charts_are_importable_from_omsframe_charts(tmp_path: Path) -> None:
     ):
         assert name in charts.__all__ and callable(getattr(charts, name))
     assert list(tmp_path.iterdir()) == []
+
+
+# --- what a chart says when it is given the wrong thing -------------------------------------------
+@pytest.mark.parametrize("name", charts.__all__)
+def test_a_chart_given_the_tables_says_which_frame_it_takes(shop: Shop, name: str) -> None:
+    chart = getattr(charts, name)
+    with pytest.raises(AnalysisError) as caught:
+        chart(shop.tables["pandas"])
+    message = str(caught.value)
+    assert message.startswith(f"{name} takes the frame of omsframe.")
+    assert ", got Tables; e.g. " in message and f"e.g. {name}(of." in message
+    assert "pass omsframe.load" not in message  # the tables are what it was given
+
+
+def test_a_chart_error_names_the_call_that_makes_its_frame(shop: Shop) -> None:
+    tables = shop.tables["polars"]
+    with pytest.raises(AnalysisError) as caught:
+        charts.revenue_chart(tables)
+    assert str(caught.value) == (
+        "revenue_chart takes the frame of omsframe.revenue(...), got Tables; "
+        "e.g. revenue_chart(of.revenue(tables, by='week'))"
+    )
+    with pytest.raises(AnalysisError, match=r"^webhook_health_chart needs column\(s\) period,"):
+        charts.webhook_health_chart(webhook_health(tables, by=None))
+    with pytest.raises(AnalysisError, match=r"call webhook_health with one, e\.g\. .*by='week'"):
+        charts.webhook_health_chart(webhook_health(tables, by=None))
+    monthly = revenue(tables, by="month")
+    with pytest.raises(AnalysisError, match=r"^revenue_chart: color='city' is not a column.*"):
+        charts.revenue_chart(monthly, color="city")
+    with pytest.raises(AnalysisError, match=r"of\.revenue\(tables, \.\.\., dims=\['city'\]\)"):
+        charts.revenue_chart(monthly, color="city")
+    with pytest.raises(AnalysisError, match=r"measures=\['markdown'\]"):
+        charts.revenue_chart(monthly, measure="markdown")
+    with pytest.raises(AnalysisError, match=r"^aov_chart needs column\(s\) period, currency"):
+        charts.aov_chart(lead_times(tables))
+    with pytest.raises(AnalysisError, match=r"not lead_time_summary's"):
+        charts.lead_time_chart(lead_time_summary(lead_times(tables)))
+    with pytest.raises(AnalysisError, match=r"^funnel_chart: color='city'"):
+        charts.funnel_chart(funnel(tables), color="city")
+    # the analyses keep their own words about their own input
+    with pytest.raises(AnalysisError, match=r"^data must be a pandas or polars DataFrame"):
+        revenue(42, by="week")

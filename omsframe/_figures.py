@@ -116,6 +116,35 @@ def numeric(frame: Frame) -> list[str]:
     return [name for name, dtype in frame.schema.items() if dtype.is_numeric()]
 
 
+NONE = "(none)"
+"""The name of the series of the rows without a value of its dimension (drawn, never dropped)."""
+
+
+def split(frame: Frame, column: str) -> list[tuple[str, Frame]]:
+    """The rows per value of ``column``, named as text, sorted; those without one last.
+
+    The rows whose value is missing are a series of their own, :data:`NONE`, so what a
+    chart draws adds up to the whole frame (no money silently left out).
+
+    Example:
+        >>> import polars as pl
+        >>> cities = pl.DataFrame({"city": ["Izmir", None, "Ankara"], "n": [1, 2, 3]})
+        >>> frame = nw.from_native(cities)
+        >>> [(name, part.get_column("n").to_list()) for name, part in split(frame, "city")]
+        [('Ankara', [3]), ('Izmir', [1]), ('(none)', [2])]
+    """
+    values = frame.get_column(column).drop_nulls().unique().to_list()
+    try:
+        ordered = sorted(values)
+    except TypeError:  # values of mixed kinds: as text
+        ordered = sorted(values, key=str)
+    groups = [(str(value), frame.filter(nw.col(column) == value)) for value in ordered]
+    missing = frame.filter(nw.col(column).is_null())
+    if missing.shape[0]:
+        groups.append((NONE, missing))
+    return groups
+
+
 def label(name: str) -> str:
     """A column name as an axis label: ``net_sales`` -> ``Net sales``.
 

@@ -47,6 +47,7 @@ from omsframe._figures import label
 from omsframe._figures import numeric as _numeric
 from omsframe._figures import panels as _panels
 from omsframe._figures import rows as _rows
+from omsframe._figures import split as _split
 from omsframe._figures import unit as _unit
 from omsframe._time_axis import (
     axis_title,
@@ -118,7 +119,8 @@ def revenue_chart(
     Args:
         revenue: The output of :func:`omsframe.revenue`.
         measure: The column to draw (``net_sales``, ``gross_sales``, ``orders``...).
-        color: A dimension of ``revenue`` to draw one line per value of (e.g. ``"channel"``).
+        color: A dimension of ``revenue`` to draw one line per value of (e.g. ``"channel"``);
+            the rows without a value are a line too, ``(none)``.
         title: The figure title (default: "<Measure> per <period>", and "by <color>").
         by: The frame's period (default: what the periods' spacing says).
         tz: The time zone the periods are in, named on the time axis (default: not named).
@@ -191,14 +193,8 @@ def _over_time(
     colours = itertools.cycle(_COLOURS)
     for row, currency in enumerate(currencies, start=1):
         part = frame.filter(nw.col("currency") == currency)
-        groups = (
-            [(None, part)]
-            if color is None
-            else [
-                (value, part.filter(nw.col(color) == value))
-                for value in sorted(part.get_column(color).drop_nulls().unique().to_list())
-            ]
-        )
+        # a line per value of color, the rows without one too: "(none) (TRY)"
+        groups = [(None, part)] if color is None else _split(part, color)
         for value, rows in groups:
             name = currency.upper() if value is None else f"{value} ({currency.upper()})"
             points = [

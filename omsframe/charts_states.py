@@ -25,6 +25,7 @@ from plotly.subplots import make_subplots
 
 from omsframe._figures import (
     MARGIN,
+    NONE,
     TEMPLATE,
     Takes,
     bar_heights,
@@ -33,6 +34,7 @@ from omsframe._figures import (
     floats,
     label,
     rows,
+    split,
 )
 from omsframe._time_axis import axis_title, fill_periods, infer_period
 from omsframe.analysis._frames import Period
@@ -133,7 +135,8 @@ def funnel_chart(funnel: Any, color: str | None = None, title: str | None = None
 
     Args:
         funnel: The output of :func:`omsframe.funnel`.
-        color: A dimension of ``funnel`` to draw one funnel per value of (e.g. ``"channel"``).
+        color: A dimension of ``funnel`` to draw one funnel per value of (e.g. ``"channel"``);
+            the orders without a value are a funnel too, ``(none)``.
         title: The figure title (default: "Order funnel").
 
     Example:
@@ -149,18 +152,15 @@ def funnel_chart(funnel: Any, color: str | None = None, title: str | None = None
     takes.need(frame, counts)
     if color is not None:
         takes.dimension(frame, "color", color)
-    groups = [(None, frame)]
-    if color is not None:
-        values = sorted({v for v in column(frame, color) if v is not None}, key=str)
-        groups = [(v, frame.filter(nw.col(color) == v)) for v in values]
+    groups = [("All orders", frame)] if color is None else split(frame, color)
     fig = go.Figure()
-    for value, part in groups:
+    for name, part in groups:
         totals = part.select(*[nw.col(c).sum() for c in counts]).row(0)
         fig.add_trace(
             go.Funnel(
                 y=list(_STAGES.values()),
                 x=[int(v or 0) for v in totals[:4]],
-                name="All orders" if value is None else str(value),
+                name=name,
                 textinfo="value+percent initial",
             )
         )
@@ -290,7 +290,8 @@ def lead_time_chart(
         lead_times: The per-order output of :func:`omsframe.lead_times`.
         leg: ``"placed_to_shipped"``, ``"shipped_to_delivered"`` or ``"placed_to_delivered"``.
         by: A column to draw one box per value of (``channel``, ``delivery_type``,
-            ``cargo_company``, ``city``...), or ``None`` for one box.
+            ``cargo_company``, ``city``...), or ``None`` for one box; the orders without a
+            value are a box too, ``(none)``.
         title: The figure title (default: the leg's name).
 
     Example:
@@ -312,10 +313,7 @@ def lead_time_chart(
     if by is not None:
         takes.dimension(frame, "by", by)
     frame = frame.filter(~nw.col(hours).is_null())
-    groups = [("All orders", frame)]
-    if by is not None:
-        values = sorted({v for v in column(frame, by) if v is not None}, key=str)
-        groups = [(str(v), frame.filter(nw.col(by) == v)) for v in values]
+    groups = [("All orders", frame)] if by is None else split(frame, by)
     fig = go.Figure()
     for name, part in groups:
         fig.add_trace(go.Box(y=floats(part, hours), name=name, boxpoints="outliers"))
@@ -332,9 +330,9 @@ def lead_time_chart(
 def return_rates_chart(rates: Any, dim: str | None = None, title: str | None = None) -> go.Figure:
     """The shares of the units ordered later cancelled or refunded (:func:`omsframe.return_rates`).
 
-    A pair of bars per value of ``dim``; the frame's periods and other dims are added
-    together (the rates recomputed from the counts). Weekdays read Mon .. Sun (1 is
-    Monday), hours 0 .. 23, in order.
+    A pair of bars per value of ``dim`` (the units without one too, ``(none)``); the
+    frame's periods and other dims are added together (the rates recomputed from the
+    counts). Weekdays read Mon .. Sun (1 is Monday), hours 0 .. 23, in order.
 
     Args:
         rates: The output of :func:`omsframe.return_rates`.
@@ -368,7 +366,8 @@ def return_rates_chart(rates: Any, dim: str | None = None, title: str | None = N
         rows(per, dim, *counts), key=lambda p: (p[0] is None, 0 if p[0] is None else p[0])
     )
     labels = [
-        _WEEKDAYS[v - 1] if dim == "weekday" and v in range(1, 8) else str(v) for v, *_ in points
+        NONE if v is None else _WEEKDAYS[v - 1] if dim == "weekday" and v in range(1, 8) else str(v)
+        for v, *_ in points
     ]
     fig = go.Figure()
     for name, index in (("Cancelled", 2), ("Refunded", 3)):

@@ -32,7 +32,7 @@ from omsframe.analysis import (
 from omsframe.analysis.errors import AnalysisError
 from omsframe.simulator import catalogue as cat
 from tests.test_analysis_shop import ENGINES, Shop, records
-from tests.test_charts import assert_roomy
+from tests.test_charts import assert_roomy, without_city
 
 
 @pytest.fixture(autouse=True)
@@ -94,6 +94,23 @@ def test_the_funnel_chart_draws_a_funnel_per_channel(shop: Shop) -> None:
     traces = data(charts.funnel_chart(frame, color="channel", title="By channel"))
     assert [t["name"] for t in traces] == sorted(c.name for c in cat.CHANNELS)
     assert sum(t["x"][0] for t in traces) == shop.world.visible_orders(shop.now_us)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_orders_without_a_value_are_drawn_as_none_not_dropped(shop: Shop, engine: str) -> None:
+    tables = without_city(shop.tables[engine])
+    orders = shop.world.visible_orders(shop.now_us)
+    traces = data(charts.funnel_chart(funnel(tables, by=None, dims=["city"]), color="city"))
+    assert traces[-1]["name"] == "(none)" and traces[-1]["x"][0] == 20
+    assert sum(t["x"][0] for t in traces) == orders
+    per_order = lead_times(tables)
+    boxes = data(charts.lead_time_chart(per_order, by="city"))
+    assert boxes[-1]["name"] == "(none)"
+    timed = [r for r in records(per_order) if r["placed_to_shipped_hours"] is not None]
+    assert sum(len(b["y"]) for b in boxes) == len(timed)
+    assert len(boxes[-1]["y"]) == sum(r["city"] is None for r in timed) > 0
+    cancelled, _ = data(charts.return_rates_chart(return_rates(tables, dims=["city"])))
+    assert cancelled["x"][-1] == "(none)" and "None" not in cancelled["x"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)

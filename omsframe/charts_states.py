@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Any, Literal
 
 import narwhals as nw
@@ -24,6 +26,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from omsframe._figures import (
+    COLOURS,
     MARGIN,
     NONE,
     TEMPLATE,
@@ -33,6 +36,7 @@ from omsframe._figures import (
     count_axis,
     floats,
     label,
+    panels,
     rows,
     split,
 )
@@ -53,6 +57,7 @@ __all__ = [
 _STAGES = {"orders": "Placed", "approved": "Approved", "shipped": "Shipped"}
 _STAGES["delivered"] = "Delivered"
 _FIRST = "(first state)"
+_STAY_COLUMNS = {"state_code", "state_name", "stays", "open", "mean_hours"}
 _LEGS = ("placed_to_shipped", "shipped_to_delivered", "placed_to_delivered")
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _RATE_COLUMNS = {
@@ -239,7 +244,17 @@ def transition_heatmap(
 
 
 def time_in_state_chart(time_in_state: Any, title: str | None = None) -> go.Figure:
-    """Median and p90 hours in each state, from :func:`omsframe.time_in_state`.
+    """Hours in each state at the frame's percentiles, from :func:`omsframe.time_in_state`.
+
+    Bars of each percentile the frame has (p50, p90 and p99 by default) of the finished
+    stays, states in code order; states without a finished stay are left out. A frame with
+    ``dims`` gets a panel per percentile and, in each, a bar per dimension value, coloured
+    and in the legend (the stays without a value as ``(none)``): percentiles of different
+    slices cannot be added together.
+
+    Args:
+        time_in_state: The output of :func:`omsframe.time_in_state`, with or without dims.
+        title: The figure title (default: "Time in state", and "by <dims>").
 
     Example:
         >>> fig = time_in_state_chart(of.time_in_state(tables))
@@ -247,35 +262,95 @@ def time_in_state_chart(time_in_state: Any, title: str | None = None) -> go.Figu
         ['p50', 'p90', 'p99']
         >>> fig.data[0].x[-2:]
         ('544 Review Started', '550 Delivered')
+        >>> fig = time_in_state_chart(of.time_in_state(tables, dims="delivery_type"))
+        >>> fig.layout.title.text, [a.text for a in fig.layout.annotations]
+        ('Time in state by delivery type', ['p50', 'p90', 'p99'])
+        >>> [trace.name for trace in fig.data if trace.showlegend]
+        ['click_and_collect', 'express', 'same_day', 'standard']
     """
     takes = Takes("time_in_state_chart", "time_in_state", "of.time_in_state(tables)")
     frame = takes.frame(time_in_state)
     takes.need(frame, ["state_code", "stays"])
     frame = frame.filter(nw.col("stays") > 0)
     named = "state_name" in frame.columns
-    states = rows(frame, "state_code", *(["state_name"] if named else []))
-    labels = [f"{s[0]} {s[1]}" if named and s[1] else str(s[0]) for s in states]
-    fig = go.Figure()
-    for p in ("p50", "p90", "p99"):
-        if f"{p}_hours" in frame.columns:
+    percentiles = sorted(
+        (c for c in frame.columns if re.fullmatch(r"p\d+_hours", c)), key=lambda c: int(c[1:-6])
+    )
+    dims = [c for c in frame.columns if c not in _STAY_COLUMNS and c not in percentiles]
+    stays = rows(frame, "state_code", *dims, "stays")
+    names = column(frame, "state_name") if named else [None] * len(stays)
+    labels = [f"{s[0]} {n}" if n else str(s[0]) for s, n in zip(stays, names, strict=True)]
+    if not dims:
+        fig = go.Figure()
+        for hours in percentiles:
+            p = hours.removesuffix("_hours")
             fig.add_trace(
                 go.Bar(
                     x=labels,
-                    y=floats(frame, f"{p}_hours"),
+                    y=floats(frame, hours),
                     name=p,
-                    customdata=frame.get_column("stays").to_list(),
+                    customdata=[s[-1] for s in stays],
                     hovertemplate=f"%{{x}}: {p} %{{y:.1f}} h"
                     " (%{customdata} stays)<extra></extra>",
                 )
             )
+        fig.update_layout(xaxis_title="State", yaxis_title="Hours in state")
+    else:
+        fig = _stays_by_dims(frame, dims, percentiles, stays, labels)
     fig.update_layout(
-        title=title or "Time in state",
-        xaxis_title="State",
-        yaxis_title="Hours in state",
+        title=title or f"Time in state{f' by {_dims_label(dims).lower()}' if dims else ''}",
         barmode="group",
         template=TEMPLATE,
     )
     return fig
+
+
+def _stays_by_dims(
+    frame: Any,
+    dims: list[str],
+    percentiles: list[str],
+    stays: list[tuple[Any, ...]],
+    labels: list[str],
+) -> go.Figure:
+    """A panel per percentile, a bar per dimension value (a colour each) per state."""
+    values = [tuple(s[1:-1]) for s in stays]
+    hours = {h: floats(frame, h) for h in percentiles}
+    keys = sorted(set(values), key=lambda v: [(x is None, "" if x is None else x) for x in v])
+    order = [labels[i] for i in sorted(range(len(stays)), key=lambda i: _code_order(stays[i][0]))]
+    fig = panels(percentiles, headings=[h.removesuffix("_hours") for h in percentiles])
+    for key, colour in zip(keys, itertools.cycle(COLOURS), strict=False):
+        name = " / ".join(NONE if v is None else str(v) for v in key)
+        mine = [i for i, v in enumerate(values) if v == key]
+        for row, h in enumerate(percentiles, start=1):
+            p = h.removesuffix("_hours")
+            fig.add_trace(
+                go.Bar(
+                    x=[labels[i] for i in mine],
+                    y=[hours[h][i] for i in mine],
+                    name=name,
+                    legendgroup=name,
+                    showlegend=row == 1,
+                    marker_color=colour,
+                    customdata=[stays[i][-1] for i in mine],
+                    hovertemplate=f"%{{x}}, {name}: {p} %{{y:.1f}} h"
+                    " (%{customdata} stays)<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+            fig.update_yaxes(title_text="Hours in state", row=row, col=1)
+    # every panel's states in code order, the same in each
+    fig.update_xaxes(
+        type="category", categoryorder="array", categoryarray=list(dict.fromkeys(order))
+    )
+    fig.update_xaxes(title_text="State", row=len(percentiles), col=1)
+    fig.update_layout(legend={"title": {"text": _dims_label(dims)}})
+    return fig
+
+
+def _dims_label(dims: list[str]) -> str:
+    """The dimensions as a legend's title: ``Delivery type / city``."""
+    return " / ".join(label(d) if i == 0 else label(d).lower() for i, d in enumerate(dims))
 
 
 def lead_time_chart(

@@ -143,6 +143,31 @@ def test_the_time_in_state_chart_draws_percentiles_of_finished_stays(shop: Shop)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_the_time_in_state_chart_draws_a_bar_per_dimension_value(shop: Shop, engine: str) -> None:
+    frame = time_in_state(without_city(shop.tables[engine]), dims=["delivery_type"])
+    fig = charts.time_in_state_chart(frame)
+    traces = data(fig)
+    types = sorted(d[0] for d in cat.DELIVERY_TYPES)
+    assert [t["name"] for t in traces if t["showlegend"]] == types  # a colour per value
+    assert layout(fig)["legend"]["title"]["text"] == "Delivery type"
+    assert layout(fig)["title"]["text"] == "Time in state by delivery type"
+    assert [a["text"] for a in layout(fig)["annotations"]] == ["p50", "p90", "p99"]
+    finished = [r for r in records(frame) if r["stays"] > 0]
+    for t in traces:  # each bar is its value's percentile, in its percentile's panel
+        p = ["y", "y2", "y3"].index(t["yaxis"])
+        mine = [r for r in finished if r["delivery_type"] == t["name"]]
+        assert list(t["y"]) == [r[f"{('p50', 'p90', 'p99')[p]}_hours"] for r in mine]
+        assert len(set(t["x"])) == len(t["x"])  # one bar per state and value
+    assert len({t["marker"]["color"] for t in traces}) == len(types)
+    order = layout(fig)["xaxis"]["categoryarray"]
+    assert [x.split()[0] for x in order] == sorted((x.split()[0] for x in order), key=int)
+    by_city = data(
+        charts.time_in_state_chart(time_in_state(without_city(shop.tables[engine]), dims="city"))
+    )
+    assert by_city[-1]["name"] == "(none)"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_the_lead_time_chart_draws_a_box_per_value(shop: Shop, engine: str) -> None:
     per_order = lead_times(shop.tables[engine])
     rows = records(per_order)

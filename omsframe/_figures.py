@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import narwhals as nw
 import plotly.graph_objects as go
@@ -153,6 +153,52 @@ def label(name: str) -> str:
         'Average order value'
     """
     return name.replace("_", " ").capitalize()
+
+
+COUNTS = frozenset(
+    {"orders", "customers", "cohort_customers", "items", "count", "stays", "open", "variants"}
+)
+"""Columns that count things (with the ``units...`` ones): no currency on their axis."""
+
+
+def kind(name: str) -> Literal["share", "count", "money"]:
+    """What a column holds, for its axis: a share (a fraction), a count, or money.
+
+    Shares are the ``..._pct``, ``..._rate`` and ``..._share`` columns (fractions: 0.46 is
+    46 %); counts are :data:`COUNTS` and the ``units...`` columns; anything else is money.
+
+    Example:
+        >>> [kind(n) for n in ("net_sales_change_pct", "cancel_rate", "orders", "units_sold")]
+        ['share', 'share', 'count', 'count']
+        >>> kind("net_sales"), kind("average_order_value")
+        ('money', 'money')
+    """
+    if name.endswith(("_pct", "_rate", "_share")) or name == "share":
+        return "share"
+    if name in COUNTS or name.startswith("units"):
+        return "count"
+    return "money"
+
+
+def value_axis(name: str, currency: str) -> dict[str, Any]:
+    """The title and number format of an axis drawing a column: %, a count, or money.
+
+    A share is drawn as a percentage (its fractions as ``46%``) and money with its currency
+    (``currency``: as :func:`unit` gives it); neither a share nor a count has a currency.
+
+    Example:
+        >>> value_axis("net_sales_change_pct", "TRY")
+        {'title_text': 'Net sales change (%)', 'tickformat': '.0%', 'hoverformat': '.1%'}
+        >>> value_axis("net_sales", "TRY")["title_text"], value_axis("orders", "TRY")
+        ('Net sales (TRY)', {'title_text': 'Orders'})
+    """
+    what = kind(name)
+    if what == "share":
+        title = label(name.removesuffix("_pct"))
+        return {"title_text": f"{title} (%)", "tickformat": ".0%", "hoverformat": ".1%"}
+    if what == "count":
+        return {"title_text": label(name)}
+    return {"title_text": f"{label(name)} ({currency})", "hoverformat": ",.2f"}
 
 
 def currencies(frame: Frame) -> list[str]:

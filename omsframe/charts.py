@@ -49,6 +49,7 @@ from omsframe._figures import panels as _panels
 from omsframe._figures import rows as _rows
 from omsframe._figures import split as _split
 from omsframe._figures import unit as _unit
+from omsframe._figures import value_axis as _value_axis
 from omsframe._time_axis import (
     axis_title,
     fill_periods,
@@ -96,7 +97,6 @@ __all__ = [
 ]
 
 _DEPTHS = {"discount": "Basket discount (of sale price)", "markdown": "Markdown (of list price)"}
-_COUNTS = ("orders", "units", "units_ordered", "units_per_order")
 _SUMS = {*MEASURES, "orders", "units_ordered"}
 
 
@@ -126,7 +126,9 @@ def revenue_chart(
         tz: The time zone the periods are in, named on the time axis (default: not named).
 
     Returns:
-        The figure: one panel per currency, its y axis labelled with the currency.
+        The figure: one panel per currency, its y axis labelled with the currency (for
+        money: a count has none, and a share such as ``net_sales_change_pct`` is drawn as a
+        percentage).
 
     Example:
         >>> weekly = of.revenue(tables, by="week", dims=["channel"])
@@ -204,14 +206,7 @@ def _over_time(
             line = period_line(points, name=name, colour=next(colours), by=by, fill=fill)
             for trace in line:
                 fig.add_trace(trace, row=row, col=1)
-        money = measure not in _COUNTS
-        unit = f" ({_unit(frame, currency)})" if money else ""
-        fig.update_yaxes(
-            title_text=f"{label(measure)}{unit}",
-            hoverformat=",.2f" if money else None,
-            row=row,
-            col=1,
-        )
+        fig.update_yaxes(row=row, col=1, **_value_axis(measure, _unit(frame, currency)))
     fig.update_xaxes(title_text=axis_title(by, tz), row=max(len(currencies), 1), col=1)
     default = f"{label(measure)} {f'per {by}' if by else 'over time'}"
     default += f" by {label(color).lower()}" if color else ""

@@ -37,6 +37,7 @@ from omsframe._figures import (
     numeric,
     panels,
     rows,
+    value_axis,
 )
 from omsframe._time_axis import (
     axis_title,
@@ -82,13 +83,19 @@ def cohort_heatmap(
 
     Args:
         cohorts: The output of :func:`omsframe.cohorts`.
-        value: ``"retention"`` (share of the cohort ordering again, in %; all currencies
-            together), ``"customers"``, or a money column (``"net_sales"``,
-            ``"net_sales_per_customer"``: a panel per currency).
-        title: The figure title (default: "Cohort retention" or the value's name).
+        value: ``"retention"`` (share of the cohort ordering again, in %), a count
+            (``"customers"``, ``"cohort_customers"``, ``"orders"``), all currencies
+            together, or money (``"net_sales"``, ``"net_sales_per_customer"``): a panel per
+            currency, the currency in the hover.
+        title: The figure title (default: "Cohort retention (%)", or "<Value> by cohort").
         by: The cohort period (default: what the cohorts' and periods' spacing says).
 
     Example:
+        >>> cohort_heatmap(of.cohorts(tables)).layout.title.text
+        'Cohort retention (%)'
+        >>> fig = cohort_heatmap(of.cohorts(tables), value="orders")  # counts: one panel
+        >>> fig.layout.title.text, len(fig.data), fig.layout.annotations
+        ('Orders by cohort', 1, ())
         >>> fig = cohort_heatmap(of.cohorts(tables), value="net_sales")
         >>> fig.layout.title.text, [a.text for a in fig.layout.annotations]
         ('Net sales by cohort', ['EUR', 'TRY', 'USD'])
@@ -102,7 +109,7 @@ def cohort_heatmap(
     takes.need(frame, ["cohort", "age", "currency", "customers", "cohort_customers"])
     if value != "retention":
         takes.choice(frame, "value", value, ["retention", *_COUNTS, *_MONEY])
-    if value in ("retention", "customers"):
+    if value == "retention" or value in _COUNTS:
         groups = [("", _pooled(frame, value))]
     else:
         groups = []
@@ -123,6 +130,7 @@ def cohort_heatmap(
         heights=[max(PANEL_HEIGHT, CELL_HEIGHT * len(starts))] * len(groups),
     )
     fmt = "{:.0f}%" if value == "retention" else "{:,.0f}"
+    digits = ",.0f" if value in _COUNTS else ",.2f"  # in the hover: counts are whole
     for row, (currency, cells) in enumerate(groups, start=1):
         unit = "%" if value == "retention" else f" {currency.upper()}" if currency else ""
         z = [
@@ -142,7 +150,7 @@ def cohort_heatmap(
                 texttemplate="%{text}" if labelled else None,
                 textfont={"size": 12},
                 hoverongaps=False,
-                hovertemplate=f"cohort %{{y}}, age %{{x}}: %{{z:,.2f}}{unit}<extra></extra>",
+                hovertemplate=f"cohort %{{y}}, age %{{x}}: %{{z:{digits}}}{unit}<extra></extra>",
                 showscale=row == 1,
             ),
             row=row,
@@ -186,16 +194,15 @@ def _ages_reached(frame: Any, by: Period | None) -> dict[Any, int]:
 
 
 def _pooled(frame: Any, value: str) -> dict[tuple[Any, int], float | None]:
-    """Customers (or retention in %) per cohort and age, all currencies together."""
+    """A count (or retention in %) per cohort and age, all currencies together."""
     sizes: dict[Any, int] = defaultdict(int)
     active: dict[tuple[Any, int], int] = defaultdict(int)
-    for cohort, age, customers, size in rows(
-        frame, "cohort", "age", "customers", "cohort_customers"
-    ):
-        active[cohort, age] += customers
+    count = "customers" if value == "retention" else value
+    for cohort, age, n, size in rows(frame, "cohort", "age", count, "cohort_customers"):
+        active[cohort, age] += n or 0
         if age == 0:
             sizes[cohort] += size
-    if value == "customers":
+    if value != "retention":
         return {k: float(v) for k, v in active.items()}
     return {(c, a): 100 * n / sizes[c] if sizes[c] else None for (c, a), n in active.items()}
 
@@ -337,6 +344,13 @@ def _stacked_maximum(per: Any, measure: str) -> float:
 def top_products_chart(top: Any, measure: str = "net_sales", title: str | None = None) -> go.Figure:
     """The best sellers of :func:`omsframe.top_products` as bars, a panel per currency.
 
+    Args:
+        top: The output of :func:`omsframe.top_products`.
+        measure: The column to draw: money (``"net_sales"``...; its axis says the
+            currency), a count (``"units"``, ``"orders"``...) or a rate (``"cancel_rate"``,
+            ``"refund_rate"``: drawn as a percentage).
+        title: The figure title (default: "Top products").
+
     Example:
         >>> fig = top_products_chart(of.top_products(tables, n=10))
         >>> fig.layout.title.text, [len(trace.y) for trace in fig.data]
@@ -362,8 +376,7 @@ def top_products_chart(top: Any, measure: str = "net_sales", title: str | None =
             row=row,
             col=1,
         )
-        unit = "" if measure.startswith("units") else f" ({currency.upper()})"
-        fig.update_xaxes(title_text=f"{label(measure)}{unit}", row=row, col=1)
+        fig.update_xaxes(row=row, col=1, **value_axis(measure, currency.upper()))
     fig.update_yaxes(tickmode="linear", dtick=1)  # a label for every bar: the panel fits them
     fig.update_layout(title=title or "Top products", template=TEMPLATE, showlegend=False)
     return fig

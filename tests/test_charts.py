@@ -172,6 +172,20 @@ def test_aov_chart_draws_the_average_order_value(shop: Shop) -> None:
     assert fig.layout.title.text == "Average order value per month"
 
 
+def test_a_share_is_a_percentage_axis_and_a_count_has_no_currency(shop: Shop) -> None:
+    monthly = revenue(shop.tables["polars"], by="month")
+    fig = charts.revenue_chart(monthly, measure="net_sales_change_pct")
+    assert y_axis_titles(fig) == ["Net sales change (%)"] * 3  # a share has no currency
+    axes = [v for k, v in fig.to_dict()["layout"].items() if k.startswith("yaxis")]
+    assert all(axis["tickformat"] == ".0%" for axis in axes)  # fractions: 0.46 is 46%
+    try_rows = monthly.filter(pl.col("currency") == "try").sort("period")
+    assert lines(fig)[1]["y"] == try_rows["net_sales_change_pct"].to_list()  # as fractions
+    assert y_axis_titles(charts.revenue_chart(monthly, measure="orders")) == ["Orders"] * 3
+    money = charts.revenue_chart(monthly, measure="net_sales_change")
+    assert y_axis_titles(money)[1] == "Net sales change (TRY)"
+    assert "tickformat" not in money.to_dict()["layout"]["yaxis"]
+
+
 def weeks(*days: int) -> list[dt.datetime]:
     """Monday period starts of January 2025 (6, 13, 20, 27)."""
     return [dt.datetime(2025, 1, d) for d in days]

@@ -294,6 +294,18 @@ def test_the_cohort_heatmap_keeps_money_apart_by_currency(shop: Shop) -> None:
     )
 
 
+def test_the_cohort_heatmap_counts_orders_across_currencies(shop: Shop) -> None:
+    frame = cohorts(shop.tables["polars"])
+    fig = charts.cohort_heatmap(frame, value="orders")
+    (trace,) = data(fig)  # counts are not money: one panel, all currencies together
+    assert not layout(fig).get("annotations")
+    assert not any(c in trace["hovertemplate"] for c in ("EUR", "TRY", "USD"))
+    assert "%{z:,.0f}" in trace["hovertemplate"]
+    drawn = sum(v for row in trace["z"] for v in row if v is not None)
+    assert drawn == sum(r["orders"] for r in records(frame))
+    assert layout(fig)["title"]["text"] == "Orders by cohort"
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_rfm_chart_counts_customers_per_segment(shop: Shop, engine: str) -> None:
     frame = rfm(shop.tables[engine])
@@ -359,6 +371,16 @@ def test_the_top_products_chart_puts_the_best_seller_on_top(shop: Shop, engine: 
         assert t["y"][-1] == f"{best['product_name']} ({best['sku']})"
         assert t["x"][-1] == pytest.approx(float(best["net_sales"]))
     assert layout(fig)["xaxis"]["title"]["text"] == "Net sales (EUR)"
+
+
+def test_the_top_products_chart_draws_a_rate_as_a_percentage(shop: Shop) -> None:
+    top = top_products(shop.tables["polars"], n=5)
+    fig = charts.top_products_chart(top, measure="cancel_rate")
+    xaxes = [v for k, v in layout(fig).items() if k.startswith("xaxis")]
+    assert [axis["title"]["text"] for axis in xaxes] == ["Cancel rate (%)"] * 3  # no currency
+    assert all(axis["tickformat"] == ".0%" for axis in xaxes)
+    orders = layout(charts.top_products_chart(top, measure="orders"))
+    assert orders["xaxis"]["title"]["text"] == "Orders"  # a count: no currency either
 
 
 def test_the_top_products_chart_labels_all_ten_products(shop: Shop) -> None:

@@ -39,6 +39,7 @@ from omsframe._figures import (
     rows,
     value_axis,
 )
+from omsframe._figures import kind as column_kind
 from omsframe._time_axis import (
     axis_title,
     fill_periods,
@@ -251,9 +252,10 @@ def rfm_chart(rfm: Any, title: str | None = None) -> go.Figure:
                 ),
             )
         )
+    most = max(column(counts, "customers"), default=0)
     fig.update_layout(
         title=title or "Customers by RFM segment",
-        xaxis_title="Customers",
+        xaxis={"title": "Customers", **count_axis(most)},  # whole customers, from zero
         barmode="group",
         template=TEMPLATE,
     )
@@ -366,9 +368,10 @@ def top_products_chart(top: Any, measure: str = "net_sales", title: str | None =
     fig = panels(names, shared_x=False, heights=bar_heights([part.shape[0] for part in parts]))
     for row, (currency, part) in enumerate(zip(names, parts, strict=True), start=1):
         labels = _product_labels(part)
+        values = floats(part, measure)
         fig.add_trace(
             go.Bar(
-                x=floats(part, measure)[::-1],
+                x=values[::-1],
                 y=labels[::-1],  # the best seller on top
                 orientation="h",
                 name=currency.upper(),
@@ -377,6 +380,9 @@ def top_products_chart(top: Any, measure: str = "net_sales", title: str | None =
             col=1,
         )
         fig.update_xaxes(row=row, col=1, **value_axis(measure, currency.upper()))
+        drawn = [v for v in values if v is not None]
+        if column_kind(measure) == "count" and all(v >= 0 and v.is_integer() for v in drawn):
+            fig.update_xaxes(row=row, col=1, **count_axis(max(drawn, default=0)))
     fig.update_yaxes(tickmode="linear", dtick=1)  # a label for every bar: the panel fits them
     fig.update_layout(title=title or "Top products", template=TEMPLATE, showlegend=False)
     return fig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,20 @@ def test_the_rfm_chart_counts_customers_per_segment(shop: Shop, engine: str) -> 
     assert list(traces[0]["y"]) == sorted(traces[0]["y"], key=order.index, reverse=True)
 
 
+def test_the_rfm_chart_counts_customers_in_whole_numbers_from_zero() -> None:
+    frame = pl.DataFrame(
+        {
+            "segment": ["Champions", "Champions", "At Risk"],
+            "currency": ["try", "try", "eur"],
+            "monetary": [Decimal("10.00"), Decimal("20.00"), Decimal("5.00")],
+        }
+    )
+    axis = layout(charts.rfm_chart(frame))["xaxis"]
+    assert axis["title"]["text"] == "Customers"
+    assert axis["tickformat"] == ",d" and axis["rangemode"] == "nonnegative"
+    assert axis["tickmode"] == "linear" and axis["dtick"] == 1  # no 0.5 customers
+
+
 def test_the_new_vs_returning_chart(shop: Shop) -> None:
     frame = new_vs_returning(shop.tables["pandas"])
     rows = records(frame)
@@ -381,6 +396,7 @@ def test_the_top_products_chart_draws_a_rate_as_a_percentage(shop: Shop) -> None
     assert all(axis["tickformat"] == ".0%" for axis in xaxes)
     orders = layout(charts.top_products_chart(top, measure="orders"))
     assert orders["xaxis"]["title"]["text"] == "Orders"  # a count: no currency either
+    assert orders["xaxis"]["tickformat"] == ",d"  # whole orders, from zero
 
 
 def test_the_top_products_chart_labels_all_ten_products(shop: Shop) -> None:

@@ -6,14 +6,17 @@ currencies on one money axis.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import narwhals as nw
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from omsframe.analysis._frames import Frame
+from omsframe.analysis._frames import Frame, as_frame
+from omsframe.analysis.errors import AnalysisError
 
 TEMPLATE = "plotly_white"
 COLOURS: list[str] = list(qualitative.Plotly)
@@ -30,6 +33,118 @@ OWN_AXIS_GAP = 110
 MARGIN = {"t": 100, "b": 80}
 
 
+@dataclass(frozen=True)
+class Takes:
+    """What a chart draws: the frame of one analysis; its errors say which call makes that.
+
+    An analysis' own errors speak of *its* input (the loaded tables or a ledger); a chart's
+    input is that analysis' output, so a chart checks its frame here and names the call.
+
+    Attributes:
+        chart: The chart function's name (``"revenue_chart"``).
+        analysis: The analysis whose frame it draws (``"revenue"``).
+        call: A call that makes such a frame (``"of.revenue(tables, by='week')"``).
+
+    Example:
+        >>> takes = Takes("rfm_chart", "rfm", "of.rfm(tables)")
+        >>> try:
+        ...     takes.frame({"orders": None})  # the loaded tables, not the frame of rfm
+        ... except AnalysisError as error:
+        ...     print(error)
+        rfm_chart takes the frame of omsframe.rfm(...), got dict; e.g. rfm_chart(of.rfm(tables))
+    """
+
+    chart: str
+    analysis: str
+    call: str
+
+    @property
+    def example(self) -> str:
+        """The chart called on a frame it takes: ``revenue_chart(of.revenue(...))``."""
+        return f"{self.chart}({self.call})"
+
+    def frame(self, data: Any) -> Frame:
+        """``data`` as a narwhals frame, or an error naming the analysis to call for one."""
+        try:
+            return as_frame(data, self.analysis)
+        except AnalysisError:
+            raise AnalysisError(
+                f"{self.chart} takes the frame of omsframe.{self.analysis}(...), "
+                f"got {type(data).__name__}; e.g. {self.example}"
+            ) from None
+
+    def need(self, frame: Frame, columns: Iterable[str], hint: str | None = None) -> None:
+        """Refuse a frame without ``columns``: say which, and how to make a frame with them."""
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise AnalysisError(
+                f"{self.chart} needs column(s) {', '.join(missing)}, which the frame lacks; "
+                + (
+                    hint
+                    or f"pass it the frame of omsframe.{self.analysis}(...) as it comes, "
+                    f"e.g. {self.example}"
+                )
+            )
+
+    def dimension(self, frame: Frame, argument: str, name: str, dims: str = "dims") -> None:
+        """Refuse a dimension (``color=``, ``by=``...) that is not a column of the frame."""
+        if name not in frame.columns:
+            raise AnalysisError(
+                f"{self.chart}: {argument}={name!r} is not a column of the frame; make the "
+                f"frame with it, e.g. of.{self.analysis}(tables, ..., {dims}=[{name!r}])"
+            )
+
+    def choice(
+        self,
+        frame: Frame,
+        argument: str,
+        name: str,
+        choices: Sequence[str],
+        hint: str | None = None,
+    ) -> None:
+        """Refuse a column to draw (``measure=``, ``value=``...) that the frame lacks."""
+        if name not in frame.columns:
+            offered = [c for c in choices if c in frame.columns] or list(choices)
+            raise AnalysisError(
+                f"{self.chart}: {argument}={name!r} is not a column of the frame; "
+                f"{f'{hint}, or ' if hint else ''}choose one of {', '.join(offered)}"
+            )
+
+
+def numeric(frame: Frame) -> list[str]:
+    """The frame's number columns (money, counts, ratios: what a chart could draw)."""
+    return [name for name, dtype in frame.schema.items() if dtype.is_numeric()]
+
+
+NONE = "(none)"
+"""The name of the series of the rows without a value of its dimension (drawn, never dropped)."""
+
+
+def split(frame: Frame, column: str) -> list[tuple[str, Frame]]:
+    """The rows per value of ``column``, named as text, sorted; those without one last.
+
+    The rows whose value is missing are a series of their own, :data:`NONE`, so what a
+    chart draws adds up to the whole frame (no money silently left out).
+
+    Example:
+        >>> import polars as pl
+        >>> cities = pl.DataFrame({"city": ["Izmir", None, "Ankara"], "n": [1, 2, 3]})
+        >>> frame = nw.from_native(cities)
+        >>> [(name, part.get_column("n").to_list()) for name, part in split(frame, "city")]
+        [('Ankara', [3]), ('Izmir', [1]), ('(none)', [2])]
+    """
+    values = frame.get_column(column).drop_nulls().unique().to_list()
+    try:
+        ordered = sorted(values)
+    except TypeError:  # values of mixed kinds: as text
+        ordered = sorted(values, key=str)
+    groups = [(str(value), frame.filter(nw.col(column) == value)) for value in ordered]
+    missing = frame.filter(nw.col(column).is_null())
+    if missing.shape[0]:
+        groups.append((NONE, missing))
+    return groups
+
+
 def label(name: str) -> str:
     """A column name as an axis label: ``net_sales`` -> ``Net sales``.
 
@@ -38,6 +153,52 @@ def label(name: str) -> str:
         'Average order value'
     """
     return name.replace("_", " ").capitalize()
+
+
+COUNTS = frozenset(
+    {"orders", "customers", "cohort_customers", "items", "count", "stays", "open", "variants"}
+)
+"""Columns that count things (with the ``units...`` ones): no currency on their axis."""
+
+
+def kind(name: str) -> Literal["share", "count", "money"]:
+    """What a column holds, for its axis: a share (a fraction), a count, or money.
+
+    Shares are the ``..._pct``, ``..._rate`` and ``..._share`` columns (fractions: 0.46 is
+    46 %); counts are :data:`COUNTS` and the ``units...`` columns; anything else is money.
+
+    Example:
+        >>> [kind(n) for n in ("net_sales_change_pct", "cancel_rate", "orders", "units_sold")]
+        ['share', 'share', 'count', 'count']
+        >>> kind("net_sales"), kind("average_order_value")
+        ('money', 'money')
+    """
+    if name.endswith(("_pct", "_rate", "_share")) or name == "share":
+        return "share"
+    if name in COUNTS or name.startswith("units"):
+        return "count"
+    return "money"
+
+
+def value_axis(name: str, currency: str) -> dict[str, Any]:
+    """The title and number format of an axis drawing a column: %, a count, or money.
+
+    A share is drawn as a percentage (its fractions as ``46%``) and money with its currency
+    (``currency``: as :func:`unit` gives it); neither a share nor a count has a currency.
+
+    Example:
+        >>> value_axis("net_sales_change_pct", "TRY")
+        {'title_text': 'Net sales change (%)', 'tickformat': '.0%', 'hoverformat': '.1%'}
+        >>> value_axis("net_sales", "TRY")["title_text"], value_axis("orders", "TRY")
+        ('Net sales (TRY)', {'title_text': 'Orders'})
+    """
+    what = kind(name)
+    if what == "share":
+        title = label(name.removesuffix("_pct"))
+        return {"title_text": f"{title} (%)", "tickformat": ".0%", "hoverformat": ".1%"}
+    if what == "count":
+        return {"title_text": label(name)}
+    return {"title_text": f"{label(name)} ({currency})", "hoverformat": ",.2f"}
 
 
 def currencies(frame: Frame) -> list[str]:

@@ -37,15 +37,19 @@ from plotly.colors import sample_colorscale
 
 from omsframe._figures import COLOURS as _COLOURS
 from omsframe._figures import TEMPLATE as _TEMPLATE
+from omsframe._figures import Takes as _Takes
 from omsframe._figures import bar_heights as _bar_heights
 from omsframe._figures import column as _column
 from omsframe._figures import count_axis as _count_axis
 from omsframe._figures import currencies as _currencies
 from omsframe._figures import floats as _floats
 from omsframe._figures import label
+from omsframe._figures import numeric as _numeric
 from omsframe._figures import panels as _panels
 from omsframe._figures import rows as _rows
+from omsframe._figures import split as _split
 from omsframe._figures import unit as _unit
+from omsframe._figures import value_axis as _value_axis
 from omsframe._time_axis import (
     axis_title,
     fill_periods,
@@ -53,7 +57,7 @@ from omsframe._time_axis import (
     period_label,
     period_line,
 )
-from omsframe.analysis._frames import Period, as_frame, require
+from omsframe.analysis._frames import Period
 from omsframe.analysis.measures import MEASURES
 from omsframe.charts_customers import (
     abc_chart,
@@ -93,7 +97,6 @@ __all__ = [
 ]
 
 _DEPTHS = {"discount": "Basket discount (of sale price)", "markdown": "Markdown (of list price)"}
-_COUNTS = ("orders", "units", "units_ordered", "units_per_order")
 _SUMS = {*MEASURES, "orders", "units_ordered"}
 
 
@@ -116,13 +119,16 @@ def revenue_chart(
     Args:
         revenue: The output of :func:`omsframe.revenue`.
         measure: The column to draw (``net_sales``, ``gross_sales``, ``orders``...).
-        color: A dimension of ``revenue`` to draw one line per value of (e.g. ``"channel"``).
+        color: A dimension of ``revenue`` to draw one line per value of (e.g. ``"channel"``);
+            the rows without a value are a line too, ``(none)``.
         title: The figure title (default: "<Measure> per <period>", and "by <color>").
         by: The frame's period (default: what the periods' spacing says).
         tz: The time zone the periods are in, named on the time axis (default: not named).
 
     Returns:
-        The figure: one panel per currency, its y axis labelled with the currency.
+        The figure: one panel per currency, its y axis labelled with the currency (for
+        money: a count has none, and a share such as ``net_sales_change_pct`` is drawn as a
+        percentage).
 
     Example:
         >>> weekly = of.revenue(tables, by="week", dims=["channel"])
@@ -134,7 +140,7 @@ def revenue_chart(
         >>> [trace.name for trace in fig.data if trace.showlegend is not False]  # the lines
         ['EU Shop (EUR)', 'Mobile App TR (TRY)', 'Web Shop TR (TRY)', 'US Shop (USD)']
     """
-    return _over_time(revenue, measure, color, title, by, tz)
+    return _over_time(revenue, measure, color, title, by, tz, chart="revenue_chart")
 
 
 def aov_chart(
@@ -157,7 +163,7 @@ def aov_chart(
         >>> fig.layout.yaxis.title.text
         'Average order value (EUR)'
     """
-    return _over_time(revenue, "average_order_value", color, title, by, tz)
+    return _over_time(revenue, "average_order_value", color, title, by, tz, chart="aov_chart")
 
 
 def _over_time(
@@ -167,9 +173,19 @@ def _over_time(
     title: str | None,
     by: Period | None,
     tz: str | None,
+    *,
+    chart: str,
 ) -> go.Figure:
-    frame = as_frame(data, "revenue")
-    require(frame, ["period", "currency", measure, *([color] if color else [])], "revenue")
+    takes = _Takes(chart, "revenue", "of.revenue(tables, by='week')")
+    frame = takes.frame(data)
+    takes.need(frame, ["period", "currency"])
+    if chart == "revenue_chart":
+        asked = f"ask for it: of.revenue(tables, ..., measures=[{measure!r}])"
+        hint = asked if measure in MEASURES else None
+        takes.choice(frame, "measure", measure, _numeric(frame), hint)
+    takes.need(frame, [measure])
+    if color is not None:
+        takes.dimension(frame, "color", color)
     by = by or infer_period(_column(frame, "period"))
     partial = ["partial"] if "partial" in frame.columns else []
     # no row is no sales: 0 of a sum, but no ratio (average order value) at all
@@ -179,14 +195,8 @@ def _over_time(
     colours = itertools.cycle(_COLOURS)
     for row, currency in enumerate(currencies, start=1):
         part = frame.filter(nw.col("currency") == currency)
-        groups = (
-            [(None, part)]
-            if color is None
-            else [
-                (value, part.filter(nw.col(color) == value))
-                for value in sorted(part.get_column(color).drop_nulls().unique().to_list())
-            ]
-        )
+        # a line per value of color, the rows without one too: "(none) (TRY)"
+        groups = [(None, part)] if color is None else _split(part, color)
         for value, rows in groups:
             name = currency.upper() if value is None else f"{value} ({currency.upper()})"
             points = [
@@ -196,14 +206,7 @@ def _over_time(
             line = period_line(points, name=name, colour=next(colours), by=by, fill=fill)
             for trace in line:
                 fig.add_trace(trace, row=row, col=1)
-        money = measure not in _COUNTS
-        unit = f" ({_unit(frame, currency)})" if money else ""
-        fig.update_yaxes(
-            title_text=f"{label(measure)}{unit}",
-            hoverformat=",.2f" if money else None,
-            row=row,
-            col=1,
-        )
+        fig.update_yaxes(row=row, col=1, **_value_axis(measure, _unit(frame, currency)))
     fig.update_xaxes(title_text=axis_title(by, tz), row=max(len(currencies), 1), col=1)
     default = f"{label(measure)} {f'per {by}' if by else 'over time'}"
     default += f" by {label(color).lower()}" if color else ""
@@ -242,8 +245,9 @@ def discount_depth_chart(
         >>> list(fig.data[0].x)
         ['0%', '0-10%', '10-20%', '20-30%', '30-40%', '40-50%']
     """
-    frame = as_frame(depth, "discount_depth")
-    require(frame, ["depth", "bucket", "bucket_order", "items"], "discount_depth")
+    takes = _Takes("discount_depth_chart", "discount_depth", "of.discount_depth(tables)")
+    frame = takes.frame(depth)
+    takes.need(frame, ["depth", "bucket", "bucket_order", "items"])
     periods = _column(frame, "period") if "period" in frame.columns else []
     if len({p for p in periods if p is not None}) > 1:
         return _depth_per_period(frame, title, by, tz)
@@ -347,8 +351,9 @@ def campaign_days_chart(days: Any, title: str | None = None) -> go.Figure:
         >>> [trace.name for trace in fig.data]
         ['EUR', 'EUR campaign days', 'TRY', 'TRY campaign days', 'USD', 'USD campaign days']
     """
-    frame = as_frame(days, "campaign_days")
-    require(frame, ["day", "currency", "units", "discount_rate", "gross_sales"], "campaign_days")
+    takes = _Takes("campaign_days_chart", "campaign_days", "of.campaign_days(tables)")
+    frame = takes.frame(days)
+    takes.need(frame, ["day", "currency", "units", "discount_rate", "gross_sales"])
     flagged = "campaign" in frame.columns
     fig = go.Figure()
     for currency in _currencies(frame):
@@ -393,9 +398,13 @@ def top_discounted_products_chart(top: Any, title: str | None = None) -> go.Figu
         >>> fig.layout.title.text, [len(trace.y) for trace in fig.data]
         ('Products most sold on discount', [5, 5, 5])
     """
-    frame = as_frame(top, "top_discounted_products")
-    columns = ["sku", "product_name", "currency", "units_on_discount", "discounts"]
-    require(frame, columns, "top_discounted_products")
+    takes = _Takes(
+        "top_discounted_products_chart",
+        "top_discounted_products",
+        "of.top_discounted_products(tables)",
+    )
+    frame = takes.frame(top)
+    takes.need(frame, ["sku", "product_name", "currency", "units_on_discount", "discounts"])
     currencies = _currencies(frame)
     parts = [frame.filter(nw.col("currency") == currency) for currency in currencies]
     fig = _panels(currencies, shared_x=False, heights=_bar_heights([p.shape[0] for p in parts]))

@@ -27,15 +27,19 @@ import plotly.graph_objects as go
 from omsframe._figures import (
     PANEL_HEIGHT,
     TEMPLATE,
+    Takes,
     bar_heights,
     column,
     count_axis,
     currencies,
     floats,
     label,
+    numeric,
     panels,
     rows,
+    value_axis,
 )
+from omsframe._figures import kind as column_kind
 from omsframe._time_axis import (
     axis_title,
     fill_periods,
@@ -43,7 +47,7 @@ from omsframe._time_axis import (
     period_index,
     period_label,
 )
-from omsframe.analysis._frames import Period, as_frame, require
+from omsframe.analysis._frames import Period
 from omsframe.analysis.rfm import RFM_SEGMENTS
 
 __all__ = [
@@ -55,6 +59,7 @@ __all__ = [
 ]
 
 _COUNTS = ("customers", "cohort_customers", "orders")
+_MONEY = ("net_sales", "net_sales_per_customer")
 CELL_LABELS_UP_TO = 12
 """The widest cohort matrix (in ages) whose cells are labelled; a wider one is colour only."""
 CELL_HEIGHT = 26
@@ -79,13 +84,19 @@ def cohort_heatmap(
 
     Args:
         cohorts: The output of :func:`omsframe.cohorts`.
-        value: ``"retention"`` (share of the cohort ordering again, in %; all currencies
-            together), ``"customers"``, or a money column (``"net_sales"``,
-            ``"net_sales_per_customer"``: a panel per currency).
-        title: The figure title (default: "Cohort retention" or the value's name).
+        value: ``"retention"`` (share of the cohort ordering again, in %), a count
+            (``"customers"``, ``"cohort_customers"``, ``"orders"``), all currencies
+            together, or money (``"net_sales"``, ``"net_sales_per_customer"``): a panel per
+            currency, the currency in the hover.
+        title: The figure title (default: "Cohort retention (%)", or "<Value> by cohort").
         by: The cohort period (default: what the cohorts' and periods' spacing says).
 
     Example:
+        >>> cohort_heatmap(of.cohorts(tables)).layout.title.text
+        'Cohort retention (%)'
+        >>> fig = cohort_heatmap(of.cohorts(tables), value="orders")  # counts: one panel
+        >>> fig.layout.title.text, len(fig.data), fig.layout.annotations
+        ('Orders by cohort', 1, ())
         >>> fig = cohort_heatmap(of.cohorts(tables), value="net_sales")
         >>> fig.layout.title.text, [a.text for a in fig.layout.annotations]
         ('Net sales by cohort', ['EUR', 'TRY', 'USD'])
@@ -94,10 +105,12 @@ def cohort_heatmap(
         >>> fig.data[1].z[3][1] is None  # the last cohort has not reached age 1 yet
         True
     """
-    frame = as_frame(cohorts, "cohorts")
-    needed = ["cohort", "age", "currency", "customers", "cohort_customers"]
-    require(frame, [*needed, *([] if value == "retention" else [value])], "cohorts")
-    if value in ("retention", "customers"):
+    takes = Takes("cohort_heatmap", "cohorts", "of.cohorts(tables)")
+    frame = takes.frame(cohorts)
+    takes.need(frame, ["cohort", "age", "currency", "customers", "cohort_customers"])
+    if value != "retention":
+        takes.choice(frame, "value", value, ["retention", *_COUNTS, *_MONEY])
+    if value == "retention" or value in _COUNTS:
         groups = [("", _pooled(frame, value))]
     else:
         groups = []
@@ -118,6 +131,7 @@ def cohort_heatmap(
         heights=[max(PANEL_HEIGHT, CELL_HEIGHT * len(starts))] * len(groups),
     )
     fmt = "{:.0f}%" if value == "retention" else "{:,.0f}"
+    digits = ",.0f" if value in _COUNTS else ",.2f"  # in the hover: counts are whole
     for row, (currency, cells) in enumerate(groups, start=1):
         unit = "%" if value == "retention" else f" {currency.upper()}" if currency else ""
         z = [
@@ -137,7 +151,7 @@ def cohort_heatmap(
                 texttemplate="%{text}" if labelled else None,
                 textfont={"size": 12},
                 hoverongaps=False,
-                hovertemplate=f"cohort %{{y}}, age %{{x}}: %{{z:,.2f}}{unit}<extra></extra>",
+                hovertemplate=f"cohort %{{y}}, age %{{x}}: %{{z:{digits}}}{unit}<extra></extra>",
                 showscale=row == 1,
             ),
             row=row,
@@ -181,16 +195,15 @@ def _ages_reached(frame: Any, by: Period | None) -> dict[Any, int]:
 
 
 def _pooled(frame: Any, value: str) -> dict[tuple[Any, int], float | None]:
-    """Customers (or retention in %) per cohort and age, all currencies together."""
+    """A count (or retention in %) per cohort and age, all currencies together."""
     sizes: dict[Any, int] = defaultdict(int)
     active: dict[tuple[Any, int], int] = defaultdict(int)
-    for cohort, age, customers, size in rows(
-        frame, "cohort", "age", "customers", "cohort_customers"
-    ):
-        active[cohort, age] += customers
+    count = "customers" if value == "retention" else value
+    for cohort, age, n, size in rows(frame, "cohort", "age", count, "cohort_customers"):
+        active[cohort, age] += n or 0
         if age == 0:
             sizes[cohort] += size
-    if value == "customers":
+    if value != "retention":
         return {k: float(v) for k, v in active.items()}
     return {(c, a): 100 * n / sizes[c] if sizes[c] else None for (c, a), n in active.items()}
 
@@ -209,8 +222,9 @@ def rfm_chart(rfm: Any, title: str | None = None) -> go.Figure:
         >>> trace.name, trace.y[-1], trace.x[-1]
         ('TRY', 'Champions', 15)
     """
-    frame = as_frame(rfm, "rfm")
-    require(frame, ["segment", "currency", "monetary"], "rfm")
+    takes = Takes("rfm_chart", "rfm", "of.rfm(tables)")
+    frame = takes.frame(rfm)
+    takes.need(frame, ["segment", "currency", "monetary"])
     counts = (
         frame.group_by("currency", "segment")
         .agg(nw.len().alias("customers"), nw.col("monetary").sum())
@@ -238,9 +252,10 @@ def rfm_chart(rfm: Any, title: str | None = None) -> go.Figure:
                 ),
             )
         )
+    most = max(column(counts, "customers"), default=0)
     fig.update_layout(
         title=title or "Customers by RFM segment",
-        xaxis_title="Customers",
+        xaxis={"title": "Customers", **count_axis(most)},  # whole customers, from zero
         barmode="group",
         template=TEMPLATE,
     )
@@ -276,8 +291,10 @@ def new_vs_returning_chart(
         >>> [a.text for a in fig.layout.annotations]
         ['EUR', 'TRY', 'USD']
     """
-    frame = as_frame(mix, "new_vs_returning")
-    require(frame, ["period", "customer_type", "currency", measure], "new_vs_returning")
+    takes = Takes("new_vs_returning_chart", "new_vs_returning", "of.new_vs_returning(tables)")
+    frame = takes.frame(mix)
+    takes.need(frame, ["period", "customer_type", "currency"])
+    takes.choice(frame, "measure", measure, ["customers", "orders", "net_sales"])
     by = by or infer_period(column(frame, "period"))
     # a bar per period, named as one; a period without orders keeps its place, empty
     starts = {p for p in column(frame, "period") if p is not None}
@@ -329,22 +346,32 @@ def _stacked_maximum(per: Any, measure: str) -> float:
 def top_products_chart(top: Any, measure: str = "net_sales", title: str | None = None) -> go.Figure:
     """The best sellers of :func:`omsframe.top_products` as bars, a panel per currency.
 
+    Args:
+        top: The output of :func:`omsframe.top_products`.
+        measure: The column to draw: money (``"net_sales"``...; its axis says the
+            currency), a count (``"units"``, ``"orders"``...) or a rate (``"cancel_rate"``,
+            ``"refund_rate"``: drawn as a percentage).
+        title: The figure title (default: "Top products").
+
     Example:
         >>> fig = top_products_chart(of.top_products(tables, n=10))
         >>> fig.layout.title.text, [len(trace.y) for trace in fig.data]
         ('Top products', [10, 10, 10])
     """
-    frame = as_frame(top, "top_products")
-    require(frame, ["currency", measure], "top_products")
+    takes = Takes("top_products_chart", "top_products", "of.top_products(tables)")
+    frame = takes.frame(top)
+    takes.need(frame, ["currency"])
+    takes.choice(frame, "measure", measure, numeric(frame))
     names = currencies(frame)
     parts = [frame.filter(nw.col("currency") == currency) for currency in names]
     parts = [part.sort("rank") if "rank" in part.columns else part for part in parts]
     fig = panels(names, shared_x=False, heights=bar_heights([part.shape[0] for part in parts]))
     for row, (currency, part) in enumerate(zip(names, parts, strict=True), start=1):
         labels = _product_labels(part)
+        values = floats(part, measure)
         fig.add_trace(
             go.Bar(
-                x=floats(part, measure)[::-1],
+                x=values[::-1],
                 y=labels[::-1],  # the best seller on top
                 orientation="h",
                 name=currency.upper(),
@@ -352,8 +379,10 @@ def top_products_chart(top: Any, measure: str = "net_sales", title: str | None =
             row=row,
             col=1,
         )
-        unit = "" if measure.startswith("units") else f" ({currency.upper()})"
-        fig.update_xaxes(title_text=f"{label(measure)}{unit}", row=row, col=1)
+        fig.update_xaxes(row=row, col=1, **value_axis(measure, currency.upper()))
+        drawn = [v for v in values if v is not None]
+        if column_kind(measure) == "count" and all(v >= 0 and v.is_integer() for v in drawn):
+            fig.update_xaxes(row=row, col=1, **count_axis(max(drawn, default=0)))
     fig.update_yaxes(tickmode="linear", dtick=1)  # a label for every bar: the panel fits them
     fig.update_layout(title=title or "Top products", template=TEMPLATE, showlegend=False)
     return fig
@@ -369,8 +398,9 @@ def abc_chart(abc: Any, title: str | None = None) -> go.Figure:
         >>> [trace.name for trace in fig.data]
         ['EUR', 'TRY', 'USD']
     """
-    frame = as_frame(abc, "abc_classes")
-    require(frame, ["rank", "currency", "cumulative_share", "abc_class"], "abc_classes")
+    takes = Takes("abc_chart", "abc_classes", "of.abc_classes(tables)")
+    frame = takes.frame(abc)
+    takes.need(frame, ["rank", "currency", "cumulative_share", "abc_class"])
     fig = go.Figure()
     for currency in currencies(frame):
         part = frame.filter(nw.col("currency") == currency).sort("rank")

@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Any, Literal
 
 import narwhals as nw
@@ -24,17 +26,22 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from omsframe._figures import (
+    COLOURS,
     MARGIN,
+    NONE,
     TEMPLATE,
+    Takes,
     bar_heights,
     column,
     count_axis,
     floats,
     label,
+    panels,
     rows,
+    split,
 )
 from omsframe._time_axis import axis_title, fill_periods, infer_period
-from omsframe.analysis._frames import Period, as_frame, require
+from omsframe.analysis._frames import Period
 from omsframe.analysis.errors import AnalysisError
 
 __all__ = [
@@ -50,6 +57,8 @@ __all__ = [
 _STAGES = {"orders": "Placed", "approved": "Approved", "shipped": "Shipped"}
 _STAGES["delivered"] = "Delivered"
 _FIRST = "(first state)"
+_STAY_COLUMNS = {"state_code", "state_name", "stays", "open", "mean_hours"}
+_LEGS = ("placed_to_shipped", "shipped_to_delivered", "placed_to_delivered")
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _RATE_COLUMNS = {
     "orders",
@@ -85,8 +94,9 @@ def state_counts_chart(
         >>> sum(fig.data[0].x)
         300
     """
-    frame = as_frame(counts, "state_counts")
-    require(frame, ["state_code", "count"], "state_counts")
+    takes = Takes("state_counts_chart", "state_counts", "of.state_counts(tables)")
+    frame = takes.frame(counts)
+    takes.need(frame, ["state_code", "count"])
     named = "state_name" in frame.columns
     per = frame.group_by("state_code").agg(
         nw.col("count").sum(), *([nw.col("state_name").max()] if named else [])
@@ -130,7 +140,8 @@ def funnel_chart(funnel: Any, color: str | None = None, title: str | None = None
 
     Args:
         funnel: The output of :func:`omsframe.funnel`.
-        color: A dimension of ``funnel`` to draw one funnel per value of (e.g. ``"channel"``).
+        color: A dimension of ``funnel`` to draw one funnel per value of (e.g. ``"channel"``);
+            the orders without a value are a funnel too, ``(none)``.
         title: The figure title (default: "Order funnel").
 
     Example:
@@ -140,21 +151,21 @@ def funnel_chart(funnel: Any, color: str | None = None, title: str | None = None
         >>> funnel_chart(frame).to_dict()["data"][0]["x"]
         [10, 9, 8, 7]
     """
-    frame = as_frame(funnel, "funnel")
+    takes = Takes("funnel_chart", "funnel", "of.funnel(tables)")
+    frame = takes.frame(funnel)
     counts = [*_STAGES, "cancelled", "refunded"]
-    require(frame, [*counts, *([color] if color else [])], "funnel")
-    groups = [(None, frame)]
+    takes.need(frame, counts)
     if color is not None:
-        values = sorted({v for v in column(frame, color) if v is not None}, key=str)
-        groups = [(v, frame.filter(nw.col(color) == v)) for v in values]
+        takes.dimension(frame, "color", color)
+    groups = [("All orders", frame)] if color is None else split(frame, color)
     fig = go.Figure()
-    for value, part in groups:
+    for name, part in groups:
         totals = part.select(*[nw.col(c).sum() for c in counts]).row(0)
         fig.add_trace(
             go.Funnel(
                 y=list(_STAGES.values()),
                 x=[int(v or 0) for v in totals[:4]],
-                name="All orders" if value is None else str(value),
+                name=name,
                 textinfo="value+percent initial",
             )
         )
@@ -191,8 +202,10 @@ def transition_heatmap(
         >>> fig.data[0].x[:3]
         ('50 Cancellation Waiting', '100 Cancelled', '200 Waiting')
     """
-    frame = as_frame(transitions, "transitions")
-    require(frame, ["from_state_code", "to_state_code", value], "transitions")
+    takes = Takes("transition_heatmap", "transitions", "of.transitions(tables)")
+    frame = takes.frame(transitions)
+    takes.need(frame, ["from_state_code", "to_state_code"])
+    takes.choice(frame, "value", value, ["changes", "orders"])
     named = {"from_state_name", "to_state_name"} <= set(frame.columns)
     pairs = rows(
         frame,
@@ -231,7 +244,17 @@ def transition_heatmap(
 
 
 def time_in_state_chart(time_in_state: Any, title: str | None = None) -> go.Figure:
-    """Median and p90 hours in each state, from :func:`omsframe.time_in_state`.
+    """Hours in each state at the frame's percentiles, from :func:`omsframe.time_in_state`.
+
+    Bars of each percentile the frame has (p50, p90 and p99 by default) of the finished
+    stays, states in code order; states without a finished stay are left out. A frame with
+    ``dims`` gets a panel per percentile and, in each, a bar per dimension value, coloured
+    and in the legend (the stays without a value as ``(none)``): percentiles of different
+    slices cannot be added together.
+
+    Args:
+        time_in_state: The output of :func:`omsframe.time_in_state`, with or without dims.
+        title: The figure title (default: "Time in state", and "by <dims>").
 
     Example:
         >>> fig = time_in_state_chart(of.time_in_state(tables))
@@ -239,34 +262,95 @@ def time_in_state_chart(time_in_state: Any, title: str | None = None) -> go.Figu
         ['p50', 'p90', 'p99']
         >>> fig.data[0].x[-2:]
         ('544 Review Started', '550 Delivered')
+        >>> fig = time_in_state_chart(of.time_in_state(tables, dims="delivery_type"))
+        >>> fig.layout.title.text, [a.text for a in fig.layout.annotations]
+        ('Time in state by delivery type', ['p50', 'p90', 'p99'])
+        >>> [trace.name for trace in fig.data if trace.showlegend]
+        ['click_and_collect', 'express', 'same_day', 'standard']
     """
-    frame = as_frame(time_in_state, "time_in_state")
-    require(frame, ["state_code", "stays"], "time_in_state")
+    takes = Takes("time_in_state_chart", "time_in_state", "of.time_in_state(tables)")
+    frame = takes.frame(time_in_state)
+    takes.need(frame, ["state_code", "stays"])
     frame = frame.filter(nw.col("stays") > 0)
     named = "state_name" in frame.columns
-    states = rows(frame, "state_code", *(["state_name"] if named else []))
-    labels = [f"{s[0]} {s[1]}" if named and s[1] else str(s[0]) for s in states]
-    fig = go.Figure()
-    for p in ("p50", "p90", "p99"):
-        if f"{p}_hours" in frame.columns:
+    percentiles = sorted(
+        (c for c in frame.columns if re.fullmatch(r"p\d+_hours", c)), key=lambda c: int(c[1:-6])
+    )
+    dims = [c for c in frame.columns if c not in _STAY_COLUMNS and c not in percentiles]
+    stays = rows(frame, "state_code", *dims, "stays")
+    names = column(frame, "state_name") if named else [None] * len(stays)
+    labels = [f"{s[0]} {n}" if n else str(s[0]) for s, n in zip(stays, names, strict=True)]
+    if not dims:
+        fig = go.Figure()
+        for hours in percentiles:
+            p = hours.removesuffix("_hours")
             fig.add_trace(
                 go.Bar(
                     x=labels,
-                    y=floats(frame, f"{p}_hours"),
+                    y=floats(frame, hours),
                     name=p,
-                    customdata=frame.get_column("stays").to_list(),
+                    customdata=[s[-1] for s in stays],
                     hovertemplate=f"%{{x}}: {p} %{{y:.1f}} h"
                     " (%{customdata} stays)<extra></extra>",
                 )
             )
+        fig.update_layout(xaxis_title="State", yaxis_title="Hours in state")
+    else:
+        fig = _stays_by_dims(frame, dims, percentiles, stays, labels)
     fig.update_layout(
-        title=title or "Time in state",
-        xaxis_title="State",
-        yaxis_title="Hours in state",
+        title=title or f"Time in state{f' by {_dims_label(dims).lower()}' if dims else ''}",
         barmode="group",
         template=TEMPLATE,
     )
     return fig
+
+
+def _stays_by_dims(
+    frame: Any,
+    dims: list[str],
+    percentiles: list[str],
+    stays: list[tuple[Any, ...]],
+    labels: list[str],
+) -> go.Figure:
+    """A panel per percentile, a bar per dimension value (a colour each) per state."""
+    values = [tuple(s[1:-1]) for s in stays]
+    hours = {h: floats(frame, h) for h in percentiles}
+    keys = sorted(set(values), key=lambda v: [(x is None, "" if x is None else x) for x in v])
+    order = [labels[i] for i in sorted(range(len(stays)), key=lambda i: _code_order(stays[i][0]))]
+    fig = panels(percentiles, headings=[h.removesuffix("_hours") for h in percentiles])
+    for key, colour in zip(keys, itertools.cycle(COLOURS), strict=False):
+        name = " / ".join(NONE if v is None else str(v) for v in key)
+        mine = [i for i, v in enumerate(values) if v == key]
+        for row, h in enumerate(percentiles, start=1):
+            p = h.removesuffix("_hours")
+            fig.add_trace(
+                go.Bar(
+                    x=[labels[i] for i in mine],
+                    y=[hours[h][i] for i in mine],
+                    name=name,
+                    legendgroup=name,
+                    showlegend=row == 1,
+                    marker_color=colour,
+                    customdata=[stays[i][-1] for i in mine],
+                    hovertemplate=f"%{{x}}, {name}: {p} %{{y:.1f}} h"
+                    " (%{customdata} stays)<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+            fig.update_yaxes(title_text="Hours in state", row=row, col=1)
+    # every panel's states in code order, the same in each
+    fig.update_xaxes(
+        type="category", categoryorder="array", categoryarray=list(dict.fromkeys(order))
+    )
+    fig.update_xaxes(title_text="State", row=len(percentiles), col=1)
+    fig.update_layout(legend={"title": {"text": _dims_label(dims)}})
+    return fig
+
+
+def _dims_label(dims: list[str]) -> str:
+    """The dimensions as a legend's title: ``Delivery type / city``."""
+    return " / ".join(label(d) if i == 0 else label(d).lower() for i, d in enumerate(dims))
 
 
 def lead_time_chart(
@@ -281,7 +365,8 @@ def lead_time_chart(
         lead_times: The per-order output of :func:`omsframe.lead_times`.
         leg: ``"placed_to_shipped"``, ``"shipped_to_delivered"`` or ``"placed_to_delivered"``.
         by: A column to draw one box per value of (``channel``, ``delivery_type``,
-            ``cargo_company``, ``city``...), or ``None`` for one box.
+            ``cargo_company``, ``city``...), or ``None`` for one box; the orders without a
+            value are a box too, ``(none)``.
         title: The figure title (default: the leg's name).
 
     Example:
@@ -291,14 +376,19 @@ def lead_time_chart(
         >>> [trace.name for trace in fig.data]
         ['click_and_collect', 'express', 'same_day', 'standard']
     """
-    frame = as_frame(lead_times, "lead_times")
+    takes = Takes("lead_time_chart", "lead_times", "of.lead_times(tables)")
+    frame = takes.frame(lead_times)
     hours = f"{leg}_hours"
-    require(frame, [hours, *([by] if by else [])], "lead_times")
-    frame = frame.filter(~nw.col(hours).is_null())
-    groups = [("All orders", frame)]
+    takes.need(
+        frame,
+        [hours],
+        f"leg is one of {', '.join(_LEGS)}; pass the frame of omsframe.lead_times(...) "
+        f"(a row per order, not lead_time_summary's), e.g. {takes.example}",
+    )
     if by is not None:
-        values = sorted({v for v in column(frame, by) if v is not None}, key=str)
-        groups = [(str(v), frame.filter(nw.col(by) == v)) for v in values]
+        takes.dimension(frame, "by", by)
+    frame = frame.filter(~nw.col(hours).is_null())
+    groups = [("All orders", frame)] if by is None else split(frame, by)
     fig = go.Figure()
     for name, part in groups:
         fig.add_trace(go.Box(y=floats(part, hours), name=name, boxpoints="outliers"))
@@ -315,9 +405,9 @@ def lead_time_chart(
 def return_rates_chart(rates: Any, dim: str | None = None, title: str | None = None) -> go.Figure:
     """The shares of the units ordered later cancelled or refunded (:func:`omsframe.return_rates`).
 
-    A pair of bars per value of ``dim``; the frame's periods and other dims are added
-    together (the rates recomputed from the counts). Weekdays read Mon .. Sun (1 is
-    Monday), hours 0 .. 23, in order.
+    A pair of bars per value of ``dim`` (the units without one too, ``(none)``); the
+    frame's periods and other dims are added together (the rates recomputed from the
+    counts). Weekdays read Mon .. Sun (1 is Monday), hours 0 .. 23, in order.
 
     Args:
         rates: The output of :func:`omsframe.return_rates`.
@@ -334,20 +424,25 @@ def return_rates_chart(rates: Any, dim: str | None = None, title: str | None = N
         >>> fig.layout.title.text, fig.layout.xaxis.title.text
         ('Cancelled and refunded units by weekday', 'Weekday placed')
     """
-    frame = as_frame(rates, "return_rates")
+    takes = Takes("return_rates_chart", "return_rates", "of.return_rates(tables, dims=['weekday'])")
+    frame = takes.frame(rates)
     counts = ["units", "units_cancelled", "units_refunded"]
-    require(frame, counts, "return_rates")
+    takes.need(frame, counts)
     dims = [c for c in frame.columns if c != "period" and c not in _RATE_COLUMNS]
     dim = dim or next(iter(dims), None)
     if dim is None:
-        raise AnalysisError("return_rates_chart needs a dimension: return_rates(data, dims=[...])")
-    require(frame, [dim], "return_rates")
+        raise AnalysisError(
+            "return_rates_chart draws the rates across a dimension and the frame has none; "
+            "make it with one, e.g. of.return_rates(tables, dims=['weekday'])"
+        )
+    takes.dimension(frame, "dim", dim)
     per = frame.group_by(dim).agg(*[nw.col(c).sum() for c in counts])
     points = sorted(
         rows(per, dim, *counts), key=lambda p: (p[0] is None, 0 if p[0] is None else p[0])
     )
     labels = [
-        _WEEKDAYS[v - 1] if dim == "weekday" and v in range(1, 8) else str(v) for v, *_ in points
+        NONE if v is None else _WEEKDAYS[v - 1] if dim == "weekday" and v in range(1, 8) else str(v)
+        for v, *_ in points
     ]
     fig = go.Figure()
     for name, index in (("Cancelled", 2), ("Refunded", 3)):
@@ -391,8 +486,15 @@ def webhook_health_chart(
         >>> [(trace.type, trace.name, len(trace.x)) for trace in fig.data]
         [('bar', 'Delivered', 16), ('bar', 'Failed', 16), ('scatter', 'Retries', 16)]
     """
-    frame = as_frame(health, "webhook_health")
-    require(frame, ["period", "delivered", "failed", "retries"], "webhook_health")
+    takes = Takes("webhook_health_chart", "webhook_health", "of.webhook_health(tables, by='week')")
+    frame = takes.frame(health)
+    takes.need(frame, ["delivered", "failed", "retries"])
+    takes.need(
+        frame,
+        ["period"],
+        "it draws the events per period: call webhook_health with one, "
+        "e.g. of.webhook_health(tables, by='week')",
+    )
     per = (
         frame.group_by("period")
         .agg(nw.col("delivered").sum(), nw.col("failed").sum(), nw.col("retries").sum())

@@ -19,6 +19,7 @@ from omsframe.analysis import (
     revenue,
     top_discounted_products,
 )
+from omsframe.load import Tables
 from tests.test_analysis_shop import ENGINES, Shop, records, totals
 
 
@@ -49,6 +50,26 @@ def lines(fig: go.Figure) -> list[dict[str, Any]]:
         partial = {x: y for t in marks for x, y in zip(t["x"], t["y"], strict=True)}
         trace["y"] = [partial.get(x, y) for x, y in zip(trace["x"], trace["y"], strict=True)]
     return main
+
+
+def without_city(tables: Tables, orders: int = 20) -> Tables:
+    """The tables with the shipping city of the first ``orders`` orders missing."""
+    frame = tables["orders"]
+    if isinstance(frame, pl.DataFrame):
+        first = pl.int_range(pl.len()) < orders
+        frame = frame.with_columns(
+            shipping_city=pl.when(first).then(None).otherwise(pl.col("shipping_city"))
+        )
+    else:
+        frame = frame.copy()
+        frame.loc[frame.index[:orders], "shipping_city"] = None
+    return Tables(
+        {**{name: tables[name] for name in tables}, "orders": frame},
+        policy=tables.policy,
+        source=tables.source,
+        window=tables.window,
+        as_of=tables.as_of,
+    )
 
 
 def panel_pixels(fig: go.Figure) -> list[tuple[float, float]]:
@@ -106,6 +127,29 @@ def test_revenue_chart_draws_a_line_per_dimension_value(shop: Shop) -> None:
         assert sum(trace["y"]) == pytest.approx(float(expected[channel]), abs=0.005)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rows_without_a_value_of_color_are_a_line_of_their_own(shop: Shop, engine: str) -> None:
+    frame = revenue(without_city(shop.tables[engine]), by="month", dims="city")
+    rows = records(frame)
+    assert sum(r["city"] is None for r in rows) > 0
+    for fig in (charts.revenue_chart(frame, color="city"), charts.aov_chart(frame, color="city")):
+        names = [t["name"] for t in lines(fig)]
+        nameless = [n for n in names if n.startswith("(none) (")]
+        assert nameless
+        for name in nameless:  # last in its currency's panel
+            panel = [n for n in names if n.endswith(name[len("(none) ") :])]
+            assert panel[-1] == name
+    drawn = lines(charts.revenue_chart(frame, color="city"))
+    for currency in ("eur", "try", "usd"):  # every amount of the frame is on the chart
+        expected = sum(r["net_sales"] for r in rows if r["currency"] == currency)
+        mine = [t for t in drawn if t["name"].endswith(f"({currency.upper()})")]
+        assert sum(sum(t["y"]) for t in mine) == pytest.approx(float(expected), abs=0.005)
+    none = sum(r["net_sales"] for r in rows if r["city"] is None)
+    assert sum(sum(t["y"]) for t in drawn if t["name"].startswith("(none)")) == pytest.approx(
+        float(none), abs=0.005
+    )
+
+
 def test_a_converted_revenue_is_one_axis_that_says_so(shop: Shop) -> None:
     rates = pl.DataFrame(
         {"date": ["2024-10-01", "2024-10-01"], "currency": ["eur", "usd"], "rate": [36.0, 33.0]}
@@ -126,6 +170,20 @@ def test_aov_chart_draws_the_average_order_value(shop: Shop) -> None:
     try_rows = frame.filter(pl.col("currency") == "try").sort("period")
     assert list(lines(fig)[1]["y"]) == try_rows["average_order_value"].to_list()
     assert fig.layout.title.text == "Average order value per month"
+
+
+def test_a_share_is_a_percentage_axis_and_a_count_has_no_currency(shop: Shop) -> None:
+    monthly = revenue(shop.tables["polars"], by="month")
+    fig = charts.revenue_chart(monthly, measure="net_sales_change_pct")
+    assert y_axis_titles(fig) == ["Net sales change (%)"] * 3  # a share has no currency
+    axes = [v for k, v in fig.to_dict()["layout"].items() if k.startswith("yaxis")]
+    assert all(axis["tickformat"] == ".0%" for axis in axes)  # fractions: 0.46 is 46%
+    try_rows = monthly.filter(pl.col("currency") == "try").sort("period")
+    assert lines(fig)[1]["y"] == try_rows["net_sales_change_pct"].to_list()  # as fractions
+    assert y_axis_titles(charts.revenue_chart(monthly, measure="orders")) == ["Orders"] * 3
+    money = charts.revenue_chart(monthly, measure="net_sales_change")
+    assert y_axis_titles(money)[1] == "Net sales change (TRY)"
+    assert "tickformat" not in money.to_dict()["layout"]["yaxis"]
 
 
 def weeks(*days: int) -> list[dt.datetime]:

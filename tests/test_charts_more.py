@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ from omsframe.analysis import (
     abc_classes,
     cohorts,
     funnel,
+    lead_time_summary,
     lead_times,
     new_vs_returning,
     return_rates,
+    revenue,
     rfm,
     state_counts,
     time_in_state,
@@ -27,9 +30,10 @@ from omsframe.analysis import (
     transitions,
     webhook_health,
 )
+from omsframe.analysis.errors import AnalysisError
 from omsframe.simulator import catalogue as cat
 from tests.test_analysis_shop import ENGINES, Shop, records
-from tests.test_charts import assert_roomy
+from tests.test_charts import assert_roomy, without_city
 
 
 @pytest.fixture(autouse=True)
@@ -94,6 +98,23 @@ def test_the_funnel_chart_draws_a_funnel_per_channel(shop: Shop) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_orders_without_a_value_are_drawn_as_none_not_dropped(shop: Shop, engine: str) -> None:
+    tables = without_city(shop.tables[engine])
+    orders = shop.world.visible_orders(shop.now_us)
+    traces = data(charts.funnel_chart(funnel(tables, by=None, dims=["city"]), color="city"))
+    assert traces[-1]["name"] == "(none)" and traces[-1]["x"][0] == 20
+    assert sum(t["x"][0] for t in traces) == orders
+    per_order = lead_times(tables)
+    boxes = data(charts.lead_time_chart(per_order, by="city"))
+    assert boxes[-1]["name"] == "(none)"
+    timed = [r for r in records(per_order) if r["placed_to_shipped_hours"] is not None]
+    assert sum(len(b["y"]) for b in boxes) == len(timed)
+    assert len(boxes[-1]["y"]) == sum(r["city"] is None for r in timed) > 0
+    cancelled, _ = data(charts.return_rates_chart(return_rates(tables, dims=["city"])))
+    assert cancelled["x"][-1] == "(none)" and "None" not in cancelled["x"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_the_transition_heatmap_holds_every_change(shop: Shop, engine: str) -> None:
     frame = transitions(shop.tables[engine])
     (trace,) = data(charts.transition_heatmap(frame))
@@ -120,6 +141,31 @@ def test_the_time_in_state_chart_draws_percentiles_of_finished_stays(shop: Shop)
     finished = [r for r in frame if r["stays"] > 0]
     assert traces[0]["y"] == [r["p50_hours"] for r in finished]
     assert "400 Approved" in traces[0]["x"] and not any("100" in x for x in traces[0]["x"])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_time_in_state_chart_draws_a_bar_per_dimension_value(shop: Shop, engine: str) -> None:
+    frame = time_in_state(without_city(shop.tables[engine]), dims=["delivery_type"])
+    fig = charts.time_in_state_chart(frame)
+    traces = data(fig)
+    types = sorted(d[0] for d in cat.DELIVERY_TYPES)
+    assert [t["name"] for t in traces if t["showlegend"]] == types  # a colour per value
+    assert layout(fig)["legend"]["title"]["text"] == "Delivery type"
+    assert layout(fig)["title"]["text"] == "Time in state by delivery type"
+    assert [a["text"] for a in layout(fig)["annotations"]] == ["p50", "p90", "p99"]
+    finished = [r for r in records(frame) if r["stays"] > 0]
+    for t in traces:  # each bar is its value's percentile, in its percentile's panel
+        p = ["y", "y2", "y3"].index(t["yaxis"])
+        mine = [r for r in finished if r["delivery_type"] == t["name"]]
+        assert list(t["y"]) == [r[f"{('p50', 'p90', 'p99')[p]}_hours"] for r in mine]
+        assert len(set(t["x"])) == len(t["x"])  # one bar per state and value
+    assert len({t["marker"]["color"] for t in traces}) == len(types)
+    order = layout(fig)["xaxis"]["categoryarray"]
+    assert [x.split()[0] for x in order] == sorted((x.split()[0] for x in order), key=int)
+    by_city = data(
+        charts.time_in_state_chart(time_in_state(without_city(shop.tables[engine]), dims="city"))
+    )
+    assert by_city[-1]["name"] == "(none)"
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -249,6 +295,18 @@ def test_the_cohort_heatmap_keeps_money_apart_by_currency(shop: Shop) -> None:
     )
 
 
+def test_the_cohort_heatmap_counts_orders_across_currencies(shop: Shop) -> None:
+    frame = cohorts(shop.tables["polars"])
+    fig = charts.cohort_heatmap(frame, value="orders")
+    (trace,) = data(fig)  # counts are not money: one panel, all currencies together
+    assert not layout(fig).get("annotations")
+    assert not any(c in trace["hovertemplate"] for c in ("EUR", "TRY", "USD"))
+    assert "%{z:,.0f}" in trace["hovertemplate"]
+    drawn = sum(v for row in trace["z"] for v in row if v is not None)
+    assert drawn == sum(r["orders"] for r in records(frame))
+    assert layout(fig)["title"]["text"] == "Orders by cohort"
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_rfm_chart_counts_customers_per_segment(shop: Shop, engine: str) -> None:
     frame = rfm(shop.tables[engine])
@@ -260,6 +318,20 @@ def test_the_rfm_chart_counts_customers_per_segment(shop: Shop, engine: str) -> 
         assert dict(zip(t["y"], t["x"], strict=True)) == {s: counts.get(s, 0) for s in t["y"]}
     order = list(RFM_SEGMENTS)
     assert list(traces[0]["y"]) == sorted(traces[0]["y"], key=order.index, reverse=True)
+
+
+def test_the_rfm_chart_counts_customers_in_whole_numbers_from_zero() -> None:
+    frame = pl.DataFrame(
+        {
+            "segment": ["Champions", "Champions", "At Risk"],
+            "currency": ["try", "try", "eur"],
+            "monetary": [Decimal("10.00"), Decimal("20.00"), Decimal("5.00")],
+        }
+    )
+    axis = layout(charts.rfm_chart(frame))["xaxis"]
+    assert axis["title"]["text"] == "Customers"
+    assert axis["tickformat"] == ",d" and axis["rangemode"] == "nonnegative"
+    assert axis["tickmode"] == "linear" and axis["dtick"] == 1  # no 0.5 customers
 
 
 def test_the_new_vs_returning_chart(shop: Shop) -> None:
@@ -316,6 +388,17 @@ def test_the_top_products_chart_puts_the_best_seller_on_top(shop: Shop, engine: 
     assert layout(fig)["xaxis"]["title"]["text"] == "Net sales (EUR)"
 
 
+def test_the_top_products_chart_draws_a_rate_as_a_percentage(shop: Shop) -> None:
+    top = top_products(shop.tables["polars"], n=5)
+    fig = charts.top_products_chart(top, measure="cancel_rate")
+    xaxes = [v for k, v in layout(fig).items() if k.startswith("xaxis")]
+    assert [axis["title"]["text"] for axis in xaxes] == ["Cancel rate (%)"] * 3  # no currency
+    assert all(axis["tickformat"] == ".0%" for axis in xaxes)
+    orders = layout(charts.top_products_chart(top, measure="orders"))
+    assert orders["xaxis"]["title"]["text"] == "Orders"  # a count: no currency either
+    assert orders["xaxis"]["tickformat"] == ",d"  # whole orders, from zero
+
+
 def test_the_top_products_chart_labels_all_ten_products(shop: Shop) -> None:
     fig = charts.top_products_chart(top_products(shop.tables["pandas"], n=10))
     assert [len(t["y"]) for t in data(fig)] == [10, 10, 10]
@@ -349,3 +432,45 @@ def test_the_charts_are_importable_from_omsframe_charts(tmp_path: Path) -> None:
     ):
         assert name in charts.__all__ and callable(getattr(charts, name))
     assert list(tmp_path.iterdir()) == []
+
+
+# --- what a chart says when it is given the wrong thing -------------------------------------------
+@pytest.mark.parametrize("name", charts.__all__)
+def test_a_chart_given_the_tables_says_which_frame_it_takes(shop: Shop, name: str) -> None:
+    chart = getattr(charts, name)
+    with pytest.raises(AnalysisError) as caught:
+        chart(shop.tables["pandas"])
+    message = str(caught.value)
+    assert message.startswith(f"{name} takes the frame of omsframe.")
+    assert ", got Tables; e.g. " in message and f"e.g. {name}(of." in message
+    assert "pass omsframe.load" not in message  # the tables are what it was given
+
+
+def test_a_chart_error_names_the_call_that_makes_its_frame(shop: Shop) -> None:
+    tables = shop.tables["polars"]
+    with pytest.raises(AnalysisError) as caught:
+        charts.revenue_chart(tables)
+    assert str(caught.value) == (
+        "revenue_chart takes the frame of omsframe.revenue(...), got Tables; "
+        "e.g. revenue_chart(of.revenue(tables, by='week'))"
+    )
+    with pytest.raises(AnalysisError, match=r"^webhook_health_chart needs column\(s\) period,"):
+        charts.webhook_health_chart(webhook_health(tables, by=None))
+    with pytest.raises(AnalysisError, match=r"call webhook_health with one, e\.g\. .*by='week'"):
+        charts.webhook_health_chart(webhook_health(tables, by=None))
+    monthly = revenue(tables, by="month")
+    with pytest.raises(AnalysisError, match=r"^revenue_chart: color='city' is not a column.*"):
+        charts.revenue_chart(monthly, color="city")
+    with pytest.raises(AnalysisError, match=r"of\.revenue\(tables, \.\.\., dims=\['city'\]\)"):
+        charts.revenue_chart(monthly, color="city")
+    with pytest.raises(AnalysisError, match=r"measures=\['markdown'\]"):
+        charts.revenue_chart(monthly, measure="markdown")
+    with pytest.raises(AnalysisError, match=r"^aov_chart needs column\(s\) period, currency"):
+        charts.aov_chart(lead_times(tables))
+    with pytest.raises(AnalysisError, match=r"not lead_time_summary's"):
+        charts.lead_time_chart(lead_time_summary(lead_times(tables)))
+    with pytest.raises(AnalysisError, match=r"^funnel_chart: color='city'"):
+        charts.funnel_chart(funnel(tables), color="city")
+    # the analyses keep their own words about their own input
+    with pytest.raises(AnalysisError, match=r"^data must be a pandas or polars DataFrame"):
+        revenue(42, by="week")

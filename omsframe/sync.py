@@ -44,7 +44,7 @@ import pyarrow as pa
 from omsframe.client import Client
 from omsframe.config import is_loopback
 from omsframe.convert import stamp_key
-from omsframe.errors import CacheError, ConfigError, sanitize_url
+from omsframe.errors import ApiError, CacheError, ConfigError, NotFoundError, sanitize_url
 from omsframe.export import recover_swap
 from omsframe.flatten import collector_paused, flatten_events
 from omsframe.load import require_intact
@@ -439,8 +439,9 @@ def _check_same_shop(client: Client, store: Store, known: str, source: str) -> N
 
     On loopback the port is not part of a cache's identity (see :func:`source_identity`), so
     one stored order is looked up by its number: the server must hold it under the same id,
-    placed at the same moment. A server that ignores the ``number`` filter cannot tell; then
-    the sync goes on.
+    placed at the same moment. Where the server ignores the ``number`` filter, the order is
+    read by its id (the detail endpoint); where that cannot be read either, the sync is
+    refused: it cannot tell, and mixing two shops is what it must not do.
     """
     months = store.months("orders")
     stored = store.read_partition("orders", months[0]) if months else None
@@ -451,8 +452,19 @@ def _check_same_shop(client: Client, store: Store, known: str, source: str) -> N
     if number is None:
         return
     page = client._page_reader("orders")({"number": number, "page": "1", "limit": "5"})
-    if page is None or page["count"] > 5:  # (the filter was ignored: no answer either way)
-        return
+    found: list[dict[str, Any]] = [] if page is None else list(page["results"])
+    if page is not None and page["count"] > 5:  # the filter was ignored: read it by its id
+        try:
+            found = [client.order(order_id)]
+        except NotFoundError:
+            found = []
+        except ApiError as error:
+            raise CacheError(
+                f"cache {store.root} holds data from {known}; {source} on another port ignores "
+                f"the number filter and its order {order_id} could not be read ({error}), so "
+                f"it cannot be told from another OMS; sync with {known}, or into another "
+                "folder (--cache / cache=...)"
+            ) from None
 
     def same(record: dict[str, Any]) -> bool:
         if record.get("id") != order_id:
@@ -467,7 +479,7 @@ def _check_same_shop(client: Client, store: Store, known: str, source: str) -> N
         gap: dt.timedelta = abs(moment - placed)
         return gap < dt.timedelta(milliseconds=1)
 
-    if not any(same(record) for record in page["results"]):
+    if not any(same(record) for record in found):
         raise CacheError(
             f"cache {store.root} holds data from {known}, and {source} is another OMS (its "
             f"order {number} is not the one stored, id {order_id} placed {placed}); sync into "

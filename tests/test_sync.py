@@ -601,3 +601,14 @@ def test_another_shop_on_another_loopback_port_is_refused(tmp_path: Path) -> Non
         assert urlsplit(same.url).port != port
         report = sync(same.url, token=same.token, cache=tmp_path, progress=False, events=False)
     assert report.plan == "incremental"
+    # a server that ignores the number filter: the stored order is read by its id instead
+    from omsframe.simulator.query import Dialect
+
+    deaf = Dialect(honour_filters=False)
+    with simulate(orders=120, seed=3, dialect=deaf) as other:
+        with pytest.raises(CacheError, match="another OMS"):
+            sync(other.url, token=other.token, cache=tmp_path, progress=False, events=False)
+    assert load(tmp_path, engine="pyarrow").orders.equals(before)
+    with simulate(orders=120, seed=0, dialect=deaf) as same:
+        report = sync(same.url, token=same.token, cache=tmp_path, progress=False, events=False)
+    assert report.plan != "full" and report.orders_new == 0

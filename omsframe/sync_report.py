@@ -70,7 +70,13 @@ class SyncReport:
             (
                 "orders",
                 f"{self.orders_seen:,} read: {self.orders_new:,} new, "
-                f"{self.orders_updated:,} updated, {self.orders_unchanged:,} unchanged",
+                f"{self.orders_updated:,} updated, {self.orders_unchanged:,} unchanged"
+                + (
+                    f", {self.orders_stale:,} older than the copy stored (kept)"
+                    if self.orders_stale
+                    else ""
+                )
+                + (f", {self.duplicates:,} read twice" if self.duplicates else ""),
             ),
             ("items", f"{self.items:,}"),
             (

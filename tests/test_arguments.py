@@ -398,3 +398,10 @@ def test_ipython_shows_reports_as_their_aligned_lines_not_a_dataclass_dump() -> 
     assert pretty(report) == str(report) and "4.706242" not in pretty(report)
     info = of.CacheInfo(path="c", exists=True, months=("2025-01", "2025-02"))
     assert pretty(info) == str(info) and "months=(" not in pretty(info)
+
+
+def test_the_report_says_when_orders_came_older_than_stored_or_twice() -> None:
+    report = of.SyncReport(cache="c", source="s", orders_seen=5, orders_new=5)
+    assert "older than" not in str(report) and "twice" not in str(report)
+    report.orders_stale, report.duplicates = 3, 2
+    assert "3 older than the copy stored (kept), 2 read twice" in str(report)

@@ -605,9 +605,11 @@ def test_another_shop_on_another_loopback_port_is_refused(tmp_path: Path) -> Non
     from omsframe.simulator.query import Dialect
 
     deaf = Dialect(honour_filters=False)
-    with simulate(orders=120, seed=3, dialect=deaf) as other:
-        with pytest.raises(CacheError, match="another OMS"):
-            sync(other.url, token=other.token, cache=tmp_path, progress=False, events=False)
+    with (
+        simulate(orders=120, seed=3, dialect=deaf) as other,
+        pytest.raises(CacheError, match="another OMS"),
+    ):
+        sync(other.url, token=other.token, cache=tmp_path, progress=False, events=False)
     assert load(tmp_path, engine="pyarrow").orders.equals(before)
     with simulate(orders=120, seed=0, dialect=deaf) as same:
         report = sync(same.url, token=same.token, cache=tmp_path, progress=False, events=False)

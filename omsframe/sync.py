@@ -718,6 +718,7 @@ def _sync_endpoint(
             cursor = _minus(newest_seen, dt.timedelta(seconds=time.monotonic() - read_started))
         else:
             cursor = high_water or cursor
+        cursor = _not_ahead(cursor, endpoint, report)
         if cursor is not None:
             manifest["cursors"][endpoint] = cursor
     else:  # keep the cursor where it was: the next sync reads this window again
@@ -734,6 +735,34 @@ def _sync_endpoint(
 #: makes no cycles of its own (the one an HTTP response made is broken as it is read), and a
 #: collection walks every record of the batches alive: ~0.15 s for 5,000 webhook events.
 COLLECT_EVERY = 10
+
+
+#: how far ahead of this machine's clock a record's ``modified_date`` may be before the cursor
+#: is held back (clocks differ a little; a date years ahead is a data error)
+AHEAD = dt.timedelta(days=1)
+
+
+def _not_ahead(cursor: str | None, endpoint: str, report: SyncReport) -> str | None:
+    """The cursor, held back to now where a record is dated in the future (a data error).
+
+    A cursor in the future would make every later sync skip what changes until then. Held
+    back, the next sync reads from now (less the look-back) on: more than needed, never less.
+    """
+    if cursor is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(cursor.replace("Z", "+00:00"))
+    except ValueError:
+        return cursor
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    now = _now()
+    if moment <= now + AHEAD:
+        return cursor
+    report.notes.append(
+        f"{endpoint}: a record is dated {cursor}, in the future; the cursor was held at now "
+        "so that later changes are not skipped (check the OMS's clock or that record)"
+    )
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _minus(stamp: str, delta: dt.timedelta) -> str:

@@ -614,3 +614,29 @@ def test_another_shop_on_another_loopback_port_is_refused(tmp_path: Path) -> Non
     with simulate(orders=120, seed=0, dialect=deaf) as same:
         report = sync(same.url, token=same.token, cache=tmp_path, progress=False, events=False)
     assert report.plan != "full" and report.orders_new == 0
+
+
+def test_a_record_dated_in_the_future_does_not_carry_the_cursor_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from omsframe.simulator.server import simulate
+    from omsframe.sync_report import SyncReport
+
+    module = importlib.import_module("omsframe.sync")
+
+    report = SyncReport(cache="c", source="s")
+    now = module._now()
+    held = module._not_ahead("2031-01-01T00:00:00Z", "orders", report)
+    assert held is not None and abs(dt.datetime.fromisoformat(held) - now) < dt.timedelta(minutes=1)
+    assert "dated 2031-01-01T00:00:00Z, in the future" in report.notes[0]
+    assert module._not_ahead("2025-01-01T00:00:00Z", "orders", report) == "2025-01-01T00:00:00Z"
+    # a shop whose every record is ahead of this machine's clock: the next sync reads them all
+    past = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    monkeypatch.setattr(module, "_now", lambda: past)
+    with simulate(orders=60) as oms:
+        first = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False)
+        again = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False)
+    assert any("in the future" in note for note in first.notes)
+    assert again.orders_seen == first.orders_seen  # from 2020 on: nothing skipped

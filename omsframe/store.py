@@ -481,6 +481,9 @@ class Store:
         self._ahead: dict[Path, tuple[tuple[int, int, int], pa.Table]] = {}
         self._ahead_places: set[Place] = set()
         self._ahead_bytes = 0
+        #: a copy as recent as the stored one replaces it too (an explicit full sync: content
+        #: can change without a new modified_date, and a damaged raw copy is written anew)
+        self.refresh = False
 
     # --- paths --------------------------------------------------------------------------------
     def table_dir(self, name: str) -> Path:
@@ -583,9 +586,16 @@ class Store:
 
     # --- reading --------------------------------------------------------------------------------
     def _unreadable(self, path: Path, error: Exception) -> CacheError:
+        what = f"cannot read {path}: {(str(error).splitlines() or [''])[0][:120]}"
+        if Path(self.root, "raw") in Path(path).parents:  # a rebuild reads it: no way out there
+            return CacheError(
+                f"{what}; it is a raw file, which a rebuild needs: move it out of the cache "
+                f"and run `omsframe sync --full --cache {self.root}` (with the cache's URL) to "
+                "read every order again and write its raw copies anew"
+            )
         return CacheError(
-            f"cannot read {path}: {str(error).splitlines()[0][:120]}; run "
-            f"`omsframe rebuild --cache {self.root}` to rebuild the tables from the raw layer"
+            f"{what}; run `omsframe rebuild --cache {self.root}` to rebuild the tables from the "
+            "raw layer"
         )
 
     def _footer_rows(self, path: Path) -> int:
@@ -1067,9 +1077,10 @@ class Store:
         counts.updated = count_true(is_newer)
         counts.unchanged = count_true(same)
         counts.stale = len(ids) - counts.new - counts.updated - counts.unchanged
-        won = ids.filter(pc.or_(is_new, is_newer))
-        # a new order enters its state; an updated one is recorded only when its state moved
-        moved = pc.or_(is_new, pc.and_(is_newer, pc.invert(same_mask(state, previous_state))))
+        replaces = pc.or_(is_newer, same) if self.refresh else is_newer
+        won = ids.filter(pc.or_(is_new, replaces))
+        # a new order enters its state; a replacing one is recorded only when its state moved
+        moved = pc.or_(is_new, pc.and_(replaces, pc.invert(same_mask(state, previous_state))))
         history = None
         if count_true(moved):
             observed = pa.scalar(observed_at, TIME)

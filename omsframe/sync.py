@@ -284,7 +284,10 @@ def sync(
         username: Login user (``OMSFRAME_USERNAME``).
         password: Login password (``OMSFRAME_PASSWORD``).
         client: A ready :class:`~omsframe.Client` instead of url and credentials.
-        full: Read every order even when the cache could be brought up to date incrementally.
+        full: Read every order even when the cache could be brought up to date incrementally,
+            and write each one anew from the copy read, even where the stored copy has the same
+            ``modified_date`` (content an OMS changed without stamping it; a damaged raw file
+            moved away).
         events: Also sync the webhook events.
         lookback: How far before the cursor an incremental sync starts reading.
         pii: PII policy of a new cache (``"pseudonymize"`` by default; ``"keep"``, ``"drop"``);
@@ -345,6 +348,7 @@ def sync(
             _check_cache(root, manifest, source)
             require_intact(root, manifest, holding_lock=True)  # (before anything is written)
             store = Store(root)
+            store.refresh = full  # asked for: every order read is written anew
             known = manifest.get("source_url")
             if known and urlsplit(known).port != urlsplit(source).port:
                 _check_same_shop(client, store, known, source)

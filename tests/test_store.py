@@ -236,6 +236,27 @@ def test_a_lost_file_is_an_error_and_never_silently_fewer_rows(
     assert load(cache, engine="pyarrow").orders.sort_by("order_id").equals(before)
 
 
+def test_a_damaged_raw_file_is_mended_by_moving_it_away_and_a_full_sync(
+    oms: SimulatorServer, synced: Path, tmp_path: Path
+) -> None:
+    from omsframe.export import rebuild
+    from omsframe.load import cache_info
+
+    cache = copy_cache(synced, tmp_path / "c")
+    before = load(cache, engine="pyarrow").orders.sort_by("order_id")
+    raw = next((cache / "raw" / "orders").rglob("part-*.parquet"))
+    raw.write_bytes(raw.read_bytes()[:100])
+    with pytest.raises(CacheError, match=r"it is a raw file, .* move it out of the cache and run"):
+        rebuild(cache)
+    raw.rename(tmp_path / "moved-away.parquet")
+    assert "a rebuild would now lose orders" in str(cache_info(cache).damage)
+    report = sync(oms.url, token=oms.token, cache=cache, progress=False, events=False, full=True)
+    assert report.orders_seen == before.num_rows
+    assert cache_info(cache).damage is None
+    rebuild(cache)
+    assert load(cache, engine="pyarrow").orders.sort_by("order_id").equals(before)
+
+
 def test_a_lost_pii_key_is_an_error_not_a_silent_new_key(
     oms: SimulatorServer, synced: Path, tmp_path: Path
 ) -> None:

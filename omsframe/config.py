@@ -17,7 +17,8 @@ setting                      environment variable            default
 ``compress``                 ``OMSFRAME_COMPRESS``           gzip (see below)
 ``max_passes``               (argument only)                 2 passes over a list
 ``allow_http``               (argument only)                 ``False``
-``retry``                    (argument only)                 :class:`RetryPolicy`
+``retry``                    ``OMSFRAME_MAX_ATTEMPTS``       :class:`RetryPolicy` (6
+                                                             attempts a request)
 ``paths``                    (argument only)                 :class:`EndpointPaths`
 ===========================  ==============================  ====================
 
@@ -266,7 +267,7 @@ class Settings:
             timeout=_number(timeout, env, "TIMEOUT", float, DEFAULT_TIMEOUT),
             compress=_switch(compress, env, "COMPRESS"),
             max_passes=max_passes,
-            retry=retry or RetryPolicy(),
+            retry=retry or RetryPolicy(max_attempts=_number(None, env, "MAX_ATTEMPTS", int, 6)),
             paths=paths or EndpointPaths(),
         )
 

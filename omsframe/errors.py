@@ -151,13 +151,19 @@ class RateLimitError(ApiError):
 class ServerError(ApiError):
     """5xx, a timeout or a dropped connection that outlasted the retries."""
 
-    hint = "the server failed repeatedly: try again later or raise max_attempts"
+    hint = (
+        "the server failed repeatedly: try again later, or allow more attempts "
+        "(OMSFRAME_MAX_ATTEMPTS, default 6)"
+    )
 
 
 class ResponseError(_RequestError):
     """A successful status with a body that is not valid JSON or not the expected shape."""
 
-    hint = "the server sent something that is not the OMS API's JSON: check the base URL"
+    hint = (
+        "the server sent something that is not the OMS API's JSON: check the base URL; if it "
+        "is right, the server is failing: try again later"
+    )
 
 
 def _compose(endpoint: str, url: str, status: int | None, detail: str, hint: str) -> str:

@@ -903,3 +903,16 @@ def test_a_compress_switch_that_is_not_one_is_refused(monkeypatch: pytest.Monkey
     monkeypatch.setenv("OMSFRAME_COMPRESS", "maybe")
     with pytest.raises(ConfigError, match=r"OMSFRAME_COMPRESS='maybe' is not a switch: use 1 or 0"):
         Client("https://acme-oms.akinon.net", token="t")
+
+
+def test_more_attempts_may_be_allowed_from_the_environment() -> None:
+    from omsframe.config import Settings
+
+    env = {"OMSFRAME_URL": "https://acme-oms.akinon.net", "OMSFRAME_TOKEN": "k"}
+    assert Settings.resolve(environ=env).retry.max_attempts == 6
+    more = Settings.resolve(environ={**env, "OMSFRAME_MAX_ATTEMPTS": "12"})
+    assert more.retry.max_attempts == 12
+    with pytest.raises(ConfigError, match="OMSFRAME_MAX_ATTEMPTS='x' is not a valid int"):
+        Settings.resolve(environ={**env, "OMSFRAME_MAX_ATTEMPTS": "x"})
+    with pytest.raises(ConfigError, match="max_attempts must be at least 1"):
+        Settings.resolve(environ={**env, "OMSFRAME_MAX_ATTEMPTS": "0"})

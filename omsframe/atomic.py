@@ -32,7 +32,7 @@ PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": Tr
 def _write_failed(path: Path, error: OSError) -> CacheError:
     return CacheError(
         f"cannot write {path}: {error.strerror or error}; check free space and permissions "
-        "of the cache folder (nothing already cached was changed)"
+        "of the cache folder (that file is as it was; a sync resumes from its last checkpoint)"
     )
 
 

@@ -192,7 +192,8 @@ def test_a_sync_killed_with_its_workers_running_resumes_and_leaves_no_worker(
         process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, oms.url, oms.token, killed])
         deadline = time.monotonic() + 60
         workers: list[int] = []
-        while not (workers and _checkpoint(killed)) and process.poll() is None:
+        # (a first sync writes its manifest at once: wait for a checkpoint in it)
+        while not (workers and '"orders"' in _checkpoint(killed)) and process.poll() is None:
             assert time.monotonic() < deadline, "the sync made no progress"
             workers = _children(process.pid)
             time.sleep(0.01)

@@ -194,16 +194,19 @@ def test_with_fx_every_row_is_converted_at_its_days_rate_exactly(shop: Shop, eng
     for measure in ("gross_sales", "returns", "net_sales", "taxes"):
         # the unit amounts are converted, each to the cent; the measures follow from them
         def converted(u: Unit, measure: str = measure) -> Decimal:
-            amounts = {k: _converted(u, getattr(u, k), rates, tz) for k in _UNIT_AMOUNTS}
-            return Decimal(getattr(dataclasses.replace(u, **amounts), measure))
+            unit = dataclasses.replace(
+                u,
+                price=_converted(u, u.price, rates, tz),
+                discount=_converted(u, u.discount, rates, tz),
+                retail=_converted(u, u.retail, rates, tz),
+                tax=_converted(u, u.tax, rates, tz),
+            )
+            return Decimal(getattr(unit, measure))
 
         expected = totals(shop.truth, lambda u: (period_of(u.at, tz, "month"), "try"), converted)
         assert by_period(rows, measure) == expected, measure
     for row in rows:  # the measures add up as in the shop's own currencies
         assert row["gross_sales"] + row["discounts"] + row["returns"] == row["net_sales"]
-
-
-_UNIT_AMOUNTS = ("price", "discount", "retail", "tax")
 
 
 def test_fx_with_two_rates_for_a_day_bad_dates_or_arrow_tables_is_refused(shop: Shop) -> None:

@@ -357,7 +357,7 @@ def test_the_report_says_what_the_server_counted_was_for_this_read() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda t: of.revenue(t, dims=5), "dims must be a column name or a list of them"),
+        (lambda t: of.revenue(t, dims=5), "dims must be a column name or a list of them"),  # type: ignore[arg-type]
         (
             lambda t: of.revenue(t, dims="chanel"),
             "unknown dimension.* chanel.*choose from.*channel",
@@ -366,11 +366,11 @@ def test_the_report_says_what_the_server_counted_was_for_this_read() -> None:
             lambda t: of.lead_time_summary(of.lead_times(t), dims="payment_type"),
             "unknown dimension.* payment_type: the lead times has no such column",
         ),
-        (lambda t: of.top_products(t, n="3"), "n must be a whole number of at least 1"),
-        (lambda t: of.top_products(t, n=2.5), "n must be a whole number of at least 1"),
-        (lambda t: of.ledger([t.orders, t.order_items]), "ledger takes the loaded tables"),
-        (lambda t: of.campaign_days(t, threshold="0.2"), "threshold must be a discount rate"),
-        (lambda t: of.campaign_days(t, threshold=None), "threshold must be a discount rate"),
+        (lambda t: of.top_products(t, n="3"), "n must be a whole number of at least 1"),  # type: ignore[arg-type]
+        (lambda t: of.top_products(t, n=2.5), "n must be a whole number of at least 1"),  # type: ignore[arg-type]
+        (lambda t: of.ledger([t.orders, t.order_items]), "ledger takes the loaded tables"),  # type: ignore[arg-type]
+        (lambda t: of.campaign_days(t, threshold="0.2"), "threshold must be a discount rate"),  # type: ignore[arg-type]
+        (lambda t: of.campaign_days(t, threshold=None), "threshold must be a discount rate"),  # type: ignore[arg-type]
         (lambda t: of.campaign_days(t, threshold=2), "between 0 and 1"),
         (lambda t: of.discount_depth(t, edges=[25, 10]), "edges must be increasing"),
         (lambda t: of.lead_time_summary(t, percentiles=[0]), "percentiles must be whole numbers"),
@@ -384,9 +384,9 @@ def test_a_bad_analysis_argument_is_one_clear_error(shop: Shop, call: Any, messa
 
 def test_analysis_arguments_take_the_forms_a_user_would_write(shop: Shop) -> None:
     t = shop.tables["pandas"]
-    assert len(of.revenue(t, dims=None)) == len(of.revenue(t))
-    assert "p50_hours" in of.lead_time_summary(t, percentiles=np.int64(50)).columns
-    assert set(of.discount_depth(t, edges=25)["bucket"]) <= {"0%", "0-25%", ">25%"}
+    assert len(of.revenue(t, dims=None)) == len(of.revenue(t))  # type: ignore[arg-type]
+    assert "p50_hours" in of.lead_time_summary(t, percentiles=np.int64(50)).columns  # type: ignore[arg-type]
+    assert set(of.discount_depth(t, edges=25)["bucket"]) <= {"0%", "0-25%", ">25%"}  # type: ignore[arg-type]
     assert "currency" in of.discount_depth(t, dims="currency").columns  # kept, not dropped
     assert of.rfm(t, as_of="2025-02").equals(of.rfm(t, as_of="2025-02-01"))
 

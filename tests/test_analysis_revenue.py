@@ -274,17 +274,18 @@ def test_rows_without_a_currency_stay_apart_and_are_never_converted(shop: Shop) 
 
 @pytest.mark.parametrize("by", ["day", "week", "month", "quarter"])
 def test_only_the_period_the_data_ends_in_is_partial(shop: Shop, by: Period) -> None:
-    from omsframe.analysis._frames import start_of_period
+    def start(moment: dt.datetime) -> dt.datetime:  # the test's own periods (period_of)
+        day = period_of(moment, "Europe/Istanbul", by)
+        return dt.datetime(day.year, day.month, day.day)
 
     tables = shop.tables["pandas"]
     end = dt.datetime.fromtimestamp(shop.now_us / 1e6, dt.UTC)
     assert tables.as_of is not None and abs(tables.as_of - end) < dt.timedelta(days=2)
     result = revenue(tables, by=by)
-    last = start_of_period(tables.as_of, by, "Europe/Istanbul")
-    assert (result["partial"] == (result["period"] >= last)).all()
+    assert (result["partial"] == (result["period"] >= start(tables.as_of))).all()
     assert result["partial"].any() and not result["partial"].all()
     # a ledger frame: the period of its latest booking
     book = ledger(tables)
     from_book = revenue(book, by=by)
-    latest = start_of_period(book["booked_at"].max().to_pydatetime(), by, "Europe/Istanbul")
+    latest = start(book["booked_at"].max().to_pydatetime())
     assert (from_book["partial"] == (from_book["period"] >= latest)).all()

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -33,25 +33,37 @@ class _Group(click.Group):
     Ctrl-C exits with 130 and says how to go on.
     """
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["omsframe.json"] = "--json" in args  # (an error then says itself as JSON too)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
+        wants_json = bool(ctx.meta.get("omsframe.json"))
         try:
             return super().invoke(ctx)
         except OmsframeError as error:
-            click.echo(f"omsframe: {error}", err=True)
-            sys.exit(1)
+            _fail(str(error), type(error).__name__, wants_json, 1)
         except KeyboardInterrupt:
-            click.echo(
-                "omsframe: interrupted; what was stored is kept: run the same command again "
-                "to go on (a sync resumes from its last checkpoint)",
-                err=True,
+            _fail(
+                "interrupted; what was stored is kept: run the same command again to go on "
+                "(a sync resumes from its last checkpoint)",
+                "KeyboardInterrupt",
+                wants_json,
+                130,
             )
-            sys.exit(130)
         except (OSError, ValueError) as error:  # a folder that cannot be written, a port in use
             if os.environ.get("OMSFRAME_DEBUG"):
                 raise
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            click.echo(f"omsframe: {reason} (OMSFRAME_DEBUG=1 shows where)", err=True)
-            sys.exit(1)
+            _fail(f"{reason} (OMSFRAME_DEBUG=1 shows where)", type(error).__name__, wants_json, 1)
+
+
+def _fail(message: str, kind: str, as_json: bool, code: int) -> NoReturn:
+    """One line on stderr (and, for ``--json``, ``{"error", "kind"}`` on stdout), then exit."""
+    if as_json:
+        click.echo(json.dumps({"error": message, "kind": kind}))
+    click.echo(f"omsframe: {message}", err=True)
+    sys.exit(code)
 
 
 @click.group(cls=_Group)

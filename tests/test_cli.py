@@ -202,3 +202,13 @@ def test_the_main_help_keeps_its_example_lines() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert "\\b" not in result.output
     assert "\n    omsframe sync --url https://acme-oms.akinon.net\n" in result.output
+
+
+def test_an_error_of_a_json_command_is_json_on_stdout_too(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["status", "--cache", str(tmp_path / "nope"), "--json"])
+    assert result.exit_code == 1
+    said = json.loads(result.stdout)
+    assert said["kind"] == "CacheError" and "does not exist" in said["error"]
+    assert "omsframe: no cache at" in result.stderr
+    plain = CliRunner().invoke(main, ["status", "--cache", str(tmp_path / "nope")])
+    assert plain.exit_code == 1 and plain.stdout == ""

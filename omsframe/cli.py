@@ -43,6 +43,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except OmsframeError as error:
             _fail(str(error), type(error).__name__, wants_json, 1)
+        except click.ClickException as error:  # a usage error: click says it (exit 2)
+            if wants_json:
+                click.echo(json.dumps({"error": error.format_message(), "kind": "UsageError"}))
+            raise
         except KeyboardInterrupt:
             _fail(
                 "interrupted; what was stored is kept: run the same command again to go on "

@@ -132,17 +132,19 @@ def lost_rows(
 
     A finished sync or rebuild saves the tables' row counts in the manifest, and rows are
     never dropped between two of them, so a table with fewer rows than counted has lost a
-    file. While a sync runs (or after one stopped midway) only the orders are compared: an
-    order's new copy may have fewer items. ``None`` when nothing is missing, or while another
-    process writes the cache. ``raw=False``: the tables only (what a reader reads).
+    file. Not while a sync writes, nor after one stopped midway (the manifest says so): its
+    tables may differ from the counts (an order's new copy with fewer items, an order between
+    two months, the raw layer compacted), and its next run mends them. ``None`` when nothing
+    is missing, or when it cannot be told. ``raw=False``: the tables only (what a reader reads).
     """
     expected = manifest.get("counts")
     if not isinstance(expected, dict) or not expected:
         return None
+    if manifest.get("checkpoint") or manifest.get("writing"):
+        return None
     if not holding_lock and CacheLock.running(root):
         return None
-    names = ["orders"] if manifest.get("checkpoint") else list(expected)
-    names = [name for name in names if raw or not name.startswith("raw_")]
+    names = [name for name in expected if raw or not name.startswith("raw_")]
     counts = Store(root).counts()
     lost = [
         (name, counts.get(name, 0), expected[name])
@@ -165,6 +167,16 @@ def lost_rows(
     else:
         advice = f"run `omsframe rebuild --cache {root}` to rebuild the tables from the raw layer"
     return f"cache {root} has lost rows ({what} counted): a file was removed or replaced; {advice}"
+
+
+def _interrupted_rebuild(root: Path) -> str | None:
+    """What to do about a rebuild killed between its two renames (no ``tables``), if one was."""
+    if (root / "tables.old").exists() and not (root / "tables").exists():
+        return (
+            f"cache {root} is in the middle of an interrupted rebuild; run "
+            f"`omsframe rebuild --cache {root}` (or a sync) to finish it"
+        )
+    return None
 
 
 def require_intact(root: Path, manifest: dict[str, Any], *, holding_lock: bool = False) -> None:
@@ -334,11 +346,9 @@ def load(
 
         sync(cache=root, **{"progress": False, **sync_options})
     require_cache(root)
-    if (root / "tables.old").exists() and not (root / "tables").exists():
-        raise CacheError(
-            f"cache {root} is in the middle of an interrupted rebuild; "
-            f"run `omsframe rebuild --cache {root}` (or a sync) to finish it"
-        )
+    interrupted = _interrupted_rebuild(root)
+    if interrupted is not None:
+        raise CacheError(interrupted)
     manifest = load_manifest(root)
     require_intact(root, manifest)
     store = Store(root)
@@ -506,7 +516,7 @@ def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
         rows=Store(root).counts(),
         months=months,
         undated_orders="unknown" in stored,
-        unfinished_sync=bool(manifest.get("checkpoint")),
+        unfinished_sync=bool(manifest.get("checkpoint") or manifest.get("writing")),
         running=running,
-        damage=None if running else lost_rows(root, manifest),
+        damage=_interrupted_rebuild(root) or (None if running else lost_rows(root, manifest)),
     )

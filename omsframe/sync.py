@@ -49,7 +49,7 @@ from omsframe.export import recover_swap
 from omsframe.flatten import collector_paused, flatten_events
 from omsframe.load import require_intact
 from omsframe.lock import CacheLock
-from omsframe.manifest import Manifest, load_manifest, lost_manifest, manifest_path, save_manifest
+from omsframe.manifest import Manifest, load_manifest, lost_manifest, save_manifest
 from omsframe.pageflat import PageDecoder, combine
 from omsframe.paging import Listing, ProbeResult
 from omsframe.privacy import PII_MODES, PiiMode, Privacy
@@ -343,7 +343,6 @@ def sync(
             lost = lost_manifest(root)
             if lost is not None:
                 raise lost
-            first = not manifest_path(root).exists()
             manifest = load_manifest(root)
             _check_cache(root, manifest, source)
             require_intact(root, manifest, holding_lock=True)  # (before anything is written)
@@ -365,8 +364,11 @@ def sync(
                 pii_policy=mode,
                 schema_version=SCHEMA_VERSION,
             )
-            if first:  # before any table: tables without a manifest then mean it was lost
-                save_manifest(root, manifest)
+            # saved before any table is written: tables without a manifest then mean it was
+            # lost, and until the counts are saved at the end the tables may differ from them
+            # (a killed sync's: see omsframe.load.lost_rows)
+            manifest["writing"] = _now().isoformat(timespec="seconds")
+            save_manifest(root, manifest)
             endpoints: tuple[Endpoint, ...] = (
                 ("orders", "webhook_events") if events else ("orders",)
             )
@@ -390,6 +392,7 @@ def sync(
             report.waited_seconds = after.waited_seconds - before.waited_seconds
             report.duration_seconds = time.monotonic() - started
             manifest["counts"] = store.counts()
+            manifest.pop("writing", None)
             store.save_layout()  # where every order is, for the next sync
             manifest["last_sync"] = {
                 "finished": _now().isoformat(timespec="seconds"),

@@ -212,3 +212,5 @@ def test_an_error_of_a_json_command_is_json_on_stdout_too(tmp_path: Path) -> Non
     assert "omsframe: no cache at" in result.stderr
     plain = CliRunner().invoke(main, ["status", "--cache", str(tmp_path / "nope")])
     assert plain.exit_code == 1 and plain.stdout == ""
+    usage = CliRunner().invoke(main, ["sync", "--json", "--pii", "bogus"])
+    assert usage.exit_code == 2 and json.loads(usage.stdout)["kind"] == "UsageError"

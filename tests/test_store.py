@@ -132,15 +132,18 @@ def test_an_order_whose_date_placed_moves_is_stored_once_in_its_new_month(tmp_pa
     privacy = Privacy(key=b"k" * 32)
     now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
-    def upsert(placed: str, modified: str) -> None:
+    def upsert(placed: str, modified: str) -> Any:
         order = copy.deepcopy(example_copy()[0])
         order.update(date_placed=placed, modified_date=modified)
         flat = flatten_orders([order], privacy=privacy)
-        store.upsert_orders(flat, [order], policy="pseudonymize", observed_at=now)
+        return store.upsert_orders(flat, [order], policy="pseudonymize", observed_at=now)
 
     upsert("2023-05-17T13:45:20.000000Z", "2023-05-17T13:45:55.000000Z")
     assert store.months("orders") == ["2023-05"]
-    upsert("2023-06-02T10:00:00.000000Z", "2023-06-02T10:00:01.000000Z")  # newer: it moves
+    counts = upsert("2023-06-02T10:00:00.000000Z", "2023-06-02T10:00:01.000000Z")  # it moves
+    assert (counts.new, counts.updated) == (0, 1)  # an update, not a new order
+    # its state did not change: the state history keeps its one row (it used to get another)
+    assert Store(tmp_path).read_table("state_history").num_rows == 1
     fresh = Store(tmp_path)  # a new reader sees the files only
     for name in ("orders", "order_items", "addresses"):
         table = fresh.read_table(name)

@@ -89,7 +89,7 @@ def _numpy_measures(frame: Any, keep: frozenset[str]) -> Any:
 
 
 def _is_id(name: str) -> bool:
-    return name.endswith("_id") or name in ("cargo_company", "omnitron_id")
+    return name.endswith("_id") or name == "cargo_company"
 
 
 def is_tables(data: Any) -> bool:
@@ -281,28 +281,20 @@ def period_start(local: nw.Expr, by: Period) -> nw.Expr:
     return local.dt.truncate(every)
 
 
-def start_of_period(moment: dt.datetime, by: Period, tz: str) -> dt.datetime:
-    """The start (naive local time in ``tz``) of the period an aware ``moment`` falls in.
+def partial_period(data: Any, book: Frame, by: Period, tz: str) -> nw.Expr:
+    """True for the ``period`` the data ends in, which it does not wholly cover.
 
-    Example:
-        >>> late = dt.datetime(2025, 3, 31, 22, tzinfo=dt.UTC)  # 01:00 on 1 April in Istanbul
-        >>> start_of_period(late, "quarter", "Europe/Istanbul")
-        datetime.datetime(2025, 4, 1, 0, 0)
+    The data ends at the loaded tables' ``as_of`` (the latest change to an order the last
+    sync saw), or, for a ledger frame, at its latest booking.
     """
-    local = moment.astimezone(zoneinfo.ZoneInfo(tz)).replace(tzinfo=None)
-    day = dt.datetime(local.year, local.month, local.day)
-    if by == "day":
-        return day
-    if by == "week":
-        return day - dt.timedelta(days=day.weekday())
-    if by == "month":
-        return day.replace(day=1)
-    if by == "quarter":
-        return dt.datetime(day.year, (day.month - 1) // 3 * 3 + 1, 1)
-    return dt.datetime(day.year, 1, 1)
+    end = _latest(data, book)
+    if end is None:
+        return nw.lit(value=False)
+    local = end.astimezone(zoneinfo.ZoneInfo(tz)).replace(tzinfo=None)
+    return nw.col("period") >= period_start(nw.lit(local, nw.Datetime("us")), by)
 
 
-def latest(data: Any, book: Frame) -> dt.datetime | None:
+def _latest(data: Any, book: Frame) -> dt.datetime | None:
     """How far ``data`` goes: the loaded tables' ``as_of``, else the ledger's latest booking."""
     as_of = getattr(data, "as_of", None) if is_tables(data) else None
     if isinstance(as_of, dt.datetime):

@@ -30,13 +30,12 @@ from omsframe.analysis._frames import (
     check_names,
     check_period,
     group_key,
-    latest,
     local_time,
+    partial_period,
     period_index,
     period_start,
     ratio,
     require,
-    start_of_period,
     to_native,
 )
 from omsframe.analysis.currency import convert
@@ -131,10 +130,8 @@ def revenue(
             "without one every row stays in its own currency"
         )
     totals = _totals(book, by, zone, dims, [*names, "gross_sales", "discounts"])
-    end = latest(data, book)
-    last_start = start_of_period(end, by, zone) if end is not None else None
     totals = totals.with_columns(
-        partial=nw.lit(False) if last_start is None else nw.col("period") >= nw.lit(last_start),
+        partial=partial_period(data, book, by, zone),
         converted=nw.lit(fx is not None),
         average_order_value=RATIOS["average_order_value"](),
         units_per_order=RATIOS["units_per_order"](),

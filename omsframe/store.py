@@ -485,7 +485,7 @@ class Store:
         #: can change without a new modified_date, and a damaged raw copy is written anew)
         self.refresh = False
         # orders the current upsert took out of another month's file, with their state there
-        self._moved: dict[int, str | None] = {}
+        self._came_from: dict[int, str | None] = {}
 
     # --- paths --------------------------------------------------------------------------------
     def table_dir(self, name: str) -> Path:
@@ -1039,7 +1039,7 @@ class Store:
         file and moves it again on resume — never stored twice.
         """
         layout = self._layout()
-        self._moved = {}
+        self._came_from = {}
         moving: dict[tuple[str, str], list[int]] = {}  # old file -> rows of `orders` leaving it
         places = layout.lookup(orders.column("order_id").to_pylist())
         for row, (place, month) in enumerate(zip(places, months.to_pylist(), strict=True)):
@@ -1050,17 +1050,15 @@ class Store:
             candidates = orders.take(pa.array(rows, pa.int64()))
             ids = column_array(candidates.column("order_id"))
             current = self.read_file("orders", old, stem)
-            _, position, newer, _ = _against(current, candidates)
+            stored, position, newer, _ = _against(current, candidates)
             leaves = pc.or_(pc.is_null(position), newer)
             stale.update(ids.filter(pc.invert(leaves)).to_pylist())
             gone = ids.filter(leaves)
             if len(gone) == 0:
                 continue
             # the state each had where it was: in its new file it is an update, not a new order
-            stored = pc.fill_null(position, -1).filter(leaves).to_pylist()
-            states = column_array(current.column("state_code")).to_pylist() if current else []
-            for order_id, at in zip(gone.to_pylist(), stored, strict=True):
-                self._moved[order_id] = states[at] if at >= 0 else None
+            states = column_array(stored.column("state_code")).take(position.filter(leaves))
+            self._came_from.update(zip(gone.to_pylist(), states.to_pylist(), strict=True))
             # `orders` last, as in a normal upsert: a sync killed midway finds the order still
             # stored in its old file (all of it) and moves it again
             self._rewrite_group((old, stem), gone, policy, current)
@@ -1079,24 +1077,23 @@ class Store:
         stored, position, newer, same = _against(existing, new_orders)
         previous_state = column_array(stored.column("state_code")).take(position)
         is_new = pc.is_null(position)
-        moved_in = self._moved_in(ids, is_new)
-        if moved_in is not None:  # from another month: updates, with the state they had there
-            moved_mask, moved_state = moved_in
-            previous_state = pc.if_else(moved_mask, moved_state, previous_state)
         is_newer = pc.and_(pc.invert(is_new), newer)
         same = pc.and_(pc.invert(is_new), same)
-        arrived = is_new if moved_in is None else pc.and_(is_new, pc.invert(moved_in[0]))
+        replaces = pc.or_(is_newer, same) if self.refresh else is_newer
+        won = ids.filter(pc.or_(is_new, replaces))
+        arrived = is_new
+        came = self._came_in(ids, is_new)
+        if came is not None:  # from another month: updates, with the state they had there
+            came_mask, came_state = came
+            previous_state = pc.if_else(came_mask, came_state, previous_state)
+            arrived = pc.and_(is_new, pc.invert(came_mask))
+            replaces = pc.or_(replaces, came_mask)
         counts.new = count_true(arrived)
         counts.updated = count_true(is_newer) + count_true(is_new) - counts.new
         counts.unchanged = count_true(same)
         counts.stale = len(ids) - counts.new - counts.updated - counts.unchanged
-        replaces = pc.or_(is_newer, same) if self.refresh else is_newer
-        won = ids.filter(pc.or_(is_new, replaces))
-        # a new order enters its state; a replacing one (or one from another month) is recorded
-        # only when its state moved
-        changed = pc.invert(same_mask(state, previous_state))
-        replacing = replaces if moved_in is None else pc.or_(replaces, moved_in[0])
-        moved = pc.or_(arrived, pc.and_(replacing, changed))
+        # a new order enters its state; a replacing one is recorded only when its state moved
+        moved = pc.or_(arrived, pc.and_(replaces, pc.invert(same_mask(state, previous_state))))
         history = None
         if count_true(moved):
             observed = pa.scalar(observed_at, TIME)
@@ -1113,15 +1110,13 @@ class Store:
             )
         return _Decision(counts, won, ids.filter(is_new), history, existing)
 
-    def _moved_in(self, ids: pa.Array, is_new: pa.Array) -> tuple[pa.Array, pa.Array] | None:
+    def _came_in(self, ids: pa.Array, is_new: pa.Array) -> tuple[pa.Array, pa.Array] | None:
         """Which of ``ids`` (new to their file) came from another month, and their state there."""
-        if not self._moved:
+        if not self._came_from:
             return None
-        known = pa.array(list(self._moved), pa.int64())
-        where = pc.index_in(ids, value_set=known)
-        mask = pc.and_(is_new, pc.is_valid(where))
-        states = pa.array(list(self._moved.values()), pa.string()).take(where)
-        return pc.fill_null(mask, False), states
+        where = pc.index_in(ids, value_set=pa.array(list(self._came_from), pa.int64()))
+        states = pa.array(list(self._came_from.values()), pa.string()).take(where)
+        return pc.and_(is_new, pc.is_valid(where)), states
 
     def _write_file_group(
         self,

@@ -755,27 +755,24 @@ def _not_ahead(cursor: str | None, endpoint: str, report: SyncReport) -> str | N
     A cursor in the future would make every later sync skip what changes until then. Held
     back, the next sync reads from now (less the look-back) on: more than needed, never less.
     """
-    if cursor is None:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(cursor.replace("Z", "+00:00"))
-    except ValueError:
-        return cursor
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     now = _now()
-    if moment <= now + AHEAD:
-        return cursor
+    if cursor is None or stamp_key(cursor) <= stamp_key((now + AHEAD).isoformat()):
+        return cursor  # (an unreadable one too: its key sorts first)
     report.notes.append(
         f"{endpoint}: a record is dated {cursor}, in the future; the cursor was held at now "
         "so that later changes are not skipped (check the OMS's clock or that record)"
     )
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _iso(now)
 
 
 def _minus(stamp: str, delta: dt.timedelta) -> str:
     """An ISO timestamp moved back by ``delta`` (UTC, with microseconds and ``Z``)."""
-    moment = dt.datetime.fromisoformat(stamp).astimezone(dt.UTC) - delta
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _iso(dt.datetime.fromisoformat(stamp) - delta)
+
+
+def _iso(moment: dt.datetime) -> str:
+    """A moment as a cursor: UTC, with microseconds and ``Z``."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _jsonable(filters: dict[str, Any]) -> dict[str, Any]:

@@ -126,7 +126,12 @@ def require_cache(root: Path) -> None:
 
 
 def lost_rows(
-    root: Path, manifest: dict[str, Any], *, holding_lock: bool = False, raw: bool = True
+    root: Path,
+    manifest: dict[str, Any],
+    *,
+    holding_lock: bool = False,
+    raw: bool = True,
+    counts: dict[str, int] | None = None,
 ) -> str | None:
     """What the tables lost against the manifest's counts (a file removed or replaced), if any.
 
@@ -136,6 +141,7 @@ def lost_rows(
     tables may differ from the counts (an order's new copy with fewer items, an order between
     two months, the raw layer compacted), and its next run mends them. ``None`` when nothing
     is missing, or when it cannot be told. ``raw=False``: the tables only (what a reader reads).
+    ``counts``: :meth:`Store.counts` if the caller has it already.
     """
     expected = manifest.get("counts")
     if not isinstance(expected, dict) or not expected:
@@ -145,7 +151,7 @@ def lost_rows(
     if not holding_lock and CacheLock.running(root):
         return None
     names = [name for name in expected if raw or not name.startswith("raw_")]
-    counts = Store(root).counts()
+    counts = Store(root).counts() if counts is None else counts
     lost = [
         (name, counts.get(name, 0), expected[name])
         for name in names
@@ -500,8 +506,10 @@ def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
     last = manifest.get("last_sync") or {}
     finished = last.get("finished")
     age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(finished) if finished else None
-    stored = Store(root).months("orders")
+    store = Store(root)
+    stored = store.months("orders")
     months = tuple(sorted(m for m in stored if m != "unknown"))
+    rows = store.counts()
     return CacheInfo(
         path=str(root),
         exists=True,
@@ -513,10 +521,11 @@ def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
         last_sync=finished,
         age=age,
         cursors=dict(manifest.get("cursors") or {}),
-        rows=Store(root).counts(),
+        rows=rows,
         months=months,
         undated_orders="unknown" in stored,
         unfinished_sync=bool(manifest.get("checkpoint") or manifest.get("writing")),
         running=running,
-        damage=_interrupted_rebuild(root) or (None if running else lost_rows(root, manifest)),
+        damage=_interrupted_rebuild(root)
+        or (None if running else lost_rows(root, manifest, counts=rows)),
     )

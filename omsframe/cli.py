@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import click
 
 from omsframe._version import __version__
-from omsframe.errors import CacheError, OmsframeError
+from omsframe.errors import CacheError, ConfigError, OmsframeError
 from omsframe.schema import TABLES
 from omsframe.simulator.server import Clock, Dialect, Faults, SimulatorServer
 from omsframe.simulator.world import World, to_us
@@ -225,7 +225,10 @@ def export(
         until=until,
     )
     if not files:
-        click.echo("omsframe: no rows to export (check --tables, --since, --until)", err=True)
+        raise ConfigError(
+            f"no rows to export from {cache} (check --tables, --since and --until); "
+            f"nothing in {out} was written or removed"
+        )
     _print({"files": [str(f) for f in files]} if as_json else "\n".join(map(str, files)), as_json)
 
 

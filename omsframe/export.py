@@ -33,7 +33,7 @@ from omsframe.manifest import load_manifest, lost_manifest, save_manifest
 from omsframe.parallel import iter_flatten_json
 from omsframe.privacy import Privacy
 from omsframe.schema import TABLES
-from omsframe.store import Store
+from omsframe.store import PARTITION_DATE, Store
 
 Format = Literal["parquet", "csv"]
 
@@ -77,7 +77,9 @@ def export(
     Returns:
         The files written (tables with no rows are skipped). The tables' files of an earlier
         export to ``out`` (any format) are removed, so the folder holds only this export's
-        tables; other files there are left alone.
+        tables; other files there are left alone. Where none of the dated tables asked for
+        has a row (a window without orders), nothing is written or removed and the list is
+        empty: ``out`` keeps what an earlier export put there.
 
     Raises:
         CacheError: There is no cache at ``path``.
@@ -106,7 +108,12 @@ def export(
     require_intact(Path(path), load_manifest(Path(path)))
     store = Store(path)
     written: list[Path] = []
-    for name in names:
+    # the dated tables first: where none of them has a row (a window without orders), the
+    # tables that are not dated are not written either, and nothing is removed
+    dated = [name for name in names if name in PARTITION_DATE]
+    for name in dated + [name for name in names if name not in PARTITION_DATE]:
+        if dated and not written and name not in PARTITION_DATE:
+            return written
         table = store.read_table(name, low, high)
         if table.num_rows == 0:
             continue
@@ -119,6 +126,8 @@ def export(
             pacsv.write_csv(_csv_ready(table), sink)
             write_atomic(file, sink.getvalue().to_pybytes())
         written.append(file)
+    if not written:  # nothing to hand on: an earlier export stays whole rather than emptied
+        return written
     # no table of an earlier export to ``out`` (another format, or a table not asked for this
     # time) is left to pass for this one's; files of other names are not touched
     for name in TABLES:

@@ -115,6 +115,14 @@ def test_sync_status_export_rebuild_from_the_shell(tmp_path: Path) -> None:
         "order_items.csv",
         "orders.csv",
     ]
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    # a window with no orders writes nothing, and the earlier export is left whole
+    empty = runner.invoke(
+        main, ["export", "--cache", str(cache), "--out", str(out), "--since", "2999-01", "--json"]
+    )
+    assert empty.exit_code == 1 and "no rows to export" in empty.output
+    assert json.loads(empty.output.splitlines()[0])["kind"] == "ConfigError"
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
     rebuilt = runner.invoke(main, ["rebuild", "--cache", str(cache), "--json"])
     assert rebuilt.exit_code == 0 and json.loads(rebuilt.output)["orders"] == 150
 
@@ -171,9 +179,14 @@ def test_bad_input_on_the_shell_is_one_line_and_nothing_is_lost(tmp_path: Path) 
     # a second export to the same folder leaves no table of the first behind
     assert runner.invoke(main, [*export, "--tables", "orders, channels"]).exit_code == 0
     assert sorted(p.name for p in out.iterdir()) == ["channels.parquet", "orders.parquet"]
+    assert runner.invoke(main, [*export, "--tables", "orders"]).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["orders.parquet"]
+    # a window without orders writes nothing (not even channels) and removes nothing
+    kept = (out / "orders.parquet").read_bytes()
     later = runner.invoke(main, [*export, "--tables", "orders,channels", "--since", "2099-01"])
-    assert later.exit_code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["channels.parquet"]
+    assert later.exit_code == 1 and "no rows to export" in _one_line(later)
+    assert sorted(p.name for p in out.iterdir()) == ["orders.parquet"]
+    assert (out / "orders.parquet").read_bytes() == kept
     # a damaged file: one line that names the command to mend it, for this cache
     damaged = next((cache / "tables" / "orders").rglob("*.parquet"))
     (cache / ".rows.json").unlink(missing_ok=True)

@@ -1162,8 +1162,20 @@ class Store:
                     if not rows.schema.equals(current.schema):
                         rows = rows.cast(current.schema)
                     rows = pa.concat_tables([current, rows])
-            if rows is not None:
+            if rows is not None and rows.num_rows:
                 self._write(name, month, rows, policy if name in ORDER_GROUP else None, stem)
+            elif current is not None:  # its last orders moved to another month: no empty file
+                self._remove(name, month, stem)
+
+    def _remove(self, name: str, month: str, stem: str) -> None:
+        """Remove a file whose rows all went.
+
+        An emptied month's folder stays (a file of that month may be written beside this, on
+        the other writing thread); :meth:`months` lists only months with files.
+        """
+        path = self.file_path(name, month, stem)
+        path.unlink(missing_ok=True)
+        self._written.pop(os.path.relpath(path, self.root), None)
 
     def _append_history(self, month: str, incoming: pa.Table, policy: str) -> int:
         """Add state changes to a month of ``state_history``, skipping those already stored.

@@ -145,6 +145,9 @@ def test_an_order_whose_date_placed_moves_is_stored_once_in_its_new_month(tmp_pa
     # its state did not change: the state history keeps its one row (it used to get another)
     assert Store(tmp_path).read_table("state_history").num_rows == 1
     fresh = Store(tmp_path)  # a new reader sees the files only
+    for name in ("orders", "order_items", "addresses"):  # no empty file left in the old month
+        assert fresh.months(name) == ["2023-06"], name
+        assert not list((tmp_path / "tables" / name).glob("month=2023-05/*")), name
     for name in ("orders", "order_items", "addresses"):
         table = fresh.read_table(name)
         assert set(table.column("order_id").to_pylist()) == {6998}, name

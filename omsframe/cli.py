@@ -124,6 +124,13 @@ def _print(value: Any, as_json: bool) -> None:
     type=click.Choice(["pseudonymize", "keep", "drop"]),
     help="PII policy of a new cache (default pseudonymize).",
 )
+@click.option(
+    "--since",
+    help=(
+        "A new cache holds only the orders placed (events made) from this day on, UTC "
+        "(YYYY-MM-DD or YYYY-MM); later syncs keep it."
+    ),
+)
 @click.option("--wait", is_flag=True, help="Wait for another sync of this cache to finish.")
 @click.option("--allow-http", is_flag=True, help="Allow plain http:// to a remote host.")
 @click.option(
@@ -143,6 +150,7 @@ def sync_command(
     no_events: bool,
     lookback: int,
     pii: str | None,
+    since: str | None,
     wait: bool,
     allow_http: bool,
     workers: int | None,
@@ -167,6 +175,7 @@ def sync_command(
         allow_http=allow_http,
         progress=not (quiet or as_json) and sys.stderr.isatty(),
         workers=workers,
+        since=since,
     )
     _print(report, as_json)
 

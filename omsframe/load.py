@@ -404,6 +404,8 @@ class CacheInfo:
     source: str | None = None
     profile: str | None = None
     pii_policy: str | None = None
+    #: the cache holds the orders placed (and events made) from this moment on; ``None``: all
+    since: str | None = None
     schema_version: int | None = None
     omsframe_version: str | None = None
     last_sync: str | None = None
@@ -443,6 +445,7 @@ class CacheInfo:
             ("items", f"{self.rows.get('order_items', 0):,}"),
             ("events", f"{self.rows.get('events', 0):,}"),
             ("customers", f"{self.rows.get('customers', 0):,}"),
+            *((("window", f"orders placed since {self.since}"),) if self.since else ()),
             ("PII policy", self.pii_policy or "-"),
             ("versions", f"omsframe {self.omsframe_version}, schema {self.schema_version}"),
             *((("damaged", self.damage),) if self.damage else ()),
@@ -516,6 +519,7 @@ def cache_info(path: str | os.PathLike[str]) -> CacheInfo:
         source=manifest.get("source_url"),
         profile=manifest.get("profile"),
         pii_policy=manifest.get("pii_policy"),
+        since=manifest.get("since"),
         schema_version=manifest.get("schema_version"),
         omsframe_version=manifest.get("omsframe_version"),
         last_sync=finished,

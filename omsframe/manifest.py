@@ -1,7 +1,8 @@
 """``manifest.json``: what a cache holds, from where, and where the next sync starts.
 
 Fields: ``format`` (layout version), ``omsframe_version``, ``schema_version``, ``source_url``
-(sanitized: never credentials), ``profile``, ``created``, ``pii_policy``, ``probe`` (what the
+(sanitized: never credentials), ``profile``, ``created``, ``pii_policy``, ``since`` (the
+cache holds orders placed, and events made, from then on; ``null``: all), ``probe`` (what the
 server honours, per endpoint), ``cursors`` (per endpoint: the ``modified_date`` the next
 incremental sync starts from), ``checkpoint`` (per endpoint, while a sync is unfinished: its
 plan, filters and the last id it stored), ``counts`` (rows per table) and ``last_sync`` (a
@@ -45,6 +46,7 @@ def new_manifest() -> Manifest:
         "profile": None,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "pii_policy": None,
+        "since": None,
         "probe": {},
         "cursors": {},
         "checkpoint": {},
@@ -132,6 +134,7 @@ _KINDS: dict[str, tuple[type, ...]] = {
     "profile": (str,),
     "created": (str,),
     "pii_policy": (str,),
+    "since": (str,),
     "probe": (dict,),
     "cursors": (dict,),
     "checkpoint": (dict,),

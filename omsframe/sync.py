@@ -40,17 +40,18 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from omsframe.client import Client
 from omsframe.config import is_loopback
 from omsframe.convert import stamp_key
 from omsframe.errors import ApiError, CacheError, ConfigError, NotFoundError, sanitize_url
 from omsframe.export import recover_swap
-from omsframe.flatten import collector_paused, flatten_events
-from omsframe.load import require_intact
+from omsframe.flatten import Flattened, collector_paused, flatten_events
+from omsframe.load import DateLike, date_window, require_intact
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, lost_manifest, save_manifest
-from omsframe.pageflat import PageDecoder, combine
+from omsframe.pageflat import SPLIT, PageDecoder, combine
 from omsframe.paging import Listing, ProbeResult
 from omsframe.privacy import PII_MODES, PiiMode, Privacy
 from omsframe.schema import SCHEMA_VERSION
@@ -274,6 +275,7 @@ def sync(
     wait: bool | float = False,
     allow_http: bool = False,
     workers: int | None = None,
+    since: DateLike | None = None,
 ) -> SyncReport:
     """Fill (or bring up to date) a parquet cache from an OMS.
 
@@ -301,6 +303,11 @@ def sync(
             writes: by default one per core once the server says the read holds 20,000
             orders or more, and one beside this process's flattening thread from 1,000
             orders (on more than one core); ``0`` for none; at most four a core.
+        since: Only the orders placed (and webhook events made) at or after this moment: a
+            ``date``, a ``datetime`` (naive means UTC) or ISO text (``"2025-01-01"``,
+            ``"2025-01"``). Set by a cache's first sync and kept by every later one (which may
+            leave it out); another moment is refused. Asked of the server where it honours
+            the filter, else the older records are read and left out.
 
     Returns:
         The :class:`SyncReport`.
@@ -322,6 +329,7 @@ def sync(
     """
     started = time.monotonic()
     _check_options(lookback=lookback, pii=pii, batch_size=batch_size, workers=workers, wait=wait)
+    asked_since, _ = date_window(since, None)
     root = Path(cache) if cache is not None else None
     if root is not None and url is None and client is None:
         url = load_manifest(root).get("source_url")
@@ -357,11 +365,13 @@ def sync(
                     f"cache {root} uses PII policy {mode!r}, not {pii!r}; "
                     "keep its policy, or sync into a new cache folder"
                 )
+            start = _window_start(manifest, asked_since, root)
             privacy = Privacy(mode=mode, key=store.pii_key())
             manifest.update(
                 source_url=source,
                 profile=manifest.get("profile") or root.name,
                 pii_policy=mode,
+                since=start,
                 schema_version=SCHEMA_VERSION,
             )
             # saved before any table is written: tables without a manifest then mean it was
@@ -385,6 +395,7 @@ def sync(
                     batch_size=batch_size,
                     progress=progress,
                     workers=workers,
+                    start=dt.datetime.fromisoformat(start) if start else None,
                 )
             after = client.stats
             report.retries = after.retries - before.retries
@@ -530,11 +541,47 @@ def _check_cache(root: Path, manifest: Manifest, source: str) -> None:
         )
 
 
+def _window_start(manifest: Manifest, asked: dt.datetime | None, root: Path) -> str | None:
+    """The moment the cache's window starts (``None``: every order), as its manifest keeps it.
+
+    A cache's first sync sets it; a later one keeps it, and refuses another.
+    """
+    wanted = _moment(asked) if asked is not None else None
+    if manifest.get("pii_policy") is None:  # (no sync has written to this cache yet)
+        return wanted
+    held: str | None = manifest.get("since")
+    if wanted is None or wanted == held:
+        return held
+    holds = f"the orders placed since {held}" if held else "every order, not a window"
+    raise ConfigError(
+        f"cache {root} holds {holds}; a sync cannot change that to since {wanted}: "
+        "sync it without since, or sync the new window into another cache folder"
+    )
+
+
+#: the filter a window asks of each endpoint (on the moment an order was placed, an event made)
+WINDOW_FILTER = {"orders": "date_placed__gte", "webhook_events": "created_date__gte"}
+
+
 def _plan(
-    manifest: Manifest, endpoint: Endpoint, probe: ProbeResult, full: bool, lookback: dt.timedelta
+    manifest: Manifest,
+    endpoint: Endpoint,
+    probe: ProbeResult,
+    full: bool,
+    lookback: dt.timedelta,
+    start: dt.datetime | None = None,
 ) -> tuple[str, dict[str, Any], list[str], bool]:
     """Choose the plan: (name, filters, notes, resumed)."""
     notes: list[str] = []
+    window: dict[str, Any] = {}
+    if start is not None:
+        if probe.honours(WINDOW_FILTER[endpoint]):
+            window[WINDOW_FILTER[endpoint]] = start
+        else:
+            notes.append(
+                f"{endpoint}: the server ignores {WINDOW_FILTER[endpoint]}, so the records "
+                f"from before {_moment(start)} are read and left out (slower, still exact)"
+            )
     checkpoint = manifest["checkpoint"].get(endpoint)
     resumable = _in_id_order(probe)
     if checkpoint:
@@ -546,15 +593,16 @@ def _plan(
         return checkpoint["plan"], filters, notes, True
     cursor = manifest["cursors"].get(endpoint)
     if full or cursor is None:
-        return "full", {"ordering": "id"}, notes, False
+        return "full", {**window, "ordering": "id"}, notes, False
     if probe.honours("modified_date__gte"):
         since = dt.datetime.fromisoformat(cursor) - lookback
-        return "incremental", {"modified_date__gte": since, "ordering": "id"}, notes, False
+        filters = {**window, "modified_date__gte": since, "ordering": "id"}
+        return "incremental", filters, notes, False
     notes.append(
         f"{endpoint}: the server ignores the modified_date filter, so every record "
         "is read and only the changed ones are stored (slower, still exact)"
     )
-    return "full scan", {"ordering": "id"}, notes, False
+    return "full scan", {**window, "ordering": "id"}, notes, False
 
 
 def _in_id_order(probe: ProbeResult) -> bool:
@@ -595,11 +643,12 @@ def _sync_endpoint(
     batch_size: int,
     progress: bool,
     workers: int | None = None,
+    start: dt.datetime | None = None,
 ) -> None:
     probe_data = manifest["probe"].get(endpoint)
     probe = ProbeResult.from_dict(probe_data) if probe_data and not full else client.probe(endpoint)
     manifest["probe"][endpoint] = probe.to_dict()
-    plan, filters, notes, resumed = _plan(manifest, endpoint, probe, full, lookback)
+    plan, filters, notes, resumed = _plan(manifest, endpoint, probe, full, lookback, start)
     checkpoint = manifest["checkpoint"].get(endpoint) or {}
     high_water, total = (
         (checkpoint.get("high_water"), None) if resumed else _high_water(client, endpoint, probe)
@@ -633,6 +682,7 @@ def _sync_endpoint(
     last_id = checkpoint.get("last_id") if resumed else None
     observed = _now()
     read_started = time.monotonic()
+    left_out = 0  # records from before the cache's window (a server that ignores its filter)
     with (
         decoder or contextlib.nullcontext(),
         collector_paused(freeze=True),
@@ -655,6 +705,9 @@ def _sync_endpoint(
                 gc.collect()  # cyclic garbage, should there be any (see collector_paused)
             if endpoint == "orders":
                 flat, raw = combine(batch)
+                if start is not None:
+                    flat, raw, early = _placed_since(flat, raw, start)
+                    left_out += early
                 # customers wait in pending files, merged at the end of the read, unless the
                 # read is one batch (an incremental sync, mostly): then pending files would be
                 # written and read back for nothing, and merged after the batch instead of
@@ -674,11 +727,14 @@ def _sync_endpoint(
                 report.orders_seen += len(batch)
                 report.items += flat.tables["order_items"].num_rows
             else:
-                flat = flatten_events(batch, privacy=privacy)
-                counts = store.upsert_events(flat, batch, policy=privacy.mode)
+                kept = batch if start is None else _made_since(batch, start)
+                left_out += len(batch) - len(kept)
+                flat = flatten_events(kept, privacy=privacy)
+                counts = store.upsert_events(flat, kept, policy=privacy.mode)
                 report.events_seen += len(batch)
                 report.events_new += counts.new
                 report.events_updated += counts.updated
+                del kept  # (as the batch is, below)
             store.add_quarantine(flat.quarantine, observed)
             report.quarantined += len(flat.quarantine)
             report.duplicates += flat.duplicates
@@ -712,6 +768,11 @@ def _sync_endpoint(
             del batch, flat
         if endpoint == "orders":  # (also those a killed sync left: see the method)
             store.merge_pending_customers(privacy.mode)
+    if left_out and start is not None:
+        report.notes.append(
+            f"{endpoint}: {left_out:,} records from before the cache's window ({_moment(start)}) "
+            "were read and left out"
+        )
     stats = read.stats
     report.pages += stats.pages
     if endpoint == "orders":
@@ -736,6 +797,49 @@ def _sync_endpoint(
     manifest["checkpoint"].pop(endpoint, None)
     save_manifest(store.root, manifest)
     logger.info("%s: done, %d pages, cursor %s", endpoint, stats.pages, cursor)
+
+
+def _placed_since(
+    flat: Flattened, raw: pa.Table, start: dt.datetime
+) -> tuple[Flattened, pa.Table, int]:
+    """A batch without its orders placed before ``start`` (undated ones stay), and how many.
+
+    Their items and addresses go with them, and the customers only they brought; products,
+    channels and states stay (a catalogue, whoever ordered).
+    """
+    orders = flat.tables["orders"]
+    placed = orders.column("date_placed")
+    early = pc.fill_null(pc.less(placed, pa.scalar(start, placed.type)), False)
+    count = pc.sum(early.cast(pa.int64())).as_py() or 0
+    if not count:
+        return flat, raw, 0
+    kept = orders.filter(pc.invert(early))
+    ids = kept.column("order_id")
+    tables = dict(flat.tables)
+    for name in SPLIT:
+        tables[name] = tables[name].filter(pc.is_in(tables[name].column("order_id"), ids))
+    customers = tables["customers"]
+    tables["customers"] = customers.filter(
+        pc.is_in(customers.column("customer_id"), kept.column("customer_id"))
+    )
+    raw = raw.filter(pc.is_in(raw.column("order_id"), ids))
+    return (
+        Flattened(tables, flat.quarantine, flat.drift, flat.pii_policy, flat.duplicates),
+        raw,
+        count,
+    )
+
+
+def _made_since(records: list[Any], start: dt.datetime) -> list[Any]:
+    """The records made (``created_date``) at or after ``start``; unreadable dates stay."""
+    low = stamp_key(start.isoformat())
+    return [
+        record
+        for record in records
+        if not isinstance(record, dict)
+        or not (key := stamp_key(record.get("created_date")))
+        or key >= low
+    ]
 
 
 #: The cyclic garbage collector, paused during a sync, runs once per this many batches. A sync
@@ -773,6 +877,11 @@ def _minus(stamp: str, delta: dt.timedelta) -> str:
 def _iso(moment: dt.datetime) -> str:
     """A moment as a cursor: UTC, with microseconds and ``Z``."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _moment(moment: dt.datetime) -> str:
+    """A moment as a window's start is kept and shown: UTC, with ``Z``."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _jsonable(filters: dict[str, Any]) -> dict[str, Any]:

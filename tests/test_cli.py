@@ -95,6 +95,7 @@ def test_sync_status_export_rebuild_from_the_shell(tmp_path: Path) -> None:
         assert json.loads(again.output)["plan"] == "incremental"
     status = runner.invoke(main, ["status", "--cache", str(cache), "--json"])
     assert status.exit_code == 0 and json.loads(status.output)["rows"]["orders"] == 150
+    assert json.loads(status.output)["since"] is None  # every order: no window
     exported = runner.invoke(
         main,
         [
@@ -155,6 +156,32 @@ def _one_line(result: Any) -> str:
     lines = [line for line in result.output.splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("omsframe: "), result.output
     return str(lines[0])
+
+
+def test_sync_since_a_day_from_the_shell_keeps_that_window(tmp_path: Path) -> None:
+    import json
+
+    from omsframe.load import load
+    from omsframe.simulator.server import simulate
+
+    whole, window = tmp_path / "whole", tmp_path / "window"
+    runner = CliRunner()
+    with simulate(orders=200, seed=4) as oms:
+        env = {"OMSFRAME_TOKEN": oms.token}
+        args = ["sync", "--url", oms.url, "--no-events", "--json"]
+        assert runner.invoke(main, [*args, "--cache", str(whole)], env=env).exit_code == 0
+        placed = sorted(load(whole, engine="pyarrow").orders.column("date_placed").to_pylist())
+        day = placed[len(placed) // 2].strftime("%Y-%m-%d")
+        bad = runner.invoke(main, [*args, "--cache", str(window), "--since", "soon"], env=env)
+        assert bad.exit_code == 1 and "since" in json.loads(bad.output.splitlines()[0])["error"]
+        synced = runner.invoke(main, [*args, "--cache", str(window), "--since", day], env=env)
+        assert synced.exit_code == 0, synced.output
+    expected = sum(p.strftime("%Y-%m-%d") >= day for p in placed)
+    assert 0 < json.loads(synced.output)["orders_new"] == expected < len(placed)
+    status = runner.invoke(main, ["status", "--cache", str(window), "--json"])
+    assert json.loads(status.output)["since"] == f"{day}T00:00:00Z"
+    text = runner.invoke(main, ["status", "--cache", str(window)]).output
+    assert f"orders placed since {day}T00:00:00Z" in text
 
 
 def test_bad_input_on_the_shell_is_one_line_and_nothing_is_lost(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def test_a_file_changed_since_the_index_was_saved_is_read_again(tmp_path: Path) 
         assert moved
         again = sync(oms.url, token=oms.token, cache=cache, progress=False, full=True)
         assert again.orders_new == 0
-        check_cache(cache, {**truth(world, oms.now_us), "events": None})
+        check_cache(cache, {**truth(world, oms.now_us), "event_ids": None})
     # the index now saved answers as the files do (a copy has new inodes: every file is read)
     shutil.copytree(cache, tmp_path / "copy")
     probe = list(map(int, world.order_id[: world.n_orders]))

@@ -33,23 +33,31 @@ def world() -> World:
     return World.generate(seed=21, orders=600, start=dt.date(2025, 1, 1), end=dt.date(2025, 6, 1))
 
 
-def truth(world: World, now_us: int) -> dict[str, Any]:
-    """What the shop holds at ``now_us``, computed from the world's arrays."""
+def truth(world: World, now_us: int, since_us: int | None = None) -> dict[str, Any]:
+    """What the shop holds at ``now_us``, computed from the world's arrays.
+
+    ``since_us``: only the orders placed, and the events made, from then on.
+    """
     n = world.visible_orders(now_us)
     states, _ = world.order_status(now_us)
-    items = int(world.item_ptr[n])
     currency = {0: "try", 1: "try", 2: "eur", 3: "usd"}
     net: dict[str, int] = defaultdict(int)
-    for i in range(n):
+    orders = [i for i in range(n) if since_us is None or world.order_placed[i] >= since_us]
+    items: list[int] = []
+    for i in orders:
         lo, hi = int(world.item_ptr[i]), int(world.item_ptr[i + 1])
         cents = int((world.item_price[lo:hi] - world.item_discount[lo:hi]).sum())
         net[currency[int(world.order_channel[i])]] += cents
+        items += world.item_id[lo:hi].tolist()
+    events = world.visible_events(now_us)
     return {
-        "order_ids": world.order_id[:n].tolist(),
-        "states": {int(i): str(int(s)) for i, s in zip(world.order_id[:n], states, strict=True)},
-        "item_ids": world.item_id[:items].tolist(),
+        "order_ids": sorted(int(world.order_id[i]) for i in orders),
+        "states": {int(world.order_id[i]): str(int(states[i])) for i in orders},
+        "item_ids": sorted(items),
         "net": {c: Decimal(v) / 100 for c, v in net.items()},
-        "events": world.visible_events(now_us),
+        "event_ids": [
+            e + 1 for e in range(events) if since_us is None or world.event_time[e] >= since_us
+        ],
     }
 
 
@@ -68,9 +76,9 @@ def check_cache(root: Path, expected: dict[str, Any]) -> None:
     ):
         net[currency] += amount
     assert dict(net) == expected["net"]  # money to the cent
-    if expected.get("events") is not None:
+    if expected.get("event_ids") is not None:
         event_ids = tables.events.column("event_id").to_pylist()
-        assert sorted(event_ids) == list(range(1, expected["events"] + 1))
+        assert sorted(event_ids) == expected["event_ids"]
 
 
 def snapshot(root: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -228,8 +236,61 @@ def test_a_server_that_ignores_filters_and_ordering_still_ends_exact(
         assert any("ignores the modified_date filter" in note for note in report.notes)
         assert report.orders_unchanged > 0
         expected = truth(world, oms.now_us)
-        expected["events"] = None
+        expected["event_ids"] = None
         check_cache(tmp_path, expected)
+
+
+@pytest.mark.parametrize("honoured", [True, False], ids=["server-filters", "left-out-here"])
+def test_a_window_holds_the_orders_placed_since_its_start_through_full_and_incremental_syncs(
+    world: World, tmp_path: Path, honoured: bool
+) -> None:
+    start = dt.datetime(2025, 4, 1, tzinfo=dt.UTC)
+    since_us = int(start.timestamp() * 1_000_000)
+    dialect = (
+        Dialect()
+        if honoured
+        else Dialect(ignored_filters=frozenset({"date_placed__gte", "created_date__gte"}))
+    )
+    with serve(world, dialect=dialect, clock=Clock(start=from_us(world.end_us) - 10 * DAY)) as oms:
+        first = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-04")
+        assert first.plan == "full"
+        check_cache(tmp_path, truth(world, oms.now_us, since_us))
+        everything = len(truth(world, oms.now_us)["order_ids"])
+        if honoured:  # asked of the server: only the window is read
+            assert first.orders_seen == len(truth(world, oms.now_us, since_us)["order_ids"])
+            assert first.orders_seen < everything
+        else:  # read whole, the older ones left out here, and said so
+            assert first.orders_seen == everything
+            assert any("ignores date_placed__gte" in note for note in first.notes)
+            assert any("left out" in note for note in first.notes)
+        oms.advance(4 * DAY)
+        # a later sync keeps the window, given or not
+        again = sync(oms.url, token=oms.token, cache=tmp_path, progress=False)
+        assert again.plan == "incremental" and again.orders_new > 0
+        check_cache(tmp_path, truth(world, oms.now_us, since_us))
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since=start)
+        before = snapshot(tmp_path)
+        # another window is refused before anything is read or written
+        with pytest.raises(ConfigError, match="placed since 2025-04-01T00:00:00Z"):
+            sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-03-01")
+        assert snapshot(tmp_path) == before
+    customers = load(tmp_path, engine="pyarrow")
+    held = set(customers.orders.column("customer_id").to_pylist())
+    assert set(customers.customers.column("customer_id").to_pylist()) <= held
+    info = cache_info(tmp_path)
+    assert info.since == "2025-04-01T00:00:00Z" and "placed since 2025-04-01" in str(info)
+    assert info.months[0] == "2025-04"
+
+
+def test_a_cache_of_every_order_refuses_a_window(world: World, tmp_path: Path) -> None:
+    with serve(world) as oms:
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False, events=False)
+        with pytest.raises(ConfigError, match="holds every order"):
+            sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-02")
+        with pytest.raises(ConfigError, match="since"):
+            sync(oms.url, token=oms.token, cache=tmp_path / "new", progress=False, since="soon")
+    assert cache_info(tmp_path).since is None
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken(
@@ -480,6 +541,42 @@ def test_an_interrupted_sync_resumes_by_id_where_the_server_ignores_ordering(
         total = len(truth(world, oms.now_us)["order_ids"])
         assert report.orders_seen <= total - 200  # the two stored batches were not read again
         check_cache(tmp_path, truth(world, oms.now_us))
+
+
+def test_a_window_s_interrupted_first_sync_resumes_within_the_window(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omsframe.store import Store
+
+    real = Store.upsert_batch
+    calls = {"n": 0}
+
+    def fail_on_the_second_batch(self: Store, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    since_us = int(dt.datetime(2025, 3, 1, tzinfo=dt.UTC).timestamp() * 1_000_000)
+    with serve(world) as oms:
+        monkeypatch.setattr(Store, "upsert_batch", fail_on_the_second_batch)
+        with pytest.raises(KeyboardInterrupt):
+            sync(
+                oms.url,
+                token=oms.token,
+                cache=tmp_path,
+                progress=False,
+                batch_size=100,
+                since="2025-03-01",
+                events=False,
+            )
+        monkeypatch.undo()
+        report = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, batch_size=100)
+        assert report.resumed and report.plan == "full"
+        expected = truth(world, oms.now_us, since_us)
+        assert report.orders_seen <= len(expected["order_ids"]) - 100  # the window, resumed
+        check_cache(tmp_path, {**expected, "event_ids": None})
+    assert cache_info(tmp_path).since == "2025-03-01T00:00:00Z"
 
 
 def test_a_stored_batch_is_let_go_before_the_next_one_is_awaited(

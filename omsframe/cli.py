@@ -160,7 +160,8 @@ def sync_command(
     """Fill or update the parquet cache from an OMS.
 
     Credentials come from OMSFRAME_TOKEN, or OMSFRAME_USERNAME and OMSFRAME_PASSWORD; they are
-    never written anywhere. The first sync reads everything; later ones only what changed.
+    never written anywhere. The first sync reads every order (placed from --since on, if given);
+    later ones only what changed.
     """
     from omsframe.sync import sync
 
@@ -234,8 +235,12 @@ def export(
         until=until,
     )
     if not files:
+        from omsframe.load import cache_info
+
+        held = cache_info(cache).since
+        window = f"; the cache holds the orders placed since {held} only" if held else ""
         raise ConfigError(
-            f"no rows to export from {cache} (check --tables, --since and --until); "
+            f"no rows to export from {cache} (check --tables, --since and --until{window}); "
             f"nothing in {out} was written or removed"
         )
     _print({"files": [str(f) for f in files]} if as_json else "\n".join(map(str, files)), as_json)

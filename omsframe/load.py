@@ -230,7 +230,11 @@ class Tables(Mapping[str, Any]):
     Attributes:
         policy: The PII policy the cache was written with.
         source: Where the data came from (sanitized URL).
-        window: The ``since`` and ``until`` they were loaded with (UTC; ``None``: open).
+        window: The ``since`` and ``until`` they were loaded with (UTC; ``None``: open); the
+            ``since`` is the cache's own where it holds a window (see ``held_since``) that
+            starts later.
+        held_since: Where the cache was synced with ``since=``, the moment its orders start
+            (UTC); ``None`` for a cache of every order.
         as_of: How far the data goes: the latest change to an order the last sync saw (UTC;
             ``None`` when not known). The period it falls in is partial (see
             :func:`omsframe.revenue`).
@@ -250,12 +254,14 @@ class Tables(Mapping[str, Any]):
         source: str | None,
         window: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
         as_of: dt.datetime | None = None,
+        held_since: dt.datetime | None = None,
     ):
         self._frames = frames
         self.policy = policy
         self.source = source
         self.window = window
         self.as_of = as_of
+        self.held_since = held_since
 
     def __getitem__(self, name: str) -> Any:
         return self._frames[name]
@@ -369,12 +375,17 @@ def load(
             frames[name] = pl.from_arrow(table)
         else:
             frames[name] = to_pandas(table)
+    held = manifest.get("since")
+    held_since = date_window(held, None)[0] if held else None
+    if held_since is not None and (low is None or low < held_since):
+        low = held_since  # the cache's own window: its orders start there
     return Tables(
         frames,
         policy=manifest.get("pii_policy"),
         source=manifest.get("source_url"),
         window=(low, high),
         as_of=_as_of(manifest),
+        held_since=held_since,
     )
 
 

@@ -80,6 +80,8 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
         if value is not None and not isinstance(value, kinds):
             wanted = " or ".join(k.__name__ for k in kinds)
             raise _damaged(path, f"{key!r} is a {type(value).__name__}, not {wanted}")
+    if manifest.get("since") is not None and not _is_moment(manifest["since"]):
+        raise _damaged(path, "'since' is not a moment")
     for key, valid in _ENTRIES.items():
         bad = [name for name, value in (manifest.get(key) or {}).items() if not valid(value)]
         if bad:

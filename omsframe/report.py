@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,10 +234,24 @@ def write_report(
         "last sync": age,
         "orders": f"{info.rows.get('orders', 0):,}"
         + (f" placed {info.months[0]} .. {info.months[-1]}" if info.months else ""),
+        **(
+            {
+                "window": f"only the orders placed since {info.since} (cancellations and "
+                "refunds of earlier orders are not in it)"
+            }
+            if info.since
+            else {}
+        ),
         "PII policy": info.pii_policy or "-",
         "time zone": tz,
         "made": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     target = Path(out) if out is not None else root / "report.html"
-    write_atomic(target, render(tables, meta=meta, tz=tz, title=title).encode("utf-8"))
+    with warnings.catch_warnings():  # (a cache's window: said above, in the report itself)
+        if info.since:
+            from omsframe.analysis import WindowWarning
+
+            warnings.simplefilter("ignore", WindowWarning)
+        page = render(tables, meta=meta, tz=tz, title=title)
+    write_atomic(target, page.encode("utf-8"))
     return target

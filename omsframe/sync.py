@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -395,7 +396,7 @@ def sync(
                     batch_size=batch_size,
                     progress=progress,
                     workers=workers,
-                    start=dt.datetime.fromisoformat(start) if start else None,
+                    start=date_window(start, None)[0],
                 )
             after = client.stats
             report.retries = after.retries - before.retries
@@ -548,9 +549,14 @@ def _window_start(manifest: Manifest, asked: dt.datetime | None, root: Path) -> 
     """
     wanted = _moment(asked) if asked is not None else None
     if manifest.get("pii_policy") is None:  # (no sync has written to this cache yet)
+        if asked is not None and asked > _now():
+            raise ConfigError(
+                f"since {wanted} is in the future: no order is placed there yet, and a cache "
+                "keeps its window; give a moment in the past"
+            )
         return wanted
     held: str | None = manifest.get("since")
-    if wanted is None or wanted == held:
+    if asked is None or (held and date_window(held, None)[0] == asked):
         return held
     holds = f"the orders placed since {held}" if held else "every order, not a window"
     raise ConfigError(
@@ -613,16 +619,17 @@ def _in_id_order(probe: ProbeResult) -> bool:
 
 
 def _high_water(
-    client: Client, endpoint: Endpoint, probe: ProbeResult
+    client: Client, endpoint: Endpoint, probe: ProbeResult, window: dict[str, Any]
 ) -> tuple[str | None, int | None]:
     """The newest ``modified_date`` on the server now, and how many records it holds.
 
+    ``window``: the cache's window filter, where the server honours it (its records only).
     ``(None, None)`` when the server cannot be asked (it ignores ``ordering``).
     """
     if not probe.honours("ordering"):
         return None, None
     short = client.orders_short if endpoint == "orders" else client.webhook_events_short
-    for page in short(ordering="-modified_date", page_size=1).pages():
+    for page in short(ordering="-modified_date", page_size=1, **window).pages():
         if page.records:
             value = page.records[0].get("modified_date")
             return (value if isinstance(value, str) else None), page.count
@@ -651,7 +658,14 @@ def _sync_endpoint(
     plan, filters, notes, resumed = _plan(manifest, endpoint, probe, full, lookback, start)
     checkpoint = manifest["checkpoint"].get(endpoint) or {}
     high_water, total = (
-        (checkpoint.get("high_water"), None) if resumed else _high_water(client, endpoint, probe)
+        (checkpoint.get("high_water"), None)
+        if resumed
+        else _high_water(
+            client,
+            endpoint,
+            probe,
+            {k: v for k, v in filters.items() if k in WINDOW_FILTER.values()},
+        )
     )
     logger.info(
         "%s: plan %s%s, filters %s",
@@ -802,32 +816,63 @@ def _sync_endpoint(
 def _placed_since(
     flat: Flattened, raw: pa.Table, start: dt.datetime
 ) -> tuple[Flattened, pa.Table, int]:
-    """A batch without its orders placed before ``start`` (undated ones stay), and how many.
+    """A batch as a server's window filter would have sent it, and how many orders went.
 
-    Their items and addresses go with them, and the customers only they brought; products,
-    channels and states stay (a catalogue, whoever ordered).
+    The orders placed before ``start``, and those without a placing date (a filter on a
+    field leaves out the records where it is null), go with their items and addresses and
+    their quarantined copies; so do the customers, products, channels and states that only
+    they brought: the batch is what ``date_placed__gte`` would have answered.
     """
     orders = flat.tables["orders"]
     placed = orders.column("date_placed")
-    early = pc.fill_null(pc.less(placed, pa.scalar(start, placed.type)), False)
+    early = pc.fill_null(pc.less(placed, pa.scalar(start, placed.type)), True)
     count = pc.sum(early.cast(pa.int64())).as_py() or 0
-    if not count:
+    low = stamp_key(start.isoformat())
+    quarantine = [
+        bad for bad in flat.quarantine if bad.kind != "order" or _placed_key(bad.record) >= low
+    ]
+    if not count and len(quarantine) == len(flat.quarantine):
         return flat, raw, 0
     kept = orders.filter(pc.invert(early))
     ids = kept.column("order_id")
     tables = dict(flat.tables)
     for name in SPLIT:
         tables[name] = tables[name].filter(pc.is_in(tables[name].column("order_id"), ids))
-    customers = tables["customers"]
-    tables["customers"] = customers.filter(
-        pc.is_in(customers.column("customer_id"), kept.column("customer_id"))
-    )
+    items = tables["order_items"]
+    used = {
+        "customers": ("customer_id", kept.column("customer_id")),
+        "products": ("product_id", items.column("product_id")),
+        "channels": (
+            "channel_id",
+            pa.chunked_array(
+                [*kept.column("channel_id").chunks, *items.column("channel_id").chunks]
+            ),
+        ),
+        "states": (
+            "code",
+            pa.chunked_array(
+                [*kept.column("state_code").chunks, *items.column("state_code").chunks]
+            ),
+        ),
+    }
+    for name, (column, values) in used.items():
+        table = tables[name]
+        tables[name] = table.filter(pc.is_in(table.column(column), values.unique()))
     raw = raw.filter(pc.is_in(raw.column("order_id"), ids))
     return (
-        Flattened(tables, flat.quarantine, flat.drift, flat.pii_policy, flat.duplicates),
+        Flattened(tables, quarantine, flat.drift, flat.pii_policy, flat.duplicates),
         raw,
-        count,
+        count + len(flat.quarantine) - len(quarantine),
     )
+
+
+def _placed_key(record: str | None) -> str:
+    """The placing date of a quarantined order's JSON as :func:`stamp_key` gives it."""
+    try:
+        value = orjson.loads(record) if record else None
+    except orjson.JSONDecodeError:
+        return ""
+    return stamp_key(value.get("date_placed")) if isinstance(value, dict) else ""
 
 
 def _made_since(records: list[Any], start: dt.datetime) -> list[Any]:

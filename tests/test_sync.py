@@ -274,12 +274,111 @@ def test_a_window_holds_the_orders_placed_since_its_start_through_full_and_incre
         with pytest.raises(ConfigError, match="placed since 2025-04-01T00:00:00Z"):
             sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-03-01")
         assert snapshot(tmp_path) == before
-    customers = load(tmp_path, engine="pyarrow")
-    held = set(customers.orders.column("customer_id").to_pylist())
-    assert set(customers.customers.column("customer_id").to_pylist()) <= held
+    tables = load(tmp_path, engine="pyarrow")
+    orders, items = tables.orders, tables.order_items
+
+    def ids(table: Any, column: str) -> set[Any]:
+        return set(table.column(column).to_pylist())
+
+    # the entities are those the window's orders brought, whoever filtered
+    assert ids(tables.customers, "customer_id") == ids(orders, "customer_id")
+    assert ids(tables.products, "product_id") == ids(items, "product_id")
+    assert ids(tables.channels, "channel_id") == ids(orders, "channel_id") | ids(
+        items, "channel_id"
+    )
+    # (states stay once seen: an order's earlier state is in the catalogue too)
+    assert ids(tables.states, "code") >= ids(orders, "state_code") | ids(items, "state_code")
+    # money analyses say what a window lacks: the cache's, not one asked of load
+    assert tables.window[0] == tables.held_since == start
+    from omsframe.analysis import WindowWarning, ledger
+
+    with pytest.warns(WindowWarning, match="synced with since"):
+        ledger(tables)
+    import warnings
+
+    from omsframe.report import write_report
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WindowWarning)  # the report says it itself, not twice
+        page = write_report(tmp_path).read_text()
+    assert "only the orders placed since 2025-04-01T00:00:00Z" in page
     info = cache_info(tmp_path)
     assert info.since == "2025-04-01T00:00:00Z" and "placed since 2025-04-01" in str(info)
     assert info.months[0] == "2025-04"
+
+
+def test_a_batch_is_cut_to_what_the_window_filter_would_have_sent() -> None:
+    import copy
+
+    from omsframe.flatten import flatten_orders
+    from omsframe.pageflat import raw_orders_table
+    from omsframe.privacy import Privacy
+    from omsframe.sync import _placed_since
+    from tests.test_flatten import example_copy
+
+    base = example_copy()[0]
+
+    def order(number: int, placed: str | None, **changes: Any) -> dict[str, Any]:
+        record = copy.deepcopy(base)
+        record.update(id=number, date_placed=placed, **changes)
+        record["customer"] = {**record["customer"], "pk": 9000 + number}
+        return record
+
+    records = [
+        order(1, "2025-04-01T00:00:00.000000Z"),  # at the start: in
+        order(2, "2025-03-31T23:59:59.999999Z"),  # a microsecond before: out
+        order(3, None),  # no placing date: out, as a filter on the field leaves nulls out
+        order(4, "2025-02-01T10:00:00Z", orderitem_set="broken"),  # quarantined, before: out
+        order(5, "2025-05-01T10:00:00Z", orderitem_set="broken"),  # quarantined, in: kept
+    ]
+    flat = flatten_orders(records, privacy=Privacy(key=b"k" * 32))
+    raw = raw_orders_table(flat.tables["orders"], records)
+    start = dt.datetime(2025, 4, 1, tzinfo=dt.UTC)
+    cut, cut_raw, left = _placed_since(flat, raw, start)
+    assert cut.tables["orders"].column("order_id").to_pylist() == [1]
+    assert set(cut.tables["order_items"].column("order_id").to_pylist()) == {1}
+    assert cut_raw.column("order_id").to_pylist() == [1]
+    assert cut.tables["customers"].column("customer_id").to_pylist() == [9001]
+    assert [bad.record_id for bad in cut.quarantine] == [5]
+    assert left == 3  # two orders and a quarantined one
+    assert _placed_since(cut, cut_raw, start)[2] == 0  # nothing more to cut
+
+
+def test_a_window_is_not_in_the_future_and_a_damaged_one_is_named(
+    world: World, tmp_path: Path
+) -> None:
+    with serve(world) as oms:
+        with pytest.raises(ConfigError, match="in the future"):
+            sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2999-01")
+        sync(
+            oms.url,
+            token=oms.token,
+            cache=tmp_path,
+            progress=False,
+            since="2025-04-01",
+            events=False,
+        )
+        manifest = json.loads((tmp_path / "manifest.json").read_text())
+        manifest["since"] = "2025-04-01"  # the same moment, written otherwise: still the same
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-04")
+        manifest["since"] = "soon"
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(CacheError, match="'since' is not a moment"):
+            sync(oms.url, token=oms.token, cache=tmp_path, progress=False)
+
+
+def test_the_high_water_mark_of_a_window_counts_the_window(world: World) -> None:
+    from omsframe.client import Client
+    from omsframe.sync import _high_water
+
+    start = dt.datetime(2025, 4, 1, tzinfo=dt.UTC)
+    with serve(world) as oms, Client(oms.url, token=oms.token) as client:
+        probe = client.probe("orders")
+        _, everything = _high_water(client, "orders", probe, {})
+        _, window = _high_water(client, "orders", probe, {"date_placed__gte": start})
+        since_us = int(start.timestamp() * 1_000_000)
+        assert window == len(truth(world, oms.now_us, since_us)["order_ids"]) < (everything or 0)
 
 
 def test_a_cache_of_every_order_refuses_a_window(world: World, tmp_path: Path) -> None:

@@ -216,6 +216,16 @@ def _warn_if_windowed(tables: Mapping[str, Any]) -> None:
     since, until = getattr(tables, "window", (None, None))
     if since is None and until is None:
         return
+    if until is None and since == getattr(tables, "held_since", None):
+        warnings.warn(
+            f"these tables come from a cache that holds only the orders placed since {since} "
+            "UTC (it was synced with since=): cancellations and refunds of orders placed "
+            "before then are not in it, so net sales of the weeks after it are overstated; "
+            "for exact net sales of a period, sync a cache whose window starts well before it",
+            WindowWarning,
+            stacklevel=_callers_level(),
+        )
+        return
     warnings.warn(
         f"these tables were loaded for orders placed in a window ({since} .. {until}, UTC): "
         "cancellations and refunds in it of orders placed before it are not in them, and "

@@ -128,7 +128,7 @@ def _print(value: Any, as_json: bool) -> None:
     "--since",
     help=(
         "A new cache holds only the orders placed (events made) from this day on, UTC "
-        "(YYYY-MM-DD or YYYY-MM); later syncs keep it."
+        "(YYYY-MM-DD or YYYY-MM); later syncs keep it; an earlier day widens it."
     ),
 )
 @click.option("--wait", is_flag=True, help="Wait for another sync of this cache to finish.")

@@ -307,8 +307,10 @@ def sync(
         since: Only the orders placed (and webhook events made) at or after this moment: a
             ``date``, a ``datetime`` (naive means UTC) or ISO text (``"2025-01-01"``,
             ``"2025-01"``). Set by a cache's first sync and kept by every later one (which may
-            leave it out); another moment is refused. Asked of the server where it honours
-            the filter, else the older records are read and left out.
+            leave it out); an earlier moment widens the window (that sync reads every order
+            of the new window, the cache's state history kept), a later one is refused. Asked
+            of the server where it honours the filter, else the older records are read and
+            left out.
 
     Returns:
         The :class:`SyncReport`.
@@ -367,6 +369,7 @@ def sync(
                     "keep its policy, or sync into a new cache folder"
                 )
             start = _window_start(manifest, asked_since, root)
+            widened = start != manifest.get("since") and manifest.get("pii_policy") is not None
             privacy = Privacy(mode=mode, key=store.pii_key())
             manifest.update(
                 source_url=source,
@@ -391,7 +394,7 @@ def sync(
                     endpoint,
                     privacy,
                     report,
-                    full=full,
+                    full=full or widened,  # a wider window: read whole
                     lookback=lookback,
                     batch_size=batch_size,
                     progress=progress,
@@ -545,7 +548,8 @@ def _check_cache(root: Path, manifest: Manifest, source: str) -> None:
 def _window_start(manifest: Manifest, asked: dt.datetime | None, root: Path) -> str | None:
     """The moment the cache's window starts (``None``: every order), as its manifest keeps it.
 
-    A cache's first sync sets it; a later one keeps it, and refuses another.
+    A cache's first sync sets it; a later one keeps it, or widens it to an earlier start (that
+    sync reads the whole new window: see :func:`sync`), and refuses a later start.
     """
     wanted = _moment(asked) if asked is not None else None
     if manifest.get("pii_policy") is None:  # (no sync has written to this cache yet)
@@ -556,12 +560,16 @@ def _window_start(manifest: Manifest, asked: dt.datetime | None, root: Path) -> 
             )
         return wanted
     held: str | None = manifest.get("since")
-    if asked is None or (held and date_window(held, None)[0] == asked):
+    held_start = date_window(held, None)[0] if held else None
+    if asked is None or held_start == asked:
         return held
+    if held_start is not None and asked < held_start:
+        return wanted  # wider: this sync reads the whole new window
     holds = f"the orders placed since {held}" if held else "every order, not a window"
     raise ConfigError(
-        f"cache {root} holds {holds}; a sync cannot change that to since {wanted}: "
-        "sync it without since, or sync the new window into another cache folder"
+        f"cache {root} holds {holds}; a sync can widen a window (an earlier since) but not "
+        f"narrow it to since {wanted}: sync it without since, or sync the narrower window "
+        "into another cache folder"
     )
 
 

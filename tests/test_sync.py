@@ -270,9 +270,9 @@ def test_a_window_holds_the_orders_placed_since_its_start_through_full_and_incre
         check_cache(tmp_path, truth(world, oms.now_us, since_us))
         sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since=start)
         before = snapshot(tmp_path)
-        # another window is refused before anything is read or written
+        # a narrower window is refused before anything is read or written
         with pytest.raises(ConfigError, match="placed since 2025-04-01T00:00:00Z"):
-            sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-03-01")
+            sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-05-01")
         assert snapshot(tmp_path) == before
     tables = load(tmp_path, engine="pyarrow")
     orders, items = tables.orders, tables.order_items
@@ -305,6 +305,31 @@ def test_a_window_holds_the_orders_placed_since_its_start_through_full_and_incre
     info = cache_info(tmp_path)
     assert info.since == "2025-04-01T00:00:00Z" and "placed since 2025-04-01" in str(info)
     assert info.months[0] == "2025-04"
+
+
+def test_an_earlier_since_widens_the_window_keeping_the_state_history(
+    world: World, tmp_path: Path
+) -> None:
+    march = int(dt.datetime(2025, 3, 1, tzinfo=dt.UTC).timestamp() * 1_000_000)
+    with serve(world, clock=Clock(start=from_us(world.end_us) - 10 * DAY)) as oms:
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-04")
+        oms.advance(2 * DAY)
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False)
+        history = load(tmp_path, tables=["state_history"], engine="pyarrow").state_history
+        before = sorted(map(str, history.drop_columns(["observed_at"]).to_pylist()))
+        oms.advance(2 * DAY)
+        wider = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-03")
+        assert wider.plan == "full" and wider.orders_new > 0
+        check_cache(tmp_path, truth(world, oms.now_us, march))
+        assert cache_info(tmp_path).since == "2025-03-01T00:00:00Z"
+        # the changes the earlier syncs saw are all still there, none doubled
+        history = load(tmp_path, tables=["state_history"], engine="pyarrow").state_history
+        after = sorted(map(str, history.drop_columns(["observed_at"]).to_pylist()))
+        assert set(before) <= set(after) and len(after) == len(set(after))
+        oms.advance(DAY)
+        later = sync(oms.url, token=oms.token, cache=tmp_path, progress=False)
+        assert later.plan == "incremental"
+        check_cache(tmp_path, truth(world, oms.now_us, march))
 
 
 def test_a_batch_is_cut_to_what_the_window_filter_would_have_sent() -> None:

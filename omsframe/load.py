@@ -377,7 +377,11 @@ def load(
             frames[name] = to_pandas(table)
     held = manifest.get("since")
     held_since = date_window(held, None)[0] if held else None
-    if held_since is not None and (low is None or low < held_since):
+    if (
+        held_since is not None
+        and (low is None or low < held_since)
+        and (high is None or held_since < high)
+    ):
         low = held_since  # the cache's own window: its orders start there
     return Tables(
         frames,

@@ -2,7 +2,8 @@
 
 Fields: ``format`` (layout version), ``omsframe_version``, ``schema_version``, ``source_url``
 (sanitized: never credentials), ``profile``, ``created``, ``pii_policy``, ``since`` (the
-cache holds orders placed, and events made, from then on; ``null``: all), ``probe`` (what the
+cache holds orders placed, and events made, from then on; ``null``: all), ``widening`` (while
+a wider window is read whole: the endpoints still to read), ``probe`` (what the
 server honours, per endpoint), ``cursors`` (per endpoint: the ``modified_date`` the next
 incremental sync starts from), ``checkpoint`` (per endpoint, while a sync is unfinished: its
 plan, filters and the last id it stored), ``counts`` (rows per table) and ``last_sync`` (a
@@ -137,6 +138,7 @@ _KINDS: dict[str, tuple[type, ...]] = {
     "created": (str,),
     "pii_policy": (str,),
     "since": (str,),
+    "widening": (list,),
     "probe": (dict,),
     "cursors": (dict,),
     "checkpoint": (dict,),

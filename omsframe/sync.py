@@ -39,20 +39,18 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from omsframe.client import Client
 from omsframe.config import is_loopback
 from omsframe.convert import stamp_key
 from omsframe.errors import ApiError, CacheError, ConfigError, NotFoundError, sanitize_url
 from omsframe.export import recover_swap
-from omsframe.flatten import Flattened, collector_paused, flatten_events
+from omsframe.flatten import collector_paused, flatten_events
 from omsframe.load import DateLike, date_window, require_intact
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, lost_manifest, save_manifest
-from omsframe.pageflat import SPLIT, PageDecoder, combine
+from omsframe.pageflat import PageDecoder, combine
 from omsframe.paging import Listing, ProbeResult
 from omsframe.privacy import PII_MODES, PiiMode, Privacy
 from omsframe.schema import SCHEMA_VERSION
@@ -61,6 +59,7 @@ from omsframe.sync_report import SyncReport
 
 logger = logging.getLogger(__name__)
 Endpoint = Literal["orders", "webhook_events"]
+ENDPOINTS: tuple[Endpoint, ...] = ("orders", "webhook_events")
 DEFAULT_LOOKBACK = dt.timedelta(minutes=30)
 DEFAULT_BATCH = 5_000  # orders stored (and checkpointed) at a time; see BENCHMARKS.md "Sync"
 
@@ -307,10 +306,11 @@ def sync(
         since: Only the orders placed (and webhook events made) at or after this moment: a
             ``date``, a ``datetime`` (naive means UTC) or ISO text (``"2025-01-01"``,
             ``"2025-01"``). Set by a cache's first sync and kept by every later one (which may
-            leave it out); an earlier moment widens the window (that sync reads every order
-            of the new window, the cache's state history kept), a later one is refused. Asked
-            of the server where it honours the filter, else the older records are read and
-            left out.
+            leave it out); an earlier moment widens the window (every order and event of the
+            new window is read, until that is done, the cache's state history kept), a later
+            one is refused. The orders are asked of the server (``date_placed__gte``): a
+            server that ignores that filter is refused a window; events made before it are
+            left out here where the server ignores ``created_date__gte``.
 
     Returns:
         The :class:`SyncReport`.
@@ -333,6 +333,11 @@ def sync(
     started = time.monotonic()
     _check_options(lookback=lookback, pii=pii, batch_size=batch_size, workers=workers, wait=wait)
     asked_since, _ = date_window(since, None)
+    if asked_since is not None and asked_since > _now():
+        raise ConfigError(
+            f"since {_moment(asked_since)} is in the future: no order is placed there yet, and "
+            "a cache keeps its window; give a moment in the past"
+        )
     root = Path(cache) if cache is not None else None
     if root is not None and url is None and client is None:
         url = load_manifest(root).get("source_url")
@@ -349,6 +354,7 @@ def sync(
         if not root.exists():
             # a first answer before anything is made: a wrong URL or token leaves no folder
             client._page_reader("orders")({"page": "1", "limit": "1"})
+        window_probe = _window_probe(client, asked_since)  # (nor does a window it cannot ask)
         with CacheLock(root, wait=wait):
             recover_swap(root)
             lost = lost_manifest(root)
@@ -369,7 +375,11 @@ def sync(
                     "keep its policy, or sync into a new cache folder"
                 )
             start = _window_start(manifest, asked_since, root)
-            widened = start != manifest.get("since") and manifest.get("pii_policy") is not None
+            if window_probe is not None and start != manifest.get("since"):  # new or wider
+                manifest["probe"]["orders"] = window_probe.to_dict()
+                if manifest.get("pii_policy") is not None:  # wider: read it whole, until done
+                    manifest["widening"] = list(ENDPOINTS)
+                    manifest["checkpoint"] = {}  # (an unfinished read of the narrower one)
             privacy = Privacy(mode=mode, key=store.pii_key())
             manifest.update(
                 source_url=source,
@@ -394,7 +404,7 @@ def sync(
                     endpoint,
                     privacy,
                     report,
-                    full=full or widened,  # a wider window: read whole
+                    full=full,
                     lookback=lookback,
                     batch_size=batch_size,
                     progress=progress,
@@ -553,11 +563,6 @@ def _window_start(manifest: Manifest, asked: dt.datetime | None, root: Path) -> 
     """
     wanted = _moment(asked) if asked is not None else None
     if manifest.get("pii_policy") is None:  # (no sync has written to this cache yet)
-        if asked is not None and asked > _now():
-            raise ConfigError(
-                f"since {wanted} is in the future: no order is placed there yet, and a cache "
-                "keeps its window; give a moment in the past"
-            )
         return wanted
     held: str | None = manifest.get("since")
     held_start = date_window(held, None)[0] if held else None
@@ -577,6 +582,28 @@ def _window_start(manifest: Manifest, asked: dt.datetime | None, root: Path) -> 
 WINDOW_FILTER = {"orders": "date_placed__gte", "webhook_events": "created_date__gte"}
 
 
+def _window_probe(client: Client, start: dt.datetime | None) -> ProbeResult | None:
+    """What the server honours, where a window is asked for; refused if it ignores its filter.
+
+    Orders placed before the window could be read and left out here only by leaving out
+    with them the customers, products, states and quarantined copies that only they
+    brought, which pages flattened together share: the window is the server's to apply.
+    """
+    if start is None:
+        return None
+    probe = client.probe("orders")
+    if not probe.honours(WINDOW_FILTER["orders"]):
+        raise _no_window(start)
+    return probe
+
+
+def _no_window(start: dt.datetime | None) -> ConfigError:
+    return ConfigError(
+        f"this OMS ignores the date_placed__gte filter, so it cannot be asked for the orders "
+        f"placed since {_moment(start) if start else '-'}; sync without since"
+    )
+
+
 def _plan(
     manifest: Manifest,
     endpoint: Endpoint,
@@ -591,10 +618,12 @@ def _plan(
     if start is not None:
         if probe.honours(WINDOW_FILTER[endpoint]):
             window[WINDOW_FILTER[endpoint]] = start
+        elif endpoint == "orders":
+            raise _no_window(start)
         else:
             notes.append(
-                f"{endpoint}: the server ignores {WINDOW_FILTER[endpoint]}, so the records "
-                f"from before {_moment(start)} are read and left out (slower, still exact)"
+                f"{endpoint}: the server ignores {WINDOW_FILTER[endpoint]}, so the events "
+                f"made before {_moment(start)} are read and left out (slower, still exact)"
             )
     checkpoint = manifest["checkpoint"].get(endpoint)
     resumable = _in_id_order(probe)
@@ -660,6 +689,8 @@ def _sync_endpoint(
     workers: int | None = None,
     start: dt.datetime | None = None,
 ) -> None:
+    # a widened window is read whole, by every sync until its read of this endpoint is done
+    full = full or endpoint in manifest.get("widening", ())
     probe_data = manifest["probe"].get(endpoint)
     probe = ProbeResult.from_dict(probe_data) if probe_data and not full else client.probe(endpoint)
     manifest["probe"][endpoint] = probe.to_dict()
@@ -704,7 +735,7 @@ def _sync_endpoint(
     last_id = checkpoint.get("last_id") if resumed else None
     observed = _now()
     read_started = time.monotonic()
-    left_out = 0  # records from before the cache's window (a server that ignores its filter)
+    left_out = 0  # events from before the cache's window (a server that ignores its filter)
     with (
         decoder or contextlib.nullcontext(),
         collector_paused(freeze=True),
@@ -727,9 +758,6 @@ def _sync_endpoint(
                 gc.collect()  # cyclic garbage, should there be any (see collector_paused)
             if endpoint == "orders":
                 flat, raw = combine(batch)
-                if start is not None:
-                    flat, raw, early = _placed_since(flat, raw, start)
-                    left_out += early
                 # customers wait in pending files, merged at the end of the read, unless the
                 # read is one batch (an incremental sync, mostly): then pending files would be
                 # written and read back for nothing, and merged after the batch instead of
@@ -811,6 +839,7 @@ def _sync_endpoint(
         cursor = _not_ahead(cursor, endpoint, report)
         if cursor is not None:
             manifest["cursors"][endpoint] = cursor
+        _widened(manifest, endpoint)
     else:  # keep the cursor where it was: the next sync reads this window again
         report.notes.append(
             f"{endpoint}: {stats.missing} records short of the server's count after "
@@ -821,66 +850,13 @@ def _sync_endpoint(
     logger.info("%s: done, %d pages, cursor %s", endpoint, stats.pages, cursor)
 
 
-def _placed_since(
-    flat: Flattened, raw: pa.Table, start: dt.datetime
-) -> tuple[Flattened, pa.Table, int]:
-    """A batch as a server's window filter would have sent it, and how many orders went.
-
-    The orders placed before ``start``, and those without a placing date (a filter on a
-    field leaves out the records where it is null), go with their items and addresses and
-    their quarantined copies; so do the customers, products, channels and states that only
-    they brought: the batch is what ``date_placed__gte`` would have answered.
-    """
-    orders = flat.tables["orders"]
-    placed = orders.column("date_placed")
-    early = pc.fill_null(pc.less(placed, pa.scalar(start, placed.type)), True)
-    count = pc.sum(early.cast(pa.int64())).as_py() or 0
-    low = stamp_key(start.isoformat())
-    quarantine = [
-        bad for bad in flat.quarantine if bad.kind != "order" or _placed_key(bad.record) >= low
-    ]
-    if not count and len(quarantine) == len(flat.quarantine):
-        return flat, raw, 0
-    kept = orders.filter(pc.invert(early))
-    ids = kept.column("order_id")
-    tables = dict(flat.tables)
-    for name in SPLIT:
-        tables[name] = tables[name].filter(pc.is_in(tables[name].column("order_id"), ids))
-    items = tables["order_items"]
-    used = {
-        "customers": ("customer_id", kept.column("customer_id")),
-        "products": ("product_id", items.column("product_id")),
-        "channels": (
-            "channel_id",
-            pa.chunked_array(
-                [*kept.column("channel_id").chunks, *items.column("channel_id").chunks]
-            ),
-        ),
-        "states": (
-            "code",
-            pa.chunked_array(
-                [*kept.column("state_code").chunks, *items.column("state_code").chunks]
-            ),
-        ),
-    }
-    for name, (column, values) in used.items():
-        table = tables[name]
-        tables[name] = table.filter(pc.is_in(table.column(column), values.unique()))
-    raw = raw.filter(pc.is_in(raw.column("order_id"), ids))
-    return (
-        Flattened(tables, quarantine, flat.drift, flat.pii_policy, flat.duplicates),
-        raw,
-        count + len(flat.quarantine) - len(quarantine),
-    )
-
-
-def _placed_key(record: str | None) -> str:
-    """The placing date of a quarantined order's JSON as :func:`stamp_key` gives it."""
-    try:
-        value = orjson.loads(record) if record else None
-    except orjson.JSONDecodeError:
-        return ""
-    return stamp_key(value.get("date_placed")) if isinstance(value, dict) else ""
+def _widened(manifest: Manifest, endpoint: Endpoint) -> None:
+    """Note that a widened window's read of ``endpoint`` is done (see :func:`sync`)."""
+    left = [name for name in manifest.get("widening") or () if name != endpoint]
+    if left:
+        manifest["widening"] = left
+    else:
+        manifest.pop("widening", None)
 
 
 def _made_since(records: list[Any], start: dt.datetime) -> list[Any]:

@@ -240,28 +240,24 @@ def test_a_server_that_ignores_filters_and_ordering_still_ends_exact(
         check_cache(tmp_path, expected)
 
 
-@pytest.mark.parametrize("honoured", [True, False], ids=["server-filters", "left-out-here"])
+@pytest.mark.parametrize("honoured", [True, False], ids=["server-filters", "events-cut-here"])
 def test_a_window_holds_the_orders_placed_since_its_start_through_full_and_incremental_syncs(
     world: World, tmp_path: Path, honoured: bool
 ) -> None:
     start = dt.datetime(2025, 4, 1, tzinfo=dt.UTC)
     since_us = int(start.timestamp() * 1_000_000)
-    dialect = (
-        Dialect()
-        if honoured
-        else Dialect(ignored_filters=frozenset({"date_placed__gte", "created_date__gte"}))
-    )
+    dialect = Dialect() if honoured else Dialect(ignored_filters=frozenset({"created_date__gte"}))
     with serve(world, dialect=dialect, clock=Clock(start=from_us(world.end_us) - 10 * DAY)) as oms:
         first = sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-04")
         assert first.plan == "full"
         check_cache(tmp_path, truth(world, oms.now_us, since_us))
         everything = len(truth(world, oms.now_us)["order_ids"])
-        if honoured:  # asked of the server: only the window is read
-            assert first.orders_seen == len(truth(world, oms.now_us, since_us)["order_ids"])
-            assert first.orders_seen < everything
-        else:  # read whole, the older ones left out here, and said so
-            assert first.orders_seen == everything
-            assert any("ignores date_placed__gte" in note for note in first.notes)
+        # asked of the server: only the window's orders are read
+        assert first.orders_seen == len(truth(world, oms.now_us, since_us)["order_ids"])
+        assert first.orders_seen < everything
+        if not honoured:  # the events read whole, the older ones left out here, and said so
+            assert first.events_seen == len(truth(world, oms.now_us)["event_ids"])
+            assert any("ignores created_date__gte" in note for note in first.notes)
             assert any("left out" in note for note in first.notes)
         oms.advance(4 * DAY)
         # a later sync keeps the window, given or not
@@ -332,41 +328,62 @@ def test_an_earlier_since_widens_the_window_keeping_the_state_history(
         check_cache(tmp_path, truth(world, oms.now_us, march))
 
 
-def test_a_batch_is_cut_to_what_the_window_filter_would_have_sent() -> None:
-    import copy
+@pytest.mark.parametrize("stop", ["orders", "events"])
+def test_a_widening_cut_short_is_read_whole_by_the_next_syncs(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    from omsframe.store import Store
 
-    from omsframe.flatten import flatten_orders
-    from omsframe.pageflat import raw_orders_table
-    from omsframe.privacy import Privacy
-    from omsframe.sync import _placed_since
-    from tests.test_flatten import example_copy
+    march = int(dt.datetime(2025, 3, 1, tzinfo=dt.UTC).timestamp() * 1_000_000)
+    with serve(world, clock=Clock(start=from_us(world.end_us) - 10 * DAY)) as oms:
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-04")
+        oms.advance(DAY)
+        if stop == "orders":  # killed in its first batch of orders
 
-    base = example_copy()[0]
+            def interrupted(*args: Any, **kwargs: Any) -> Any:
+                raise KeyboardInterrupt
 
-    def order(number: int, placed: str | None, **changes: Any) -> dict[str, Any]:
-        record = copy.deepcopy(base)
-        record.update(id=number, date_placed=placed, **changes)
-        record["customer"] = {**record["customer"], "pk": 9000 + number}
-        return record
+            monkeypatch.setattr(Store, "upsert_batch", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-03")
+            monkeypatch.undo()
+        else:  # widened without the events, which a later sync reads
+            sync(
+                oms.url,
+                token=oms.token,
+                cache=tmp_path,
+                progress=False,
+                since="2025-03",
+                events=False,
+            )
+        oms.advance(DAY)
+        again = sync(oms.url, token=oms.token, cache=tmp_path, progress=False)
+        check_cache(tmp_path, truth(world, oms.now_us, march))
+        assert "widening" not in json.loads((tmp_path / "manifest.json").read_text())
+        oms.advance(DAY)
+        assert sync(oms.url, token=oms.token, cache=tmp_path, progress=False).plan == "incremental"
+        check_cache(tmp_path, truth(world, oms.now_us, march))
+    assert again.plan == ("full" if stop == "orders" else "incremental")  # (its orders' plan)
 
-    records = [
-        order(1, "2025-04-01T00:00:00.000000Z"),  # at the start: in
-        order(2, "2025-03-31T23:59:59.999999Z"),  # a microsecond before: out
-        order(3, None),  # no placing date: out, as a filter on the field leaves nulls out
-        order(4, "2025-02-01T10:00:00Z", orderitem_set="broken"),  # quarantined, before: out
-        order(5, "2025-05-01T10:00:00Z", orderitem_set="broken"),  # quarantined, in: kept
-    ]
-    flat = flatten_orders(records, privacy=Privacy(key=b"k" * 32))
-    raw = raw_orders_table(flat.tables["orders"], records)
-    start = dt.datetime(2025, 4, 1, tzinfo=dt.UTC)
-    cut, cut_raw, left = _placed_since(flat, raw, start)
-    assert cut.tables["orders"].column("order_id").to_pylist() == [1]
-    assert set(cut.tables["order_items"].column("order_id").to_pylist()) == {1}
-    assert cut_raw.column("order_id").to_pylist() == [1]
-    assert cut.tables["customers"].column("customer_id").to_pylist() == [9001]
-    assert [bad.record_id for bad in cut.quarantine] == [5]
-    assert left == 3  # two orders and a quarantined one
-    assert _placed_since(cut, cut_raw, start)[2] == 0  # nothing more to cut
+
+def test_a_server_that_ignores_the_window_s_order_filter_is_refused_it(
+    world: World, tmp_path: Path
+) -> None:
+    ignores = Dialect(ignored_filters=frozenset({"date_placed__gte"}))
+    with serve(world, dialect=ignores) as oms:
+        with pytest.raises(ConfigError, match="ignores the date_placed__gte filter"):
+            sync(oms.url, token=oms.token, cache=tmp_path / "new", progress=False, since="2025-04")
+        assert not (tmp_path / "new").exists()  # nothing made
+    with serve(world) as oms:  # a cache of a window from a server that honours it
+        sync(oms.url, token=oms.token, cache=tmp_path / "c", progress=False, since="2025-04")
+        before = snapshot(tmp_path / "c")
+    with (  # then widened on one that does not
+        serve(world, dialect=ignores) as oms,
+        pytest.raises(ConfigError, match="ignores the date_placed__gte filter"),
+    ):
+        sync(oms.url, token=oms.token, cache=tmp_path / "c", progress=False, since="2025-03")
+    assert snapshot(tmp_path / "c") == before
+    assert cache_info(tmp_path / "c").since == "2025-04-01T00:00:00Z"
 
 
 def test_a_window_is_not_in_the_future_and_a_damaged_one_is_named(
@@ -374,7 +391,8 @@ def test_a_window_is_not_in_the_future_and_a_damaged_one_is_named(
 ) -> None:
     with serve(world) as oms:
         with pytest.raises(ConfigError, match="in the future"):
-            sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2999-01")
+            sync(oms.url, token=oms.token, cache=tmp_path / "x", progress=False, since="2999-01")
+        assert not (tmp_path / "x").exists()
         sync(
             oms.url,
             token=oms.token,

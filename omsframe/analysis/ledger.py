@@ -218,8 +218,9 @@ def _warn_if_windowed(tables: Mapping[str, Any]) -> None:
         return
     if until is None and since == getattr(tables, "held_since", None):
         warnings.warn(
-            f"these tables come from a cache that holds only the orders placed since {since} "
-            "UTC (it was synced with since=): cancellations and refunds of orders placed "
+            "these tables come from a cache that holds only the orders placed since "
+            f"{since:%Y-%m-%d %H:%M} UTC (it was synced with since=): cancellations and refunds "
+            "of orders placed "
             "before then are not in it, so net sales of the weeks after it are overstated; "
             "for exact net sales of a period, sync a cache whose window starts well before it",
             WindowWarning,

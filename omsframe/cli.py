@@ -235,9 +235,9 @@ def export(
         until=until,
     )
     if not files:
-        from omsframe.load import cache_info
+        from omsframe.manifest import load_manifest
 
-        held = cache_info(cache).since
+        held = load_manifest(cache).get("since")
         window = f"; the cache holds the orders placed since {held} only" if held else ""
         raise ConfigError(
             f"no rows to export from {cache} (check --tables, --since and --until{window}); "

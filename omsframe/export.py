@@ -113,7 +113,7 @@ def export(
     dated = [name for name in names if name in PARTITION_DATE]
     for name in dated + [name for name in names if name not in PARTITION_DATE]:
         if dated and not written and name not in PARTITION_DATE:
-            return written
+            break
         table = store.read_table(name, low, high)
         if table.num_rows == 0:
             continue

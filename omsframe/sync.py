@@ -597,10 +597,10 @@ def _window_probe(client: Client, start: dt.datetime | None) -> ProbeResult | No
     return probe
 
 
-def _no_window(start: dt.datetime | None) -> ConfigError:
+def _no_window(start: dt.datetime) -> ConfigError:
     return ConfigError(
         f"this OMS ignores the date_placed__gte filter, so it cannot be asked for the orders "
-        f"placed since {_moment(start) if start else '-'}; sync without since"
+        f"placed since {_moment(start)}; sync without since"
     )
 
 

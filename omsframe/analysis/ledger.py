@@ -220,9 +220,9 @@ def _warn_if_windowed(tables: Mapping[str, Any]) -> None:
         warnings.warn(
             "these tables come from a cache that holds only the orders placed since "
             f"{since:%Y-%m-%d %H:%M} UTC (it was synced with since=): cancellations and refunds "
-            "of orders placed "
-            "before then are not in it, so net sales of the weeks after it are overstated; "
-            "for exact net sales of a period, sync a cache whose window starts well before it",
+            "of orders placed before then are not in it, so net sales of the weeks after it "
+            "are overstated; for exact net sales of a period, sync a cache whose window starts "
+            "well before it",
             WindowWarning,
             stacklevel=_callers_level(),
         )

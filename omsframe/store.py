@@ -69,7 +69,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from omsframe.atomic import write_atomic, write_parquet_atomic
-from omsframe.convert import json_texts
 from omsframe.errors import CacheError
 from omsframe.flatten import Flattened, QuarantinedRecord
 from omsframe.layout import OrderLayout, Place, file_number, read_layout, save_layout
@@ -83,7 +82,12 @@ from omsframe.merge import (
     same_mask,
     versus_stored,
 )
-from omsframe.pageflat import RAW_ORDERS_SCHEMA, raw_orders_table
+from omsframe.pageflat import (
+    RAW_EVENTS_SCHEMA,
+    RAW_ORDERS_SCHEMA,
+    raw_events_table,
+    raw_orders_table,
+)
 from omsframe.schema import TABLES, arrow_schema
 
 ORDER_GROUP = ("orders", "order_items", "addresses")
@@ -118,14 +122,7 @@ SORT_KEYS = {
 TIME = pa.timestamp("us", tz="UTC")
 RAW_SCHEMAS = {
     "raw_orders": RAW_ORDERS_SCHEMA,
-    "raw_events": pa.schema(
-        [
-            ("event_id", pa.int64(), False),
-            ("created_date", TIME),
-            ("modified_date", TIME),
-            ("record", pa.string()),
-        ]
-    ),
+    "raw_events": RAW_EVENTS_SCHEMA,
 }
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -1301,23 +1298,25 @@ class Store:
         return 1
 
     def upsert_events(
-        self, flat: Flattened, raw: Iterable[dict[str, Any]], *, policy: str
+        self, flat: Flattened, raw: pa.Table | Iterable[dict[str, Any]], *, policy: str
     ) -> UpsertCounts:
-        """Upsert webhook events and their raw JSON, by event id (latest ``modified_date`` wins)."""
+        """Upsert webhook events and their raw JSON, by event id (latest ``modified_date`` wins).
+
+        ``raw``: the raw layer's rows already made, one for each row of the events table
+        (:func:`~omsframe.pageflat.raw_events_table`), or the events as flattened.
+        """
         events = flat.tables["events"]
         counts = UpsertCounts()
         if events.num_rows == 0:
             return counts
-        by_id = {r["id"]: r for r in raw if isinstance(r, dict) and isinstance(r.get("id"), int)}
-        raw_table = pa.table(
-            {
-                "event_id": events.column("event_id"),
-                "created_date": events.column("created_date"),
-                "modified_date": events.column("modified_date"),
-                "record": json_texts(by_id.get(i) for i in events.column("event_id").to_pylist()),
-            },
-            schema=RAW_SCHEMAS["raw_events"],
-        )
+        if isinstance(raw, pa.Table):
+            raw_table = raw
+        else:
+            by_id = {
+                r["id"]: r for r in raw if isinstance(r, dict) and isinstance(r.get("id"), int)
+            }
+            ids = events.column("event_id").to_pylist()
+            raw_table = raw_events_table(events, [by_id.get(i) for i in ids])
         months = _months(events, "created_date")
         for month in pc.unique(months).to_pylist():
             mask = pc.equal(months, month)

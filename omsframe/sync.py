@@ -46,7 +46,7 @@ from omsframe.config import is_loopback
 from omsframe.convert import stamp_key
 from omsframe.errors import ApiError, CacheError, ConfigError, NotFoundError, sanitize_url
 from omsframe.export import recover_swap
-from omsframe.flatten import collector_paused, flatten_events
+from omsframe.flatten import collector_paused
 from omsframe.load import DateLike, date_window, require_intact
 from omsframe.lock import CacheLock
 from omsframe.manifest import Manifest, load_manifest, lost_manifest, save_manifest
@@ -726,10 +726,12 @@ def _sync_endpoint(
             )
         )
     base_filters = dict(checkpoint.get("filters") or filters) if resumed else dict(filters)
-    decoder = PageDecoder(privacy, workers=workers) if endpoint == "orders" else None
-    if decoder and plan != "incremental" and total is not None and total >= decoder.threshold:
+    # pages are parsed and flattened as they arrive (see omsframe.pageflat)
+    decoder = PageDecoder(
+        privacy, kind="orders" if endpoint == "orders" else "events", workers=workers
+    )
+    if plan != "incremental" and total is not None and total >= decoder.threshold:
         decoder.start()  # a large read ahead: start the workers while the first pages load
-    # order pages are parsed and flattened as they arrive (see omsframe.pageflat)
     read: Listing = client._listing(endpoint, filters, None, progress, probe, decoder)
     newest_seen: str | None = None
     last_id = checkpoint.get("last_id") if resumed else None
@@ -737,7 +739,7 @@ def _sync_endpoint(
     read_started = time.monotonic()
     left_out = 0  # events from before the cache's window (a server that ignores its filter)
     with (
-        decoder or contextlib.nullcontext(),
+        decoder,
         collector_paused(freeze=True),
         returning_arrow_memory(_decay_ms(plan)),
     ):
@@ -779,8 +781,9 @@ def _sync_endpoint(
             else:
                 kept = batch if start is None else _made_since(batch, start)
                 left_out += len(batch) - len(kept)
-                flat = flatten_events(kept, privacy=privacy)
-                counts = store.upsert_events(flat, kept, policy=privacy.mode)
+                flat, raw = combine(kept, "events")
+                counts = store.upsert_events(flat, raw, policy=privacy.mode)
+                del raw
                 report.events_seen += len(batch)
                 report.events_new += counts.new
                 report.events_updated += counts.updated

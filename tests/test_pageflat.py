@@ -1,4 +1,4 @@
-"""Order pages flattened on worker processes: same cache as in one process, robust to failures."""
+"""Order and event pages flattened on worker processes: same cache as in one process, robust."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from omsframe.pageflat import PageDecoder, Stub, combine
 from omsframe.privacy import Privacy
 from omsframe.simulator.server import Clock, serve
 from omsframe.simulator.world import World, from_us
+from omsframe.store import Store
 from omsframe.sync import sync
 from tests.test_sync import check_cache, snapshot, truth
 
@@ -62,7 +63,15 @@ def test_sync_on_workers_equals_sync_in_one_process(
         check_cache(there, truth(world, oms.now_us))
     assert (first[2].orders_new, first[2].items) == (first[0].orders_new, first[0].items)
     assert again[2].orders_updated == again[0].orders_updated > 0
+    assert first[2].events_new == first[0].events_new > 0
+    assert again[2].events_new == again[0].events_new > 0
     assert snapshot(there) == snapshot(here)
+    # the raw layer too (webhook events are flattened on the workers as orders are)
+    for name, key in (("raw_orders", "order_id"), ("raw_events", "event_id")):
+        tables = [
+            Store(root).read_table(name).sort_by([(key, "ascending")]) for root in (here, there)
+        ]
+        assert tables[0].num_rows > 0 and tables[0].equals(tables[1]), name
 
 
 def test_workers_take_the_pages_and_give_the_same_tables() -> None:
@@ -144,6 +153,82 @@ def test_combine_keeps_only_the_records_handed_out() -> None:
     flat, _ = combine(first[:1])
     assert flat.tables["orders"].column("order_id").to_pylist() == [1]
     assert flat.quarantine == []
+
+
+def _event(event_id: int, email: str = "ayse@example.com", **extra: object) -> dict[str, object]:
+    return {
+        "id": event_id,
+        "event_type": "order.status.changed",
+        "order": 100 + event_id,
+        "created_date": f"2025-03-0{event_id % 9 + 1}T10:00:00Z",
+        "modified_date": "2025-03-10T10:00:00Z",
+        "request_datetimes": ["2025-03-10T10:00:00Z"],
+        "webhook": {"id": 1, "secret_key": "hook-secret", "config": {"auth": {"u": "p"}}},
+        "request_payload": {
+            "payload": {
+                "id": 100 + event_id,
+                "customer": {"pk": 7, "email": email},
+                "channel": {"id": 2, "configuration": {"password": "hunter2"}},
+                "extra": [{"partner_api_token": "tok-123", "note": "kept"}],
+            }
+        },
+        **extra,
+    }
+
+
+def test_event_pages_on_workers_give_the_same_tables_and_raw_rows_as_here() -> None:
+    records = [_event(1), _event(2, email="mehmet@example.com"), _event(3)]
+    privacy = Privacy(mode="pseudonymize", key=b"k" * 32)
+    with PageDecoder(privacy, kind="events", workers=2) as decode:
+        decode._launch()  # start now, in this thread
+        body = decode(page(records))
+        assert decode.pages_on_workers == 1
+    with PageDecoder(privacy, kind="events", workers=0) as decode:
+        local = decode(page(records))
+    # a stub keeps what the sync needs of an event: its id, its stamp and when it was made
+    assert dict(body["results"][0]) == {
+        "id": 1,
+        "modified_date": "2025-03-10T10:00:00Z",
+        "created_date": "2025-03-02T10:00:00Z",
+    }
+    flat, raw = combine(body["results"], "events")
+    flat_here, raw_here = combine(local["results"], "events")
+    assert flat.tables["events"].equals(flat_here.tables["events"])
+    assert raw.equals(raw_here)
+    assert raw.column("event_id").to_pylist() == [1, 2, 3]
+    texts = str(raw.to_pylist()) + str(flat.tables["events"].to_pylist())
+    for secret in ("hook-secret", "hunter2", "tok-123", "ayse@example.com", "mehmet@"):
+        assert secret not in texts, secret
+    stored = orjson.loads(raw.column("record")[1].as_py())
+    assert stored["request_payload"]["payload"]["extra"] == [{"note": "kept"}]
+    assert stored["request_payload"]["payload"]["customer"]["email"].startswith("pii:")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_combine_of_events_takes_each_record_handed_out_by_its_position(workers: int) -> None:
+    first_copy, second_copy = _event(5, email="first@example.com"), _event(5)
+    bad = _event(6, request_datetimes="not a list")
+    with PageDecoder(Privacy(mode="keep"), kind="events", workers=workers) as decode:
+        if workers:
+            decode._launch()
+        one = decode(page([_event(4), first_copy, bad, second_copy]))["results"]
+        two = decode(page([_event(7), _event(8)]))["results"]
+    # the paging logic hands out the first copy of id 5 only; the batch spans both pages
+    flat, raw = combine([one[0], one[1], one[2], two[1]], "events")
+    assert flat.tables["events"].column("event_id").to_pylist() == [4, 5, 8]
+    assert raw.column("event_id").to_pylist() == [4, 5, 8]
+    record = orjson.loads(raw.column("record")[1].as_py())
+    assert record["request_payload"]["payload"]["customer"]["email"] == "first@example.com"
+    # the bad event is quarantined at its position in the batch
+    assert [(q.kind, q.position, q.record_id) for q in flat.quarantine] == [("event", 2, 6)]
+    # a batch of the page's other records: their rows, without the quarantine
+    flat, raw = combine([two[0]], "events")
+    assert (
+        flat.tables["events"].column("event_id").to_pylist() == [7] == raw["event_id"].to_pylist()
+    )
+    assert flat.quarantine == []
+    empty, raw = combine([], "events")
+    assert empty.tables["events"].num_rows == 0 == raw.num_rows
 
 
 KILL_SCRIPT = """
@@ -350,7 +435,9 @@ def test_pages_flattened_in_this_process_are_flattened_one_at_a_time(
     real = pageflat.flatten_page
     threads: set[str] = set()
 
-    def watched(content: bytes, privacy: Privacy, *, gzip: bool = False) -> tuple[object, ...]:
+    def watched(
+        content: bytes, privacy: Privacy, *, gzip: bool = False, kind: pageflat.Kind = "orders"
+    ) -> tuple[object, ...]:
         nonlocal inside, most
         with count:
             inside += 1
@@ -358,7 +445,7 @@ def test_pages_flattened_in_this_process_are_flattened_one_at_a_time(
             threads.add(threading.current_thread().name)
         time.sleep(0.01)  # long enough for the other threads to come in, were they let
         try:
-            return real(content, privacy, gzip=gzip)
+            return real(content, privacy, gzip=gzip, kind=kind)
         finally:
             with count:
                 inside -= 1
@@ -580,11 +667,11 @@ def test_a_helper_and_the_thread_here_share_the_pages_of_a_mid_sized_read(
     flattened_here: list[str] = []
     real = pageflat.flatten_page
 
-    def watched(content: bytes, privacy: Privacy, *, gzip: bool = False) -> Any:
+    def watched(content: bytes, privacy: Privacy, *, gzip: bool = False, kind: Any) -> Any:
         import threading
 
         flattened_here.append(threading.current_thread().name)
-        return real(content, privacy, gzip=gzip)
+        return real(content, privacy, gzip=gzip, kind=kind)
 
     monkeypatch.setattr(pageflat, "flatten_page", watched)
     with PageDecoder(Privacy(), helper_threshold=100) as decode:

@@ -1,0 +1,188 @@
+"""Benchmark: the webhook events' part of a sync, beside a naive loop and one process.
+
+A shop's webhook events outnumber its orders (~5 an order in the simulator) and each carries
+a whole order: their read is most of a first sync that keeps them. Jobs, each in its own
+process against one simulator process (see :mod:`bench.sync_compare`):
+
+- ``orders``: ``omsframe.sync(events=False)`` into an empty cache;
+- ``sync``: ``omsframe.sync()`` (orders and events) into an empty cache; ``events`` below is
+  its time less ``orders``' in the same round;
+- ``sync-1``: the same in one process (``workers=0``);
+- ``naive-events``: a sequential httpx loop over the events' pages, ``pandas.json_normalize``,
+  ``to_parquet`` (nested values as JSON text);
+- ``sync@old`` (with ``--against DIR``): ``sync`` with the omsframe of another checkout
+  (``DIR``), e.g. the commit before a change, for a before/after in the same run.
+
+Each round runs every job once, in turn (a machine whose speed drifts slows them all); rows
+give the median and every run's time.
+
+Run: ``python -m bench.events_sync [--orders 20000] [--rounds 3] [--against DIR]``; prints
+Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.sync_compare import peak_mib, summary
+
+SERVER = """
+import sys, datetime as dt
+from omsframe.simulator.server import SimulatorServer, Clock
+from omsframe.simulator.world import World, from_us
+world = World.generate(seed=9, orders=int(sys.argv[1]))
+start = from_us(world.end_us) - dt.timedelta(days=30)
+with SimulatorServer(world, clock=Clock(start=start)) as server:
+    print(server.url, server.token, flush=True)
+    sys.stdin.read()
+"""
+
+
+def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
+    """Run one measured job in this process."""
+    import httpcore  # noqa: F401  (httpx imports it on its first client: a one-time import)
+    import httpx
+    import orjson
+    import pandas as pd
+
+    import omsframe
+
+    started = time.perf_counter()  # imports are not what is measured
+    detail = ""
+    if kind in ("orders", "sync", "sync-1", "sync@old"):
+        report = omsframe.sync(
+            url,
+            token=token,
+            cache=cache,
+            events=kind != "orders",
+            progress=False,
+            workers=0 if kind == "sync-1" else None,
+        )
+        detail = f"{report.orders_seen:,} orders, {report.events_seen:,} events read"
+        if kind == "sync@old":
+            detail += f" (omsframe from {Path(omsframe.__file__).parent.parent})"
+    elif kind == "naive-events":
+        frames = []
+        with httpx.Client(headers={"Authorization": f"Token {token}"}, timeout=60) as http:
+            page = 1
+            while True:
+                response = http.get(
+                    f"{url}/api/v1/oms/orders/webhook-events/",
+                    params={"page": page, "limit": 100, "ordering": "id"},
+                )
+                if response.status_code == 404:
+                    break
+                body = response.json()
+                frames.append(pd.json_normalize(body["results"], max_level=1))
+                if not body["next"]:
+                    break
+                page += 1
+        events = pd.concat(frames, ignore_index=True)
+        for column in events.columns:  # nested leftovers as JSON text (parquet-friendly)
+            if events[column].dtype == object:
+                events[column] = events[column].map(
+                    lambda v: orjson.dumps(v).decode() if isinstance(v, list | dict) else v
+                )
+        events.to_parquet(Path(cache) / "events.parquet")
+        detail = f"{len(events):,} events"
+    seconds = time.perf_counter() - started
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    detail += f"; CPU {cpu.ru_utime + cpu.ru_stime:.1f} s"
+    if children.ru_maxrss:
+        detail += f" + workers {children.ru_utime + children.ru_stime:.1f} s"
+    return {"kind": kind, "seconds": seconds, "peak_mib": peak_mib(), "detail": detail}
+
+
+def run(kind: str, url: str, token: str, cache: str, against: str | None) -> dict[str, Any]:
+    """Run a job in a child process (``sync@old`` with ``against`` first on its path)."""
+    # (this module from here, then omsframe from ``against``, ahead of this checkout)
+    first = f"sys.path.insert(0, {against!r}); " if kind == "sync@old" and against else ""
+    program = f"import sys; from bench.events_sync import main; {first}main()"
+    child = subprocess.run(
+        [sys.executable, "-c", program, "--child", kind, url, token, cache],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if child.returncode != 0:
+        reason = (child.stderr.strip().splitlines() or ["?"])[-1][:80]
+        return {"kind": kind, "seconds": float("nan"), "peak_mib": float("nan"), "detail": reason}
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(orders: int, rounds: int, against: str | None) -> dict[str, list[dict[str, Any]]]:
+    """Every job's runs against one simulator of ``orders`` orders."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(orders)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdin is not None and server.stdout is not None
+    url, token = server.stdout.readline().split()
+    kinds = ["orders", "sync", "sync-1", "naive-events"] + (["sync@old"] if against else [])
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(rounds):
+            for kind in kinds:
+                target = os.path.join(tmp, kind)
+                os.makedirs(target, exist_ok=True)
+                runs.setdefault(kind, []).append(run(kind, url, token, target, against))
+                shutil.rmtree(target)
+    server.stdin.close()
+    server.wait()
+    runs["events"] = [
+        {"kind": "events", "seconds": s["seconds"] - o["seconds"], "peak_mib": 0, "detail": ""}
+        for s, o in zip(runs["sync"], runs["orders"], strict=True)
+    ]
+    return runs
+
+
+def main() -> None:
+    """Run every job in rounds, print Markdown."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", help="an older checkout of omsframe, run as sync@old")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(job(*args.child)))
+        return
+    runs = measure(args.orders, max(1, args.rounds), args.against)
+    print("| job | seconds | peak RSS MiB | detail |\n|---|---|---|---|")
+    for kind, done in runs.items():
+        result = summary(kind, done)
+        print(
+            f"| {kind} | {result['seconds']:.2f} | {result['peak_mib']:.0f} | {result['detail']} |"
+        )
+    pairs = [
+        f"{base} / sync "
+        + ", ".join(
+            f"{b['seconds'] / s['seconds']:.2f}x"
+            for b, s in zip(runs[base], runs["sync"], strict=True)
+        )
+        for base in ("sync-1", "sync@old")
+        if base in runs
+    ]
+    naive = ", ".join(
+        f"{n['seconds'] / e['seconds']:.2f}x"
+        for n, e in zip(runs["naive-events"], runs["events"], strict=True)
+    )
+    print("\nround by round: " + "; ".join([*pairs, f"naive-events / events {naive}"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -239,11 +239,14 @@ def _rebuild_into(
         for flat in iter_flatten_json(texts, privacy=privacy, batch_size=batch_size):
             new.upsert_batch(flat, [], policy=privacy.mode, observed_at=observed)
     for month in old.months("raw_events"):
-        part = old.read_partition("raw_events", month)
-        if part is None:
-            continue
-        events = [orjson.loads(t) for t in part.column("record").to_pylist() if t is not None]
-        new.upsert_events(flatten_events(events, privacy=privacy), [], policy=privacy.mode)
+        for stem in old.stems("raw_events", month):  # (a file at a time: bounded memory)
+            part = old.read_file("raw_events", month, stem)
+            if part is None:
+                continue
+            texts = part.column("record").to_pylist()
+            del part
+            events = [orjson.loads(t) for t in texts if t is not None]
+            new.upsert_events(flatten_events(events, privacy=privacy), [], policy=privacy.mode)
     history = old.table_dir("state_history")
     if history.exists():
         shutil.rmtree(new.table_dir("state_history"), ignore_errors=True)

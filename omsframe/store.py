@@ -15,8 +15,8 @@ Layout of a cache folder (``data/<profile>/``)::
                                                      each upsert adds its orders' new copies in
                                                      files of its own (see Store._raw_writes)
     tables/state_history/month=.../part.parquet      one file a month
-    tables/events/month=.../part.parquet             by month of the event's created_date
-    raw/events/month=.../part.parquet
+    tables/events/month=.../part-00012.parquet       by month of the event's created_date, in
+    raw/events/month=.../part-00012.parquet          files by ranges of EVENT_SPAN event ids
     tables/customers/part-00000.parquet              customers, by ranges of CUSTOMER_SPAN ids
     pending/customers/part-000000.parquet            a running sync's customers, one file a
                                                      batch, merged in at the end of its read
@@ -154,6 +154,9 @@ CUSTOMER_SPAN = 16_384
 #: :meth:`Store.merge_pending_customers`)
 PENDING_GROUP = 16
 SINGLE = "part"  # the file name of a table that keeps one file per folder
+#: Webhook events in a file of a month: those whose ids are in one range of this many (see
+#: Store._event_files); ~9 KB each with its order (a file of ~40 MB at most in memory)
+EVENT_SPAN = 4096
 _ROWS_FILE = ".rows.json"  # rows per file, by file version (see Store.counts)
 _FILE_NAME = re.compile(r"part(-\d+)?")  # other files in a folder are not the cache's
 
@@ -1320,22 +1323,46 @@ class Store:
         months = _months(events, "created_date")
         for month in pc.unique(months).to_pylist():
             mask = pc.equal(months, month)
+            # the raw layer first: a stored event always has its raw copy (as an order does)
             for name, table in (
-                ("events", events.filter(mask)),
                 ("raw_events", raw_table.filter(mask)),
+                ("events", events.filter(mask)),
             ):
-                current = self.read_partition(name, month)
-                merged, changed = merge_latest(
-                    current,
-                    table,
-                    ["event_id"],
-                    "modified_date",
-                    counts if name == "events" else None,
-                )
-                if changed:
-                    self._write(name, month, merged, policy if name == "events" else None)
-                    counts.partitions_written += 1
+                for stem, rows in self._event_files(name, month, table).items():
+                    current = self.read_file(name, month, stem)
+                    merged, changed = merge_latest(
+                        current,
+                        rows,
+                        ["event_id"],
+                        "modified_date",
+                        counts if name == "events" else None,
+                    )
+                    if changed:
+                        policy_of = policy if name == "events" else None
+                        self._write(name, month, merged, policy_of, stem)
+                        counts.partitions_written += 1
+                    del current, merged
         return counts
+
+    def _event_files(self, name: str, month: str, incoming: pa.Table) -> dict[str, pa.Table]:
+        """The events (or raw events) of a batch in a month by the file each goes to.
+
+        A stored event stays in the file it is in; a new one goes to the file of its id's
+        range (:data:`EVENT_SPAN` ids a file), so that no file grows with the shop: a batch
+        merges a few bounded files, not its whole month (a month of a large shop's events,
+        each with a whole order, is hundreds of MB). A month stored by an earlier omsframe
+        keeps its events in ``part.parquet``, where they stay; its new ones go to range files.
+        """
+        ids = column_array(incoming.column("event_id")).to_numpy(zero_copy_only=False)
+        numbers = np.maximum(ids, 0) // EVENT_SPAN
+        for stem in self.stems(name, month):
+            with pq.ParquetFile(self.file_path(name, month, stem)) as file:
+                stored = file.read(columns=["event_id"]).column(0).to_numpy()
+            numbers[np.isin(ids, stored)] = file_number(stem)
+        files, codes = np.unique(numbers, return_inverse=True)
+        parts = _split(incoming, pa.array(codes.astype(np.int64)), len(files))
+        names = [SINGLE if n < 0 else f"part-{n:05d}" for n in files.tolist()]
+        return dict(zip(names, parts, strict=True))
 
     def add_quarantine(self, entries: list[QuarantinedRecord], seen_at: dt.datetime) -> None:
         """Keep records that could not be flattened (their id, reason and stripped JSON)."""

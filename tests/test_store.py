@@ -893,3 +893,71 @@ def test_months_are_those_arrow_formats(stamps: list[int | None], chunks: int) -
     table = pa.table({"d": pa.chunked_array([column.slice(0, cut), column.slice(cut)])})
     wanted = pc.fill_null(pc.strftime(column, format="%Y-%m"), UNKNOWN_MONTH)
     assert _months(table, "d").to_pylist() == wanted.to_pylist()
+
+
+def _events(*specs: tuple[int, str, str]) -> tuple[Any, list[dict[str, Any]]]:
+    """Flattened events (and their records) of ``(id, created day, modified stamp)``."""
+    from omsframe.flatten import flatten_events
+
+    records = [
+        {
+            "id": event_id,
+            "created_date": f"2025-03-{day}T10:00:00Z",
+            "modified_date": f"2025-03-20T10:00:0{stamp}Z",
+            "request_payload": {"payload": {"id": 1, "note": f"copy {stamp}"}},
+        }
+        for event_id, day, stamp in specs
+    ]
+    return flatten_events(records), records
+
+
+def test_events_go_to_files_by_id_range_and_stay_in_their_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omsframe import store as store_module
+    from omsframe.store import Store
+
+    monkeypatch.setattr(store_module, "EVENT_SPAN", 10)
+    store = Store(tmp_path)
+    # a month written by an earlier omsframe: one file, part.parquet
+    flat, _ = _events((3, "01", "1"), (25, "02", "1"))
+    store._write("events", "2025-03", flat.tables["events"], None, "part")
+    store.upsert_events(*_events((3, "01", "1")), policy="keep")  # (its raw copy)
+    (tmp_path / "raw/events/month=2025-03/part-00000.parquet").rename(
+        tmp_path / "raw/events/month=2025-03/part.parquet"
+    )
+    # an update of a stored event, and new events in three id ranges
+    flat, records = _events((3, "01", "2"), (4, "01", "2"), (12, "05", "2"), (31, "06", "2"))
+    counts = store.upsert_events(flat, records, policy="keep")
+    assert (counts.new, counts.updated) == (3, 1)
+
+    def files(name: str) -> dict[str, list[int]]:
+        found = {}
+        for stem in store.stems(name, "2025-03"):
+            table = store.read_file(name, "2025-03", stem)
+            assert table is not None
+            found[stem] = sorted(table["event_id"].to_pylist())
+        return found
+
+    assert files("events") == {
+        "part": [3, 25],  # stored events stay in their file (3 updated there)
+        "part-00000": [4],
+        "part-00001": [12],
+        "part-00003": [31],
+    }
+    assert files("raw_events") == {
+        "part": [3],
+        "part-00000": [4],
+        "part-00001": [12],
+        "part-00003": [31],
+    }
+    events = store.read_table("events")
+    assert sorted(events["event_id"].to_pylist()) == [3, 4, 12, 25, 31]  # each once
+    notes = {r["event_id"]: r["payload"] for r in events.to_pylist()}
+    assert '"copy 2"' in notes[3]
+    raw = store.read_table("raw_events").to_pylist()
+    assert sorted(r["event_id"] for r in raw) == [3, 4, 12, 31]
+    assert all('"copy 2"' in r["record"] for r in raw)
+    # the same batch again changes nothing
+    again = store.upsert_events(flat, records, policy="keep")
+    assert (again.new, again.updated, again.partitions_written) == (0, 0, 0)

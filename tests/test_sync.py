@@ -167,6 +167,7 @@ def test_files_are_bounded_aligned_and_only_those_of_changed_orders_are_rewritte
 
     monkeypatch.setattr(store, "FILE_ORDERS", 40)
     monkeypatch.setattr(store, "SMALL_FILE", 15)
+    monkeypatch.setattr(store, "EVENT_SPAN", 50)
     start = from_us(world.end_us) - 10 * DAY
     with serve(world, clock=Clock(start=start)) as oms:
         sync(oms.url, token=oms.token, cache=tmp_path, progress=False, batch_size=70)
@@ -180,6 +181,11 @@ def test_files_are_bounded_aligned_and_only_those_of_changed_orders_are_rewritte
             for name in ("order_items", "addresses"):
                 assert tables.get(name, set()) <= tables.get("orders", set())
         assert_raw_layer_current(tmp_path)
+        events = event_files(tmp_path)
+        assert len(events) > 10  # webhook events too: files by ranges of 50 ids, in each month
+        events_before = {
+            p: p.stat().st_mtime_ns for p in (tmp_path / "tables/events").rglob("*.parquet")
+        }
         orders = (tmp_path / "tables/orders").rglob("*.parquet")
         stamps = {path: path.stat().st_mtime_ns for path in orders}
         raw_before = {p: p.stat().st_mtime_ns for p in (tmp_path / "raw/orders").rglob("*.parquet")}
@@ -190,6 +196,12 @@ def test_files_are_bounded_aligned_and_only_those_of_changed_orders_are_rewritte
         check_cache(tmp_path, after)
     changed = {i for i, state in before["states"].items() if after["states"][i] != state}
     assert second.orders_updated > 0 and changed
+    # the new events went to their ranges' files: the files of earlier ranges stay as they were
+    assert second.events_new > 0 and event_files(tmp_path)
+    first_new = max(before["event_ids"]) + 1
+    for path, stamp in events_before.items():
+        if max(pq_ids(path, "event_id")) < first_new - 50:
+            assert path.stat().st_mtime_ns == stamp, path
     rewritten = {p for p, stamp in stamps.items() if p.stat().st_mtime_ns != stamp}
     for path in stamps:
         ids = set(pq_ids(path))
@@ -223,11 +235,30 @@ def assert_raw_layer_current(root: Path) -> None:
     assert latest == {order_id: (stamp, month) for order_id, stamp, month in stamps("orders")}
 
 
-def pq_ids(path: Path) -> list[int]:
+def pq_ids(path: Path, column: str = "order_id") -> list[int]:
     import pyarrow.parquet as pq
 
-    ids: list[int] = pq.read_table(path, columns=["order_id"]).column(0).to_pylist()
+    ids: list[int] = pq.read_table(path, columns=[column]).column(0).to_pylist()
     return ids
+
+
+def event_files(root: Path) -> dict[str, list[int]]:
+    """Each events file's ids (``month=.../part-00003``), checked against its raw twin.
+
+    Every file holds the ids of one range of ``EVENT_SPAN`` (its number), and the raw layer's
+    file of the same name holds the same events.
+    """
+    from omsframe import store
+
+    found = {}
+    for path in sorted((root / "tables/events").rglob("*.parquet")):
+        ids = pq_ids(path, "event_id")
+        number = int(path.stem.removeprefix("part-"))
+        assert {i // store.EVENT_SPAN for i in ids} == {number}, path
+        twin = root / "raw/events" / path.parent.name / path.name
+        assert sorted(pq_ids(twin, "event_id")) == sorted(ids)
+        found[f"{path.parent.name}/{path.stem}"] = ids
+    return found
 
 
 def test_sync_is_exact_under_faults(world: World, tmp_path: Path) -> None:

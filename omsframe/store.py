@@ -1232,14 +1232,20 @@ class Store:
         thing a sync held at 100,000 orders). A cache from before keeps its customers in
         ``part.parquet``, where they stay.
         """
-        ids = column_array(incoming.column("customer_id")).to_numpy(zero_copy_only=False)
+        return self._range_files("customers", None, incoming, "customer_id", CUSTOMER_SPAN)
+
+    def _range_files(
+        self, name: str, month: str | None, incoming: pa.Table, key: str, span: int
+    ) -> dict[str, pa.Table]:
+        """Rows by the file each goes to: the file it is stored in, else its ``key``'s range."""
+        ids = column_array(incoming.column(key)).to_numpy(zero_copy_only=False)
         # each row's file by its number (part-00003: 3; part, of an earlier omsframe: -1):
         # numbers, not names, are what is sorted and grouped (sorting a full sync's ~90,000
         # names was ~80 ms of the ~270 of merging its pending customers)
-        numbers = np.maximum(ids, 0) // CUSTOMER_SPAN
-        for stem in self.stems("customers", None):
-            with pq.ParquetFile(self.file_path("customers", None, stem)) as file:
-                stored = file.read(columns=["customer_id"]).column(0).to_numpy()
+        numbers = np.maximum(ids, 0) // span
+        for stem in self.stems(name, month):
+            with pq.ParquetFile(self.file_path(name, month, stem)) as file:
+                stored = file.read(columns=[key]).column(0).to_numpy()
             numbers[np.isin(ids, stored)] = file_number(stem)
         files, codes = np.unique(numbers, return_inverse=True)
         parts = _split(incoming, pa.array(codes.astype(np.int64)), len(files))
@@ -1353,16 +1359,7 @@ class Store:
         each with a whole order, is hundreds of MB). A month stored by an earlier omsframe
         keeps its events in ``part.parquet``, where they stay; its new ones go to range files.
         """
-        ids = column_array(incoming.column("event_id")).to_numpy(zero_copy_only=False)
-        numbers = np.maximum(ids, 0) // EVENT_SPAN
-        for stem in self.stems(name, month):
-            with pq.ParquetFile(self.file_path(name, month, stem)) as file:
-                stored = file.read(columns=["event_id"]).column(0).to_numpy()
-            numbers[np.isin(ids, stored)] = file_number(stem)
-        files, codes = np.unique(numbers, return_inverse=True)
-        parts = _split(incoming, pa.array(codes.astype(np.int64)), len(files))
-        names = [SINGLE if n < 0 else f"part-{n:05d}" for n in files.tolist()]
-        return dict(zip(names, parts, strict=True))
+        return self._range_files(name, month, incoming, "event_id", EVENT_SPAN)
 
     def add_quarantine(self, entries: list[QuarantinedRecord], seen_at: dt.datetime) -> None:
         """Keep records that could not be flattened (their id, reason and stripped JSON)."""

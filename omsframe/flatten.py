@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,6 +33,9 @@ from omsframe.drift import KNOWN_STATE_CODES, DriftReport, check_fields
 from omsframe.extract import ShapeError, compile_extractor
 from omsframe.privacy import (
     Privacy,
+    drop_credentials,
+    may_name_credentials,
+    strip_event_hook,
     strip_event_secrets,
     strip_order_secrets,
 )
@@ -442,17 +446,30 @@ def flatten_events(records: Iterable[Any], *, privacy: Privacy | None = None) ->
         >>> events.tables["events"].num_rows
         1
     """
-    privacy = privacy or Privacy()
+    return flatten_events_json(list(records), privacy or Privacy())[0]
+
+
+def flatten_events_json(batch: list[Any], privacy: Privacy) -> tuple[Flattened, list[Any]]:
+    """:func:`flatten_events`, and each row's event as JSON, for the raw layer.
+
+    Each is a value for :func:`~omsframe.convert.json_texts`, in the order of the rows.
+
+    An event carries a whole order (~9 KB of JSON). Its payload is made JSON once, after the
+    PII policy: that text is checked for credential-like keys (see
+    :func:`~omsframe.privacy.may_name_credentials`), kept as the ``payload`` column, and
+    spliced into the whole event's JSON (an ``orjson.Fragment``). The event was made JSON
+    three times before: to check it, for the column and for the raw layer.
+    """
     drift = DriftReport()
     quarantine: list[QuarantinedRecord] = []
     rows = Rows("events")
-    batch = list(records)
+    texts: list[Any] = []  # (orjson.Fragment, or the event where orjson could not)
     extract = _EXTRACTORS["events"]
     for position, event in enumerate(batch):
         try:
             if event.__class__ is not dict:
                 raise ShapeError(f"the event is {type(event).__name__}, expected an object")
-            strip_event_secrets(event)
+            strip_event_hook(event)  # (other credential-like keys: see _event_json)
             if event.get("id").__class__ is not int:
                 raise ShapeError("the event has no integer `id`")
             row = extract(event)
@@ -463,17 +480,51 @@ def flatten_events(records: Iterable[Any], *, privacy: Privacy | None = None) ->
         except ShapeError as error:
             quarantine.append(_quarantined("event", position, event, str(error), privacy))
             continue
+        payload, text = _event_json(event)
         rows.rows.append(row)
         rows.owner.append(position)
         rows.computed["attempt_count"].append(len(attempts))
         rows.computed["last_attempt"].append(attempts[-1] if attempts else None)
-        rows.computed["payload"].append(event.get("request_payload"))
+        rows.computed["payload"].append(payload)
+        texts.append(text)
     (table,), bad = owned_tables((rows,), privacy, drift)
     for position in sorted(bad):
         quarantine.append(_quarantined("event", position, batch[position], bad[position], privacy))
+    if bad:
+        texts = [text for text, owner in zip(texts, rows.owner, strict=True) if owner not in bad]
     for code in pc.unique(table.column("state_code")).to_pylist():
         if code is not None and code not in KNOWN_STATE_CODES:
             drift.new_state_codes[str(code)] += 1
-    return Flattened(
+    flat = Flattened(
         stamp_policy({"events": table}, privacy), quarantine, drift, privacy.describe()
     )
+    return flat, texts
+
+
+def _event_json(event: dict[str, Any]) -> tuple[Any, Any]:
+    """An event's payload for its column, and its JSON; credential-like keys dropped first.
+
+    The payload comes back as an ``orjson.Fragment`` of its JSON, the event's JSON as one
+    too, and the event as it was (its payload an object again, the last key). Where orjson
+    cannot make the JSON (an integer beyond 64 bits), the event is walked key by key and the
+    payload and the event themselves come back, made JSON later as any value is.
+    """
+    if "request_payload" not in event:
+        drop_credentials(event)
+        return None, event
+    request = event.pop("request_payload")
+    try:
+        text = orjson.dumps(request)
+        if may_name_credentials(text):
+            drop_credentials(request)
+            text = orjson.dumps(request)
+        payload = None if request is None else orjson.Fragment(text)
+        drop_credentials(event)  # the rest: the webhook, the response... (~600 bytes)
+        event["request_payload"] = payload
+        whole = orjson.Fragment(orjson.dumps(event))
+    except TypeError:
+        event["request_payload"] = request
+        drop_credentials(event)
+        return request, event
+    event["request_payload"] = request
+    return payload, whole

@@ -64,6 +64,7 @@ from omsframe.flatten import (
     Flattened,
     QuarantinedRecord,
     flatten_events,
+    flatten_events_json,
     flatten_orders,
 )
 from omsframe.privacy import PiiMode, Privacy
@@ -210,7 +211,7 @@ def raw_events_table(events: pa.Table, records: Sequence[Any]) -> pa.Table:
     """The raw layer's rows for flattened ``events``: each one's record as JSON text.
 
     ``records``: the events as flattened (secrets stripped, PII policy applied), one for each
-    row of ``events``, in its order.
+    row of ``events``, in its order (or their JSON, as ``orjson.Fragment``).
 
     Example:
         >>> events = flatten_events([{"id": 4}]).tables["events"]
@@ -264,13 +265,11 @@ def _flatten_bodies(bodies: list[Any], privacy: Privacy, kind: Kind) -> list[tup
     records = [record for body in bodies for record in body["results"]]
     keys = [{k: record[k] for k in _KEYS[kind] if k in record} for record in records]
     if kind == "events":  # (strips the secrets of every record, applies the PII policy)
-        flat = flatten_events(records, privacy=privacy)
-        page = FlatPage(flat, pa.table({}), len(records))
+        flat, texts = flatten_events_json(records, privacy)
+        page = FlatPage(flat, raw_events_table(flat.tables["events"], texts), len(records))
         # every record is a row or quarantined (see flatten_events), in the records' order
         bad = {entry.position for entry in flat.quarantine}
-        kept = [p for p in range(len(records)) if p not in bad]
-        page.raw = raw_events_table(flat.tables["events"], [records[p] for p in kept])
-        page.positions = pa.array(kept, pa.int64())
+        page.positions = pa.array([p for p in range(len(records)) if p not in bad], pa.int64())
     else:
         flat = flatten_orders(records, privacy=privacy)  # strips the secrets of every record
         for record in records:

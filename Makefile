@@ -67,6 +67,7 @@ bench: setup
 	$(RUN) python -m bench.client_paging
 	$(RUN) python -m bench.flatten_compare
 	$(RUN) python -m bench.sync_compare
+	$(RUN) python -m bench.events_sync
 	$(RUN) python -m bench.analysis_revenue
 
 reliability: setup

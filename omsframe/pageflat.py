@@ -487,9 +487,13 @@ def _combine_events(batch: list[Any]) -> tuple[Flattened, pa.Table]:
         flat = page.flat
         policy = flat.pii_policy
         assert page.positions is not None  # (a page of events)
-        keep = pc.is_in(page.positions, value_set=pa.array(list(index), pa.int64()))
-        events.append(flat.tables["events"].filter(keep))
-        raws.append(page.raw.filter(keep))
+        if len(index) == page.size:  # every record of the page: its rows as they are
+            events.append(flat.tables["events"])
+            raws.append(page.raw)
+        else:
+            keep = pc.is_in(page.positions, value_set=pa.array(list(index), pa.int64()))
+            events.append(flat.tables["events"].filter(keep))
+            raws.append(page.raw.filter(keep))
         for bad in flat.quarantine:
             if bad.position in index:
                 quarantine.append(

@@ -1327,12 +1327,13 @@ class Store:
             ids = events.column("event_id").to_pylist()
             raw_table = raw_events_table(events, [by_id.get(i) for i in ids])
         months = _months(events, "created_date")
-        for month in pc.unique(months).to_pylist():
-            mask = pc.equal(months, month)
+        distinct = pc.unique(months).to_pylist()
+        for month in distinct:
+            mask = pc.equal(months, month) if len(distinct) > 1 else None  # (None: no copy)
             # the raw layer first: a stored event always has its raw copy (as an order does)
             for name, table in (
-                ("raw_events", raw_table.filter(mask)),
-                ("events", events.filter(mask)),
+                ("raw_events", raw_table if mask is None else raw_table.filter(mask)),
+                ("events", events if mask is None else events.filter(mask)),
             ):
                 for stem, rows in self._event_files(name, month, table).items():
                     current = self.read_file(name, month, stem)

@@ -11,13 +11,16 @@ process against one simulator process (see :mod:`bench.sync_compare`):
 - ``naive-events``: a sequential httpx loop over the events' pages, ``pandas.json_normalize``,
   ``to_parquet`` (nested values as JSON text);
 - ``sync@old`` (with ``--against DIR``): ``sync`` with the omsframe of another checkout
-  (``DIR``), e.g. the commit before a change, for a before/after in the same run.
+  (``DIR``), e.g. the commit before a change, for a before/after in the same run;
+- ``incremental`` (and ``incremental@old``): ``omsframe.sync()`` again, on a copy of the
+  round's ``sync`` (``sync@old``) cache, after the shop's clock moved on by ``--advance``
+  hours (a day by default): the daily sync.
 
 Each round runs every job once, in turn (a machine whose speed drifts slows them all); rows
 give the median and every run's time.
 
-Run: ``python -m bench.events_sync [--orders 20000] [--rounds 3] [--against DIR]``; prints
-Markdown.
+Run: ``python -m bench.events_sync [--orders 20000] [--rounds 3] [--against DIR]
+[--advance HOURS] [--skip sync-1 naive-events]``; prints Markdown.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.sync_compare import peak_mib, summary
+from bench.sync_compare import peak_mib, snapshot, summary
 
 SERVER = """
 import sys, datetime as dt
@@ -42,9 +45,18 @@ from omsframe.simulator.server import SimulatorServer, Clock
 from omsframe.simulator.world import World, from_us
 world = World.generate(seed=9, orders=int(sys.argv[1]))
 start = from_us(world.end_us) - dt.timedelta(days=30)
-with SimulatorServer(world, clock=Clock(start=start)) as server:
-    print(server.url, server.token, flush=True)
-    sys.stdin.read()
+# "reset": a new server of the same shop at the same moment (a new round); "advance S": move
+# the shop's clock on by S seconds
+while True:
+    with SimulatorServer(world, clock=Clock(start=start)) as server:
+        print(server.url, server.token, flush=True)
+        for line in sys.stdin:
+            if line.strip() == "reset":
+                break
+            server.advance(dt.timedelta(seconds=float(line.split()[1])))
+            print("ok", flush=True)
+        else:
+            break
 """
 
 
@@ -59,7 +71,7 @@ def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
 
     started = time.perf_counter()  # imports are not what is measured
     detail = ""
-    if kind in ("orders", "sync", "sync-1", "sync@old"):
+    if kind in ("orders", "sync", "sync-1", "sync@old", "incremental", "incremental@old"):
         report = omsframe.sync(
             url,
             token=token,
@@ -69,7 +81,7 @@ def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
             workers=0 if kind == "sync-1" else None,
         )
         detail = f"{report.orders_seen:,} orders, {report.events_seen:,} events read"
-        if kind == "sync@old":
+        if kind.endswith("@old"):
             detail += f" (omsframe from {Path(omsframe.__file__).parent.parent})"
     elif kind == "naive-events":
         frames = []
@@ -107,7 +119,7 @@ def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:
 def run(kind: str, url: str, token: str, cache: str, against: str | None) -> dict[str, Any]:
     """Run a job in a child process (``sync@old`` with ``against`` first on its path)."""
     # (this module from here, then omsframe from ``against``, ahead of this checkout)
-    first = f"sys.path.insert(0, {against!r}); " if kind == "sync@old" and against else ""
+    first = f"sys.path.insert(0, {against!r}); " if kind.endswith("@old") and against else ""
     program = f"import sys; from bench.events_sync import main; {first}main()"
     child = subprocess.run(
         [sys.executable, "-c", program, "--child", kind, url, token, cache],
@@ -122,8 +134,10 @@ def run(kind: str, url: str, token: str, cache: str, against: str | None) -> dic
     return result
 
 
-def measure(orders: int, rounds: int, against: str | None) -> dict[str, list[dict[str, Any]]]:
-    """Every job's runs against one simulator of ``orders`` orders."""
+def measure(
+    orders: int, rounds: int, against: str | None, advance: float, skip: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Every job's runs against one simulator of ``orders`` orders (a new server a round)."""
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(orders)],
         stdin=subprocess.PIPE,
@@ -132,15 +146,34 @@ def measure(orders: int, rounds: int, against: str | None) -> dict[str, list[dic
     )
     assert server.stdin is not None and server.stdout is not None
     url, token = server.stdout.readline().split()
+
+    def command(line: str) -> str:
+        assert server.stdin is not None and server.stdout is not None
+        server.stdin.write(line + "\n")
+        server.stdin.flush()
+        return server.stdout.readline()
+
     kinds = ["orders", "sync", "sync-1", "naive-events"] + (["sync@old"] if against else [])
+    kinds = [kind for kind in kinds if kind not in skip]
     runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(rounds):
+        for number in range(rounds):
+            if number:
+                url, token = command("reset").split()
             for kind in kinds:
                 target = os.path.join(tmp, kind)
                 os.makedirs(target, exist_ok=True)
                 runs.setdefault(kind, []).append(run(kind, url, token, target, against))
+                if kind not in ("sync", "sync@old"):
+                    shutil.rmtree(target)
+            command(f"advance {advance * 3600}")
+            for kind in ("sync", "sync@old") if against else ("sync",):
+                later = kind.replace("sync", "incremental")
+                target = os.path.join(tmp, later)
+                snapshot(os.path.join(tmp, kind), target)
+                runs.setdefault(later, []).append(run(later, url, token, target, against))
                 shutil.rmtree(target)
+                shutil.rmtree(os.path.join(tmp, kind))
     server.stdin.close()
     server.wait()
     runs["events"] = [
@@ -156,12 +189,22 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--against", help="an older checkout of omsframe, run as sync@old")
+    parser.add_argument(
+        "--advance", type=float, default=24.0, help="hours of shop time before the incremental"
+    )
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=["sync-1", "naive-events"],
+        help="jobs to leave out (the naive loop holds ~0.35 GB per 1,000 orders' events)",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(job(*args.child)))
         return
-    runs = measure(args.orders, max(1, args.rounds), args.against)
+    runs = measure(args.orders, max(1, args.rounds), args.against, args.advance, args.skip)
     print("| job | seconds | peak RSS MiB | detail |\n|---|---|---|---|")
     for kind, done in runs.items():
         result = summary(kind, done)
@@ -177,11 +220,23 @@ def main() -> None:
         for base in ("sync-1", "sync@old")
         if base in runs
     ]
-    naive = ", ".join(
-        f"{n['seconds'] / e['seconds']:.2f}x"
-        for n, e in zip(runs["naive-events"], runs["events"], strict=True)
-    )
-    print("\nround by round: " + "; ".join([*pairs, f"naive-events / events {naive}"]))
+    if "incremental@old" in runs:
+        pairs.append(
+            "incremental@old / incremental "
+            + ", ".join(
+                f"{b['seconds'] / s['seconds']:.2f}x"
+                for b, s in zip(runs["incremental@old"], runs["incremental"], strict=True)
+            )
+        )
+    if "naive-events" in runs:
+        pairs.append(
+            "naive-events / events "
+            + ", ".join(
+                f"{n['seconds'] / e['seconds']:.2f}x"
+                for n, e in zip(runs["naive-events"], runs["events"], strict=True)
+            )
+        )
+    print("\nround by round: " + "; ".join(pairs))
 
 
 if __name__ == "__main__":

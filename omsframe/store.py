@@ -155,8 +155,9 @@ CUSTOMER_SPAN = 16_384
 PENDING_GROUP = 16
 SINGLE = "part"  # the file name of a table that keeps one file per folder
 #: Webhook events in a file of a month: those whose ids are in one range of this many (see
-#: Store._event_files); ~9 KB each with its order (a file of ~40 MB at most in memory)
-EVENT_SPAN = 4096
+#: Store._event_files); ~9 KB each with its order: ~9 MB of JSON a file at most, and as much in
+#: its raw twin. 4,096 held ~90 MiB more at the peak of a daily sync (BENCHMARKS.md)
+EVENT_SPAN = 1024
 _ROWS_FILE = ".rows.json"  # rows per file, by file version (see Store.counts)
 _FILE_NAME = re.compile(r"part(-\d+)?")  # other files in a folder are not the cache's
 

@@ -14,9 +14,9 @@ Example:
     >>> root = tempfile.mkdtemp()
     >>> manifest = load_manifest(root)
     >>> manifest["format"], manifest["cursors"]
-    (1, {})
+    (2, {})
     >>> save_manifest(root, manifest); load_manifest(root)["format"]
-    1
+    2
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ from omsframe.atomic import write_atomic
 from omsframe.errors import CacheError
 from omsframe.schema import SCHEMA_VERSION
 
-FORMAT = 1
+#: The layout this omsframe writes. 2: webhook events in files by id range within their month
+#: (an omsframe of layout 1 wrote a month's events to ``part.parquet`` alone, and would leave
+#: stale copies in the range files); a cache of layout 1 is read and extended as it is, and
+#: marked 2 by the first sync that writes to it, so that an older omsframe refuses it.
+FORMAT = 2
+#: The layouts this omsframe reads and writes to.
+FORMATS = (1, 2)
 Manifest = dict[str, Any]
 
 
@@ -74,7 +80,7 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
         manifest = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError:
         raise _damaged(path, "not valid JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
         raise CacheError(f"{path} is not a manifest this omsframe version can read; {_MEND}")
     for key, kinds in _KINDS.items():
         value = manifest.get(key)
@@ -149,5 +155,5 @@ _KINDS: dict[str, tuple[type, ...]] = {
 
 def save_manifest(root: str | os.PathLike[str], manifest: Manifest) -> None:
     """Write the manifest atomically."""
-    manifest = {**manifest, "omsframe_version": __version__}
+    manifest = {**manifest, "format": FORMAT, "omsframe_version": __version__}
     write_atomic(manifest_path(root), orjson.dumps(manifest, option=orjson.OPT_INDENT_2))

@@ -426,5 +426,14 @@ def test_an_event_is_made_json_once_and_keeps_no_credential_anywhere(big: bool) 
     assert stored["request_payload"] == json.loads(column[0])  # the same payload in both
     assert stored["request_payload"]["payload"]["extra"] == {"note": "kept"}
     assert stored["request_payload"]["payload"].get("serial") == (2**70 if big else None)
-    # the event itself is left as flattened: secrets out, its payload an object again
+    # the event itself is left as flattened: secrets out, its payload an object again, in place
     assert event["request_payload"] == stored["request_payload"] and "x_auth_header" not in event
+    assert list(event) == [
+        "id",
+        "created_date",
+        "modified_date",
+        "request_payload",
+        "webhook",
+        "request_datetimes",
+    ]
+    assert list(stored) == list(event)  # the raw JSON keeps the order too

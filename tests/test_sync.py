@@ -476,6 +476,29 @@ def test_a_cache_of_every_order_refuses_a_window(world: World, tmp_path: Path) -
     assert not (tmp_path / "new").exists()
 
 
+def test_a_cache_of_layout_1_is_extended_and_marked_2_so_older_versions_refuse_it(
+    world: World, tmp_path: Path
+) -> None:
+    # layout 2: webhook events in files by id range (an omsframe of layout 1 writes a month's
+    # events to part.parquet alone and would leave stale copies beside it)
+    start = from_us(world.end_us) - 10 * DAY
+    manifest = tmp_path / "manifest.json"
+    with serve(world, clock=Clock(start=start)) as oms:
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False)
+        assert json.loads(manifest.read_text())["format"] == 2
+        older = json.loads(manifest.read_text()) | {"format": 1}
+        manifest.write_text(json.dumps(older))
+        cache_info(tmp_path)  # read as it is
+        assert json.loads(manifest.read_text())["format"] == 1
+        oms.advance(2 * DAY)
+        sync(oms.url, token=oms.token, cache=tmp_path, progress=False)
+        check_cache(tmp_path, truth(world, oms.now_us))
+    assert json.loads(manifest.read_text())["format"] == 2
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"format": 3}))
+    with pytest.raises(CacheError, match="not a manifest this omsframe version can read"):
+        load(tmp_path)
+
+
 def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken(
     world: World, tmp_path: Path
 ) -> None:

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.sync_compare import peak_mib, snapshot, summary
+from bench.sync_compare import peak_mib, snapshot, start_server, summary
 
 SERVER = """
 import sys, datetime as dt
@@ -138,20 +138,8 @@ def measure(
     orders: int, rounds: int, against: str | None, advance: float, skip: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """Every job's runs against one simulator of ``orders`` orders (a new server a round)."""
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(orders)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdin is not None and server.stdout is not None
-    url, token = server.stdout.readline().split()
-
-    def command(line: str) -> str:
-        assert server.stdin is not None and server.stdout is not None
-        server.stdin.write(line + "\n")
-        server.stdin.flush()
-        return server.stdout.readline()
+    server, first, command = start_server(SERVER, orders)
+    url, token = first.split()
 
     kinds = ["orders", "sync", "sync-1", "naive-events"] + (["sync@old"] if against else [])
     kinds = [kind for kind in kinds if kind not in skip]
@@ -174,7 +162,8 @@ def measure(
                 runs.setdefault(later, []).append(run(later, url, token, target, against))
                 shutil.rmtree(target)
                 shutil.rmtree(os.path.join(tmp, kind))
-    server.stdin.close()
+    assert server.stdin is not None
+    server.stdin.close()  # (the server process ends)
     server.wait()
     runs["events"] = [
         {"kind": "events", "seconds": s["seconds"] - o["seconds"], "peak_mib": 0, "detail": ""}
@@ -212,30 +201,19 @@ def main() -> None:
             f"| {kind} | {result['seconds']:.2f} | {result['peak_mib']:.0f} | {result['detail']} |"
         )
     pairs = [
-        f"{base} / sync "
+        f"{top} / {bottom} "
         + ", ".join(
-            f"{b['seconds'] / s['seconds']:.2f}x"
-            for b, s in zip(runs[base], runs["sync"], strict=True)
+            f"{t['seconds'] / b['seconds']:.2f}x"
+            for t, b in zip(runs[top], runs[bottom], strict=True)
         )
-        for base in ("sync-1", "sync@old")
-        if base in runs
+        for top, bottom in (
+            ("sync-1", "sync"),
+            ("sync@old", "sync"),
+            ("incremental@old", "incremental"),
+            ("naive-events", "events"),
+        )
+        if top in runs
     ]
-    if "incremental@old" in runs:
-        pairs.append(
-            "incremental@old / incremental "
-            + ", ".join(
-                f"{b['seconds'] / s['seconds']:.2f}x"
-                for b, s in zip(runs["incremental@old"], runs["incremental"], strict=True)
-            )
-        )
-    if "naive-events" in runs:
-        pairs.append(
-            "naive-events / events "
-            + ", ".join(
-                f"{n['seconds'] / e['seconds']:.2f}x"
-                for n, e in zip(runs["naive-events"], runs["events"], strict=True)
-            )
-        )
     print("\nround by round: " + "; ".join(pairs))
 
 

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -232,20 +233,21 @@ def summary(kind: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def measure_size(orders: int, rounds: int) -> dict[str, list[dict[str, Any]]]:
-    """Every job's runs against one simulator of ``orders`` orders."""
+def start_server(
+    program: str, orders: int
+) -> tuple[subprocess.Popen[str], str, Callable[[str], str]]:
+    """A simulator process running ``program`` on a shop of ``orders`` orders.
+
+    Returns the process (closing its stdin ends it), its first line (URL and token), and a
+    function that tells it a line and returns its answer.
+    """
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(orders)],
+        [sys.executable, "-c", program, str(orders)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert server.stdin is not None and server.stdout is not None
-    url, token = server.stdout.readline().split()
-    runs: dict[str, list[dict[str, Any]]] = {}
-
-    def measure(kind: str, target: str) -> None:
-        runs.setdefault(kind, []).append(run(kind, url, token, target))
 
     def command(line: str) -> str:
         """Tell the server process something; its answer."""
@@ -253,6 +255,18 @@ def measure_size(orders: int, rounds: int) -> dict[str, list[dict[str, Any]]]:
         server.stdin.write(line + "\n")
         server.stdin.flush()
         return server.stdout.readline()
+
+    return server, server.stdout.readline(), command
+
+
+def measure_size(orders: int, rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """Every job's runs against one simulator of ``orders`` orders."""
+    server, first, command = start_server(SERVER, orders)
+    url, token = first.split()
+    runs: dict[str, list[dict[str, Any]]] = {}
+
+    def measure(kind: str, target: str) -> None:
+        runs.setdefault(kind, []).append(run(kind, url, token, target))
 
     with tempfile.TemporaryDirectory() as tmp:
         cache, naive = os.path.join(tmp, "cache"), os.path.join(tmp, "naive")

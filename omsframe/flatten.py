@@ -449,16 +449,27 @@ def flatten_events(records: Iterable[Any], *, privacy: Privacy | None = None) ->
     return flatten_events_json(list(records), privacy or Privacy())[0]
 
 
-def flatten_events_json(batch: list[Any], privacy: Privacy) -> tuple[Flattened, list[Any]]:
-    """:func:`flatten_events`, and each row's event as JSON, for the raw layer.
+def flatten_events_json(
+    batch: list[Any], privacy: Privacy
+) -> tuple[Flattened, list[Any], list[int]]:
+    """:func:`flatten_events`, each row's event as JSON (for the raw layer) and its position.
 
-    Each is a value for :func:`~omsframe.convert.json_texts`, in the order of the rows.
+    Each JSON is a value for :func:`~omsframe.convert.json_texts`, and each position the
+    row's record's in ``batch``, in the order of the rows (the records not there were
+    quarantined).
 
     An event carries a whole order (~9 KB of JSON). Its payload is made JSON once, after the
     PII policy: that text is checked for credential-like keys (see
     :func:`~omsframe.privacy.may_name_credentials`), kept as the ``payload`` column, and
     spliced into the whole event's JSON (an ``orjson.Fragment``). The event was made JSON
     three times before: to check it, for the column and for the raw layer.
+
+    Example:
+        >>> from omsframe.convert import json_texts
+        >>> events = [{"id": 2, "request_payload": {"payload": {"id": 7}}}, "bad", {"id": 3}]
+        >>> flat, texts, positions = flatten_events_json(events, Privacy())
+        >>> json_texts(texts).to_pylist(), positions, len(flat.quarantine)
+        (['{"id":2,"request_payload":{"payload":{"id":7}}}', '{"id":3}'], [0, 2], 1)
     """
     drift = DriftReport()
     quarantine: list[QuarantinedRecord] = []
@@ -490,15 +501,17 @@ def flatten_events_json(batch: list[Any], privacy: Privacy) -> tuple[Flattened, 
     (table,), bad = owned_tables((rows,), privacy, drift)
     for position in sorted(bad):
         quarantine.append(_quarantined("event", position, batch[position], bad[position], privacy))
+    positions = rows.owner
     if bad:
-        texts = [text for text, owner in zip(texts, rows.owner, strict=True) if owner not in bad]
+        texts = [text for text, owner in zip(texts, positions, strict=True) if owner not in bad]
+        positions = [owner for owner in positions if owner not in bad]
     for code in pc.unique(table.column("state_code")).to_pylist():
         if code is not None and code not in KNOWN_STATE_CODES:
             drift.new_state_codes[str(code)] += 1
     flat = Flattened(
         stamp_policy({"events": table}, privacy), quarantine, drift, privacy.describe()
     )
-    return flat, texts
+    return flat, texts, positions
 
 
 def _event_json(event: dict[str, Any]) -> tuple[Any, Any]:
@@ -513,6 +526,7 @@ def _event_json(event: dict[str, Any]) -> tuple[Any, Any]:
         drop_credentials(event)
         return None, event
     request = event["request_payload"]
+    whole = None
     try:
         text = orjson.dumps(request)
         if may_name_credentials(text):
@@ -524,9 +538,10 @@ def _event_json(event: dict[str, Any]) -> tuple[Any, Any]:
         event["request_payload"] = payload
         whole = orjson.Fragment(orjson.dumps(event))
     except TypeError:
-        event["request_payload"] = request
-        drop_credentials(event)
-        return request, event
+        pass  # walked below, payload and all
     finally:
         event["request_payload"] = request
+    if whole is None:
+        drop_credentials(event)
+        return request, event
     return payload, whole

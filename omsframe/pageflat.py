@@ -265,11 +265,9 @@ def _flatten_bodies(bodies: list[Any], privacy: Privacy, kind: Kind) -> list[tup
     records = [record for body in bodies for record in body["results"]]
     keys = [{k: record[k] for k in _KEYS[kind] if k in record} for record in records]
     if kind == "events":  # (strips the secrets of every record, applies the PII policy)
-        flat, texts = flatten_events_json(records, privacy)
+        flat, texts, positions = flatten_events_json(records, privacy)
         page = FlatPage(flat, raw_events_table(flat.tables["events"], texts), len(records))
-        # every record is a row or quarantined (see flatten_events), in the records' order
-        bad = {entry.position for entry in flat.quarantine}
-        page.positions = pa.array([p for p in range(len(records)) if p not in bad], pa.int64())
+        page.positions = pa.array(positions, pa.int64())
     else:
         flat = flatten_orders(records, privacy=privacy)  # strips the secrets of every record
         for record in records:

@@ -161,7 +161,13 @@ def strip_event_secrets(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def strip_event_hook(event: dict[str, Any]) -> None:
-    """:func:`strip_event_secrets` but for credential-like keys elsewhere (dropped apart)."""
+    """:func:`strip_event_secrets` but for credential-like keys elsewhere (dropped apart).
+
+    Example:
+        >>> e = {"webhook": {"secret_key": "s"}, "x_token": "t"}
+        >>> strip_event_hook(e); e
+        {'webhook': {}, 'x_token': 't'}
+    """
     hook = event.get("webhook")
     if isinstance(hook, dict):
         hook.pop("secret_key", None)

@@ -416,7 +416,7 @@ def test_an_event_is_made_json_once_and_keeps_no_credential_anywhere(big: bool) 
         "x_auth_header": "h-1",
         "request_datetimes": [],
     }
-    flat, texts = flatten_events_json([event], Privacy(key=KEY))
+    flat, texts, _ = flatten_events_json([event], Privacy(key=KEY))
     raw = raw_events_table(flat.tables["events"], texts).column("record").to_pylist()
     column = flat.tables["events"].column("payload").to_pylist()
     for text in (*raw, *column):

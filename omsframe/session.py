@@ -82,6 +82,12 @@ _NO_SUCH_HOST = (
     "No address associated with hostname",
     "getaddrinfo failed",
 )
+#: the hint for a record nested deeper than the walks through a record can go (not retried: the
+#: server would send it again)
+_TOO_DEEP = (
+    "no OMS sends such JSON: check the base URL, or report that record to the OMS's "
+    "maintainers; the cache keeps what it had, and a sync resumes from its last checkpoint"
+)
 
 
 def _unknown_host(error: Exception) -> str | None:
@@ -328,6 +334,14 @@ class Session:
                         ) from None
                     self._back_off(backoff_delay(attempt, policy), shown, "bad JSON", attempt)
                     continue
+                except RecursionError:  # JSON orjson reads (to 1,024 levels) but no walk can
+                    raise ResponseError(
+                        endpoint=endpoint,
+                        url=shown,
+                        status=status,
+                        detail="a record is nested too deeply (about 1,000 levels) to take apart",
+                        hint=_TOO_DEEP,
+                    ) from None
 
             if status == 401 and authenticate and not relogged and self.settings.username:
                 relogged = True

@@ -167,3 +167,39 @@ def test_amounts_that_cannot_be_exact_are_quarantined_not_rounded() -> None:
         assert result.tables["order_items"].num_rows == 0
     exact = flatten_orders([item_order(price=12.5)])  # a short JSON number is read exactly
     assert str(exact.tables["order_items"].column("price")[0]) == "12.50"
+
+
+def deep(depth: int) -> bytes:
+    """JSON nested ``depth`` objects deep: within orjson's 1,024 levels, beyond Python's walks."""
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize("where", ["an unknown field", "a JSON column", "an item's attributes"])
+def test_a_record_nested_too_deep_to_take_apart_is_one_clear_line_in_a_sync(
+    tmp_path: Path, where: str
+) -> None:
+    # (a worker that meets such a page answers "failed", and the page is flattened here: the
+    # same error; tests/test_pageflat.py covers a worker's failed page)
+    api = FakeOms(records=[order(i) for i in range(1, 41)])
+    client = make_client(api, FakeTime())
+    sync(client=client, cache=tmp_path, progress=False, events=False)
+    before = load(tmp_path, engine="pyarrow").orders
+    api.records[7]["deep"] = "PLACE"
+    if where == "a JSON column":
+        api.records[7] = {**api.records[7], "extra_field": "PLACE", "deep": None}
+    elif where == "an item's attributes":
+        api.records[7]["orderitem_set"] = [{"id": 1, "attributes": "PLACE"}]
+        api.records[7]["deep"] = None
+
+    def deepen(request: httpx.Request, number: int) -> httpx.Response | None:
+        if request.url.path != "/api/v1/oms/orders/":
+            return None
+        answer = api.route(request)
+        return body(answer.content.replace(b'"PLACE"', deep(1000)))
+
+    api.fault = deepen
+    with pytest.raises(ResponseError) as error:
+        sync(client=client, cache=tmp_path, progress=False, events=False, full=True, workers=0)
+    message = str(error.value)
+    assert "\n" not in message and "nested too deeply" in message, message
+    assert load(tmp_path, engine="pyarrow").orders.equals(before)

@@ -138,6 +138,21 @@ def test_bad_json_and_bodies_that_are_not_pages(workers: int) -> None:
             assert decode.pages_on_workers == 4  # every body but the two bad ones
 
 
+def test_a_record_too_deep_to_walk_fails_its_page_here_and_keeps_the_worker() -> None:
+    # orjson reads JSON 1,000 levels deep; no walk through a record goes that far. The worker
+    # answers "failed", the page is flattened here and raises (the session makes that one
+    # clear line: tests/test_bad_input.py), and the worker stays for the next pages.
+    deep = b'{"a":' * 1000 + b"1" + b"}" * 1000
+    body = page([{"id": 5, "orderitem_set": [], "extra": "PLACE"}]).replace(b'"PLACE"', deep)
+    with PageDecoder(Privacy(), workers=2) as decode:
+        decode._launch()
+        with pytest.raises(RecursionError):
+            decode(body)
+        assert len(decode._workers) == 2 and decode.pages_on_workers == 0
+        assert [s["id"] for s in decode(page([{"id": 6}]))["results"]] == [6]
+        assert decode.pages_on_workers == 1
+
+
 def test_combine_keeps_only_the_records_handed_out() -> None:
     with PageDecoder(Privacy(), workers=0) as decode:
         first = decode(page([{"id": 1}, {"id": 2}, {"id": "x"}]))["results"]

@@ -37,27 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.sync_compare import peak_mib, snapshot, start_server, summary
-
-SERVER = """
-import sys, datetime as dt
-from omsframe.simulator.server import SimulatorServer, Clock
-from omsframe.simulator.world import World, from_us
-world = World.generate(seed=9, orders=int(sys.argv[1]))
-start = from_us(world.end_us) - dt.timedelta(days=30)
-# "reset": a new server of the same shop at the same moment (a new round); "advance S": move
-# the shop's clock on by S seconds
-while True:
-    with SimulatorServer(world, clock=Clock(start=start)) as server:
-        print(server.url, server.token, flush=True)
-        for line in sys.stdin:
-            if line.strip() == "reset":
-                break
-            server.advance(dt.timedelta(seconds=float(line.split()[1])))
-            print("ok", flush=True)
-        else:
-            break
-"""
+from bench.sync_compare import SERVER, peak_mib, snapshot, start_server, summary
 
 
 def job(kind: str, url: str, token: str, cache: str) -> dict[str, Any]:

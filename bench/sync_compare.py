@@ -73,17 +73,20 @@ def moment_changing(share, new_count):
     return int(first[min(k, len(first)) - 1])
 
 # "reset": a new server of the same shop at the same moment (a new round); "<share> <mode>":
-# move the clock on (see moment_changing)
+# move the clock on (see moment_changing); "advance S": move it on by S seconds
 while True:
     with SimulatorServer(world, clock=Clock(start=start)) as server:
         print(server.url, server.token, flush=True)
         for line in sys.stdin:
             if line.strip() == "reset":
                 break
-            share, mode = line.split()
-            synced_at = synced_at or server.now_us
-            target = moment_changing(float(share), mode == "any")
-            server.advance(dt.timedelta(microseconds=max(0, target - server.now_us)))
+            first, second = line.split()
+            if first == "advance":
+                server.advance(dt.timedelta(seconds=float(second)))
+            else:
+                synced_at = synced_at or server.now_us
+                target = moment_changing(float(first), second == "any")
+                server.advance(dt.timedelta(microseconds=max(0, target - server.now_us)))
             print("ok", flush=True)
         else:
             break

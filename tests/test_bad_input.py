@@ -174,7 +174,15 @@ def deep(depth: int) -> bytes:
     return b'{"a":' * depth + b"1" + b"}" * depth
 
 
-@pytest.mark.parametrize("where", ["an unknown field", "a JSON column", "an item's attributes"])
+#: where the deeply nested value goes in an order: the field, and its value holding "PLACE"
+DEEP_PLACES: dict[str, tuple[str, object]] = {
+    "an unknown field": ("deep", "PLACE"),
+    "a JSON column": ("extra_field", "PLACE"),
+    "an item's attributes": ("orderitem_set", [{"id": 1, "attributes": "PLACE"}]),
+}
+
+
+@pytest.mark.parametrize("where", list(DEEP_PLACES))
 def test_a_record_nested_too_deep_to_take_apart_is_one_clear_line_in_a_sync(
     tmp_path: Path, where: str
 ) -> None:
@@ -184,12 +192,8 @@ def test_a_record_nested_too_deep_to_take_apart_is_one_clear_line_in_a_sync(
     client = make_client(api, FakeTime())
     sync(client=client, cache=tmp_path, progress=False, events=False)
     before = load(tmp_path, engine="pyarrow").orders
-    api.records[7]["deep"] = "PLACE"
-    if where == "a JSON column":
-        api.records[7] = {**api.records[7], "extra_field": "PLACE", "deep": None}
-    elif where == "an item's attributes":
-        api.records[7]["orderitem_set"] = [{"id": 1, "attributes": "PLACE"}]
-        api.records[7]["deep"] = None
+    field, value = DEEP_PLACES[where]
+    api.records[7][field] = value
 
     def deepen(request: httpx.Request, number: int) -> httpx.Response | None:
         if request.url.path != "/api/v1/oms/orders/":
